@@ -1,0 +1,3 @@
+from siteline.cli import main
+
+raise SystemExit(main())

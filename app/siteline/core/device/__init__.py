@@ -1,0 +1,1 @@
+"""Typed snapshots of what a device reports."""

@@ -1,0 +1,78 @@
+"""What a plugin may implement (pluggy hook specifications) and the typed objects it deals in.
+
+Plugins never import this module directly: they import :mod:`siteline.api`, which re-exports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import pluggy
+
+from siteline.core.transports.base import Result
+
+PROJECT = "siteline"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+ProbeKind = Literal["system", "modem", "network", "slots", "logs", "posture"]
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a probe or backend gets: one way to run commands on one device, and a logger."""
+
+    name: str
+    target: str
+    run: Callable[[str, float], Awaitable[Result]]
+    log: logging.LoggerAdapter[logging.Logger]
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """Turns what a device prints into a typed snapshot.
+
+    ``collect`` returns a snapshot object (e.g. :class:`siteline.core.device.system.System`) and never
+    raises for bad device output: it records what it could not read in the snapshot instead.
+    """
+
+    name: str
+    kind: ProbeKind
+
+    async def collect(self, ctx: DeviceContext) -> Any: ...
+
+
+@runtime_checkable
+class UpdateBackend(Protocol):
+    """Installs an image through the device's own update tool (RAUC, SWUpdate, raw slot write)."""
+
+    name: str
+
+    async def detect(self, ctx: DeviceContext) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """An extra tab on the device page. ``factory(parent, ctx)`` builds the widget; only the UI calls it."""
+
+    title: str
+    factory: Callable[..., Any]
+
+
+class SitelineHooks:
+    """The hook specifications. Each returns a list so one plugin can contribute several objects."""
+
+    @hookspec
+    def siteline_probes(self) -> list[Probe]:  # type: ignore[empty-body]
+        """Return the probes this plugin provides."""
+
+    @hookspec
+    def siteline_update_backends(self) -> list[UpdateBackend]:  # type: ignore[empty-body]
+        """Return the update backends this plugin provides."""
+
+    @hookspec
+    def siteline_panels(self) -> list[PanelSpec]:  # type: ignore[empty-body]
+        """Return extra device-page panels (UI side; keep the import of Qt inside the factory)."""

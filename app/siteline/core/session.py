@@ -1,0 +1,169 @@
+"""One device's live session: keeps the link up, retries with backoff, runs probes.
+
+The UI watches :attr:`DeviceSession.state` through listeners; nothing here knows about Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from siteline.core.backoff import Backoff
+from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
+from siteline.core.inventory import DeviceEntry
+from siteline.core.plugin_api import DeviceContext
+from siteline.core.plugins import PluginHost
+from siteline.core.targets import Target, parse_target
+from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder, Transport
+
+log = logging.getLogger(__name__)
+
+TransportFactory = Callable[[Target, Credentials], Transport]
+SnapshotListener = Callable[[str, Any], None]  # (probe kind, snapshot)
+
+# Errors a retry cannot fix: the person must act (type the password, accept the new host key).
+NEEDS_PERSON = (AuthError, HostKeyError)
+
+
+class DeviceSession:
+    def __init__(
+        self,
+        entry: DeviceEntry,
+        factory: TransportFactory,
+        credentials: Credentials,
+        plugins: PluginHost,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.entry = entry
+        self.target = parse_target(entry.target)
+        self._factory = factory
+        self.credentials = credentials
+        self._plugins = plugins
+        self._backoff = backoff or Backoff()
+        self._state = StateHolder()
+        self._transport: Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._link_lost = asyncio.Event()
+        self._snapshot_listeners: list[SnapshotListener] = []
+        self.snapshots: dict[str, Any] = {}
+        self.log = logging.LoggerAdapter(log, {"device": entry.name})
+
+    # -- observing ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state.state
+
+    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
+        return self._state.add_state_listener(listener)
+
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        self._snapshot_listeners.append(listener)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._keep_up(), name=f"session {self.entry.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drop_transport()
+        self._state.set(ConnState.DOWN, "disconnected")
+
+    def reconnect(self, credentials: Credentials | None = None) -> None:
+        """Start over now (e.g. after the person typed a password), skipping any backoff wait."""
+        if credentials is not None:
+            self.credentials = credentials
+        self._backoff.reset()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.start()
+
+    async def _keep_up(self) -> None:
+        while True:
+            self._state.set(ConnState.CONNECTING)
+            try:
+                await self._connect_once()
+            except NEEDS_PERSON as exc:
+                self.log.warning("connection refused for a reason a retry cannot fix: %s", exc)
+                self._state.set(ConnState.DOWN, str(exc))
+                return
+            except (TransportError, OSError) as exc:
+                delay = self._backoff.next_delay()
+                self.log.info("connect failed (%s); retrying in %.1f s", exc, delay)
+                self._state.set(ConnState.RETRYING, _short(exc), retry_at=time.monotonic() + delay)
+                await asyncio.sleep(delay)
+                continue
+            self._backoff.reset()
+            self._state.set(ConnState.UP)
+            await self.refresh()
+            await self._link_lost.wait()
+            reason = self._transport.state.reason if self._transport else ""
+            await self._drop_transport()
+            delay = self._backoff.next_delay()
+            self._state.set(ConnState.RETRYING, reason or "link lost", retry_at=time.monotonic() + delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> None:
+        await self._drop_transport()
+        transport = self._factory(self.target, self.credentials)
+        self._link_lost.clear()
+
+        def on_transport_state(state: ConnectionState) -> None:
+            if state.state is ConnState.DOWN and self._transport is transport:
+                self._link_lost.set()
+
+        try:
+            await transport.connect()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await transport.close()
+            raise
+        self._transport = transport
+        transport.add_state_listener(on_transport_state)
+
+    async def _drop_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                await transport.close()
+
+    # -- using -------------------------------------------------------------------------------
+
+    async def run(self, command: str, timeout: float = 30.0) -> Result:
+        if self._transport is None or self.state.state is not ConnState.UP:
+            raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
+        return await self._transport.run(command, timeout)
+
+    def context(self) -> DeviceContext:
+        return DeviceContext(name=self.entry.name, target=self.entry.target, run=self.run, log=self.log)
+
+    async def refresh(self, kind: str | None = None) -> None:
+        """Run every probe (or those of one kind) and tell listeners; a failing probe is reported, not fatal."""
+        ctx = self.context()
+        for entry in self._plugins.probes(kind):
+            try:
+                snapshot = await self._plugins.run_probe(entry, ctx)
+            except SitelineError as exc:
+                self.log.info("probe %s stopped: %s", entry.item.name, exc)
+                return
+            if snapshot is None:
+                continue
+            self.snapshots[entry.item.kind] = snapshot
+            for listener in list(self._snapshot_listeners):
+                listener(entry.item.kind, snapshot)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."

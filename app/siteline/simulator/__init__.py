@@ -1,0 +1,1 @@
+"""Simulated edge devices: the embedded default for `siteline demo`, training and tests."""

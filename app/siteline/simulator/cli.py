@@ -1,0 +1,38 @@
+"""Arguments and entry points for `siteline sim` and `siteline demo`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_sim_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("sim", help="run one simulated device until interrupted")
+    p.add_argument("--state", required=True, help="the device's state directory (created when new)")
+    p.add_argument("--ssh-port", type=int, help="serve SSH on 127.0.0.1:P (0 picks a free port)")
+    p.add_argument("--serial-link", help="create a pty serial console and link it at PATH")
+    p.add_argument("--mqtt", help="broker URL, e.g. mqtt://127.0.0.1:1883")
+    p.add_argument("--site", default="demo-site")
+    p.add_argument("--name", default="gw-01")
+    p.add_argument("--user", default="root")
+    p.add_argument("--password", help="login password (default: generated and printed)")
+    p.set_defaults(handler=_run_sim)
+
+
+def add_demo_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("demo", help="start a simulated site and open Siteline on it")
+    p.add_argument("--headless", action="store_true", help="no GUI: print the devices' target URLs and keep running")
+    p.add_argument("--dir", help="keep the site's state here (default: a fresh temporary folder)")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_sim(args: argparse.Namespace) -> int:
+    from siteline.simulator.runner import run_sim
+
+    return run_sim(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from siteline.simulator.demo import run_demo
+
+    return run_demo(args)

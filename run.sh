@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine.
+#   ./run.sh demo    set up, then launch Siteline on a simulated site
+#   ./run.sh test    set up, then run lint, type checks and the whole test suite
+#   ./run.sh setup   only set up (Debian packages when root, the .venv)
+# Set-up is idempotent and quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+VENV="${SITELINE_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+
+# Debian packages, by what needs them.
+QT_RUNTIME="libglib2.0-0 libgl1 libegl1 libdbus-1-3 libfontconfig1 libxkbcommon0 fonts-dejavu-core"
+QT_XCB="libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0"
+PEERS="mosquitto mosquitto-clients openssh-server openssh-client socat libubootenv-tool u-boot-tools openssl"
+TOOLS="python3-venv xvfb xauth imagemagick procps iptables"
+PACKAGES="$QT_RUNTIME $QT_XCB $PEERS $TOOLS"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_debian_packages() {
+  command -v dpkg-query >/dev/null 2>&1 || { say "not a Debian/Ubuntu system: install the equivalents of: $PACKAGES"; return 0; }
+  local missing=()
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: ${missing[*]}"
+    say "install them with: sudo apt-get install -y ${missing[*]}"
+    return 0
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts services on install; the tests start their own peers on loopback.
+  for svc in mosquitto ssh; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+check_python() {
+  if ! "$PY" -c 'import sys; raise SystemExit(sys.version_info < (3, 11))' 2>/dev/null; then
+    say "Siteline needs Python 3.11 or newer; '$PY' is $("$PY" --version 2>&1 || echo missing)."
+    say "Set PYTHON=/path/to/python3.11 and run again."
+    exit 1
+  fi
+}
+
+setup_venv() {
+  check_python
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.siteline-installed"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+    say "installing Siteline and its test tools into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+setup() {
+  install_debian_packages
+  setup_venv
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup
+    ;;
+  demo)
+    setup
+    if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
+      if command -v xvfb-run >/dev/null 2>&1 && [ "${1:-}" != "--headless" ]; then
+        say "no display found: running the demo headless (devices and their URLs below)"
+        exec "$VENV/bin/siteline" demo --headless "$@"
+      fi
+    fi
+    exec "$VENV/bin/siteline" demo "$@"
+    ;;
+  test)
+    setup
+    say "ruff"
+    "$VENV/bin/ruff" check .
+    say "mypy (core, simulator, plugins)"
+    "$VENV/bin/mypy"
+    say "pytest"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh demo|test|setup" >&2
+    exit 2
+    ;;
+esac

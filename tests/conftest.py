@@ -1,0 +1,46 @@
+"""Suite-wide set-up: offscreen Qt, a private SITELINE_HOME, and a guard that the host is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_HOME = tempfile.mkdtemp(prefix="siteline-test-home-")
+os.environ["SITELINE_HOME"] = _HOME
+
+pytest_plugins = ["tests.peers.fixtures"]
+
+
+def _host_fingerprint() -> dict[str, str]:
+    """What a simulated device must never change on the machine running the tests."""
+    found: dict[str, str] = {"hostname": socket.gethostname()}
+    for path in ("/etc/hostname", "/etc/shadow", "/etc/passwd", "/etc/hosts"):
+        try:
+            found[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            found[path] = f"unreadable: {type(exc).__name__}"
+    for tool, args in (("iptables-save", []), ("nft", ["list", "ruleset"])):
+        exe = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+        if exe:
+            out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10, check=False)
+            lines = [line for line in out.stdout.splitlines() if not line.startswith("#")]
+            found[tool] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_unchanged():
+    before = _host_fingerprint()
+    yield
+    after = _host_fingerprint()
+    changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+    shutil.rmtree(_HOME, ignore_errors=True)
+    assert not changed, f"the test suite changed the host it ran on: {changed}"

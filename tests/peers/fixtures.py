@@ -1,0 +1,1 @@
+"""pytest fixtures that start real peers. Registered from tests/conftest.py."""
