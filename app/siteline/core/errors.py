@@ -34,7 +34,7 @@ class HostKeyError(TransportError):
     """The device's SSH host key is unknown or changed."""
 
 
-class CommandTimeout(TransportError):
+class CommandTimeout(TransportError):  # noqa: N818 (reads better at the raise site)
     """A command did not finish in time."""
 
 

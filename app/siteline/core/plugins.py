@@ -66,6 +66,8 @@ class PluginHost:
         self._info: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
         self._listeners: list[FailureListener] = []
+        # Hooks are asked once and the objects kept: probes may hold state between runs.
+        self._cache: dict[str, list[Contribution[Any]]] = {}
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class PluginHost:
         except Exception as exc:  # pluggy rejects unknown hooks or bad signatures
             self._fail(name, "registration", exc, version=version, source=source)
             return
+        self._cache.clear()
         self._info[name] = PluginInfo(name, version, source)
 
     @property
@@ -125,6 +128,11 @@ class PluginHost:
             return None
 
     def _collect(self, hook_name: str) -> list[Contribution[Any]]:
+        if hook_name not in self._cache:
+            self._cache[hook_name] = self._ask(hook_name)
+        return [c for c in self._cache[hook_name] if self._info.get(c.plugin, _ENABLED).enabled]
+
+    def _ask(self, hook_name: str) -> list[Contribution[Any]]:
         results: list[Contribution[Any]] = []
         for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
             name = self._pm.get_name(impl.plugin) or "?"
@@ -163,6 +171,9 @@ class PluginHost:
         )
         for listener in list(self._listeners):
             listener(failure)
+
+
+_ENABLED = PluginInfo("", "", "")
 
 
 def _is_transport_problem(exc: BaseException) -> bool:

@@ -130,7 +130,7 @@ def parse_target(text: str) -> Target:
         return _parse_serial(text)
     if scheme == "ssh":
         return _parse_ssh(text)
-    return _parse_mqtt(text, scheme)  # type: ignore[arg-type]
+    return _parse_mqtt(text, "mqtts" if scheme == "mqtts" else "mqtt")
 
 
 def _query(raw: str, allowed: set[str], what: str) -> dict[str, str]:

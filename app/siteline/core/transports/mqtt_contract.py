@@ -65,9 +65,8 @@ class CommandReply:
 
     def encode(self) -> bytes:
         r = self.result
-        return json.dumps(
-            {"id": self.id, "exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "truncated": self.truncated}
-        ).encode()
+        doc = {"id": self.id, "exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr}
+        return json.dumps({**doc, "truncated": self.truncated}).encode()
 
 
 def _load(payload: bytes) -> dict[str, Any]:
