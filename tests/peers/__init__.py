@@ -25,6 +25,9 @@ PACKAGE_OF = {
     "mkenvimage": "u-boot-tools",
     "openssl": "openssl",
     "xvfb-run": "xvfb",
+    "rauc": "rauc",
+    "unsquashfs": "squashfs-tools",
+    "mksquashfs": "squashfs-tools",
 }
 SBIN = ("/usr/sbin", "/sbin")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 from siteline.core.errors import TargetError
 
@@ -172,6 +172,17 @@ def _check_user(user: str | None) -> str | None:
     return user
 
 
+def _urlsplit(text: str) -> SplitResult:
+    """urlsplit, with its ValueError (unbalanced IPv6 brackets) and silent '#fragment' made TargetErrors."""
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise TargetError(f"'{text[:60]}' has a malformed IPv6 address: {exc}.", "Write it as [2001:db8::1].") from exc
+    if "#" in text:
+        raise TargetError("A target may not contain '#'.", "MQTT wildcards and URL fragments are not device names.")
+    return parts
+
+
 def _split_netloc(netloc: str) -> tuple[str | None, str, str | None]:
     user: str | None = None
     if "@" in netloc:
@@ -199,6 +210,8 @@ def _parse_serial(text: str) -> Target:
     body = text[len("serial://") :]
     path, _, raw_query = body.partition("?")
     path = unquote(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise TargetError("The serial port path contains control characters.", "Retype the port name.")
     if not path:
         raise TargetError("The serial target names no port.", "Use serial:///dev/ttyUSB0 or serial://COM3.")
     if _WINDOWS_COM.match(path):
@@ -217,7 +230,7 @@ def _parse_serial(text: str) -> Target:
 
 
 def _parse_ssh(text: str) -> Target:
-    parts = urlsplit(text)
+    parts = _urlsplit(text)
     if parts.path not in ("", "/"):
         raise TargetError("An ssh target has no path.", "Use ssh://user@host:port.")
     user, host, port_text = _split_netloc(parts.netloc)
@@ -242,7 +255,7 @@ def _parse_jump(text: str) -> Jump:
 
 
 def _parse_mqtt(text: str, scheme: Scheme) -> Target:
-    parts = urlsplit(text)
+    parts = _urlsplit(text)
     user, host, port_text = _split_netloc(parts.netloc)
     topic = unquote(parts.path).strip("/")
     if not topic:

@@ -1,0 +1,111 @@
+"""The device's files: its rootfs directory (what `cat` shows) and the shim directory on PATH."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from siteline.core.atomic import write_atomic
+
+# Every tool the device answers itself; each becomes <state>/bin/<tool>.
+SHIM_TOOLS = (
+    "cat", "uname", "hostname", "uptime", "df", "free", "mmcli", "nmcli", "rauc", "fw_printenv", "fw_setenv",
+    "journalctl", "reboot", "poweroff", "passwd", "chpasswd", "iptables", "iptables-save", "iptables-restore",
+    "nft", "systemctl", "mount", "ip", "sim-scenario",
+)
+KERNEL_RELEASE = "5.15.71-nwedge"
+KERNEL_VERSION = "#1 SMP PREEMPT Tue Mar 5 10:12:01 UTC 2024"
+MACHINE = "aarch64"
+DISTRO_ID = "nwedge"
+
+
+def os_release(version: str) -> str:
+    """A Yocto (Poky kirkstone based) vendor distro's /etc/os-release for image ``version``."""
+    return (
+        f"ID={DISTRO_ID}\n"
+        "ID_LIKE=poky\n"
+        'NAME="Northwind Edge OS"\n'
+        f'VERSION="{version} (kirkstone)"\n'
+        f"VERSION_ID={version}\n"
+        'VERSION_CODENAME="kirkstone"\n'
+        f'PRETTY_NAME="Northwind Edge OS {version} (kirkstone)"\n'
+        f'CPE_NAME="cpe:/o:northwind:{DISTRO_ID}:{version}"\n'
+        f"BUILD_ID=\"{version.replace('.', '')}1200\"\n"
+        'HOME_URL="https://edge.northwind.example/"\n'
+    )
+
+
+def write_os_release(root: Path, version: str) -> None:
+    """/etc/os-release and its /usr/lib twin (what scripts fall back to) for the booted image's version."""
+    text = os_release(version).encode()
+    write_atomic(rootfs(root) / "etc/os-release", text)
+    (rootfs(root) / "usr/lib").mkdir(parents=True, exist_ok=True)
+    write_atomic(rootfs(root) / "usr/lib/os-release", text)
+
+
+def rootfs(root: Path) -> Path:
+    return root / "rootfs"
+
+
+def home_of(root: Path, user: str) -> Path:
+    return rootfs(root) / ("root" if user == "root" else f"home/{user}")
+
+
+def populate(root: Path, hostname: str, version: str, user: str) -> None:
+    """Write a new device's files (idempotent per file)."""
+    fs = rootfs(root)
+    for sub in ("etc", "proc", "root", "data", "var/log", "tmp"):
+        (fs / sub).mkdir(parents=True, exist_ok=True)
+    home = home_of(root, user)
+    (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(fs / "etc/hostname", f"{hostname}\n".encode())
+    write_os_release(root, version)
+    write_atomic(fs / "etc/machine-id", (os.urandom(16).hex() + "\n").encode())
+    (fs / "etc/rauc").mkdir(exist_ok=True)
+    write_atomic(fs / "etc/rauc/system.conf", _system_conf())
+    keys = home / ".ssh/authorized_keys"
+    if not keys.exists():
+        write_atomic(keys, b"", mode=0o600)
+
+
+def _system_conf() -> bytes:
+    return (
+        b"[system]\ncompatible=nwedge-gw-imx8mm\nbootloader=uboot\nstatusfile=/data/rauc.status\n\n"
+        b"[keyring]\npath=/etc/rauc/ca.cert.pem\n\n"
+        b"[slot.rootfs.0]\ndevice=/dev/mmcblk0p2\ntype=ext4\nbootname=A\n\n"
+        b"[slot.rootfs.1]\ndevice=/dev/mmcblk0p3\ntype=ext4\nbootname=B\n"
+    )
+
+
+def app_dir() -> Path:
+    """The directory holding the `siteline` package, so shims find it without an install."""
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def write_shims(root: Path) -> Path:
+    """(Re)write <state>/bin: one tiny sh script per tool, each running this interpreter's shim module.
+
+    Rewritten on every open so a state directory made by another interpreter or checkout works.
+    ``-P`` keeps the current directory off sys.path (a device shell may sit anywhere).
+    """
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    py = shlex.quote(sys.executable)
+    path = shlex.quote(str(app_dir()))
+    state = shlex.quote(str(root.resolve()))
+    for tool in SHIM_TOOLS:
+        text = (
+            "#!/bin/sh\n"
+            f"# Siteline simulator shim: answers `{tool}` from the device state, never from the host.\n"
+            f': "${{SITELINE_SIM_STATE:={state}}}"\n'
+            "export SITELINE_SIM_STATE\n"
+            f"PYTHONPATH={path}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+            "export PYTHONPATH\n"
+            f'exec {py} -P -m siteline.simulator.shim {tool} "$@"\n'
+        ).encode()
+        target = bin_dir / tool
+        if not target.exists() or target.read_bytes() != text:
+            write_atomic(target, text, mode=0o755)
+    return bin_dir

@@ -1,0 +1,68 @@
+"""The A/B root slots: what is installed in each, as RAUC records it (its slot status file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siteline.simulator.store import JsonDict, read_json, update_json, write_json
+
+SLOTS_FILE = "slots.json"
+COMPATIBLE = "nwedge-gw-imx8mm"
+FIRST_VERSION = "2024.03.0"
+BOOT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    rauc_name: str  # RAUC's name, as in system.conf: [slot.rootfs.0]
+    bootname: str  # the name U-Boot's BOOT_ORDER uses
+    device: str
+    mountpoint: str
+
+
+SLOT_TABLE = (
+    SlotInfo("rootfs.0", "A", "/dev/mmcblk0p2", "/"),
+    SlotInfo("rootfs.1", "B", "/dev/mmcblk0p3", ""),
+)
+BOOTNAMES = tuple(s.bootname for s in SLOT_TABLE)
+
+
+def by_bootname(bootname: str) -> SlotInfo | None:
+    return next((s for s in SLOT_TABLE if s.bootname == bootname), None)
+
+
+def by_rauc_name(name: str) -> SlotInfo | None:
+    return next((s for s in SLOT_TABLE if s.rauc_name == name), None)
+
+
+def new_slot_record(version: str, when: str, *, boots: bool = True, sha256: str = "", size: int = 0) -> JsonDict:
+    return {
+        "compatible": COMPATIBLE,
+        "version": version,
+        "description": "Northwind Edge OS root filesystem",
+        "build": version.replace(".", "") + "1200",
+        "boots": boots,  # False: the image panics at boot (a bundle marked [siteline-sim] boots=false)
+        "sha256": sha256 or ("0" * 64),
+        "size": size or 268435456,
+        "installed": {"timestamp": when, "count": 1},
+        "activated": {"timestamp": when, "count": 1},
+        "status": "ok",
+    }
+
+
+def initial(when: str) -> JsonDict:
+    return {"A": new_slot_record(FIRST_VERSION, when), "B": new_slot_record(FIRST_VERSION, when)}
+
+
+def load(root: Path) -> JsonDict:
+    return read_json(root / SLOTS_FILE)
+
+
+def save(root: Path, data: JsonDict) -> None:
+    write_json(root / SLOTS_FILE, data)
+
+
+def update(root: Path, change: Any) -> JsonDict:
+    return update_json(root, root / SLOTS_FILE, change)

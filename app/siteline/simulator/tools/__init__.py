@@ -1,0 +1,1 @@
+"""The device's command-line tools, one module per family; each exposes ``main(tool, argv, state) -> int``."""

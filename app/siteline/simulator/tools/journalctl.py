@@ -1,0 +1,147 @@
+"""journalctl: -o json|json-pretty|short|short-iso|cat, -n N, -f, -u UNIT, -p PRIO, -k, -b, --no-pager."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from siteline.simulator import journal
+from siteline.simulator.state import DeviceState
+from siteline.simulator.tools.common import fail, out, take_value
+
+OUTPUTS = ("short", "short-iso", "short-precise", "json", "json-pretty", "cat", "verbose")
+FOLLOW_POLL = 0.1  # seconds between looks at the journal file while following
+
+
+def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    opts = _parse(argv)
+    if isinstance(opts, str):
+        return fail(f"journalctl: {opts}")
+    entries = [e for e in journal.entries(state.root) if _matches(e, opts, state)]
+    if opts.get("n") is not None:
+        entries = entries[-int(opts["n"]):] if int(opts["n"]) else []
+    elif opts.get("follow"):
+        entries = entries[-10:]  # -f alone shows the last 10, as journalctl does
+    if opts.get("reverse"):
+        entries.reverse()
+    fmt = str(opts.get("o", "short"))
+    previous_boot = None
+    for entry in entries:
+        previous_boot = _emit(entry, fmt, previous_boot)
+    sys.stdout.flush()
+    if opts.get("follow"):
+        return _follow(state, opts, fmt, previous_boot)
+    if not entries and fmt.startswith("short"):
+        out("-- No entries --\n")
+    return 0
+
+
+def _parse(argv: list[str]) -> dict[str, Any] | str:
+    opts: dict[str, Any] = {"n": None}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        for short, long, key in (("-o", "--output", "o"), ("-n", "--lines", "n"), ("-u", "--unit", "u"),
+                                 ("-p", "--priority", "p"), ("-t", "--identifier", "t")):
+            if arg in (short, long) or arg.startswith(long + "=") or (arg.startswith(short) and len(arg) > 2):
+                if key == "n" and arg in ("-n", "--lines") and (i + 1 >= len(argv) or not argv[i + 1].isdigit()):
+                    opts["n"], i = "10", i + 1  # bare -n means 10
+                    break
+                value, i = take_value(argv, i, long if arg.startswith("--") else short)
+                if value is None:
+                    return f"option '{arg}' requires an argument"
+                opts[key] = value
+                break
+        else:
+            flag = {"-f": "follow", "--follow": "follow", "-k": "kernel", "--dmesg": "kernel", "-b": "boot",
+                    "--boot": "boot", "-r": "reverse", "--reverse": "reverse", "--no-pager": "", "-q": "",
+                    "--quiet": "", "-a": "", "--all": "", "--no-hostname": "nohost", "-e": "", "--pager-end": ""}
+            if arg not in flag:
+                return f"unrecognized option '{arg}'"
+            if flag[arg]:
+                opts[flag[arg]] = True
+            i += 1
+    return _check(opts)
+
+
+def _check(opts: dict[str, Any]) -> dict[str, Any] | str:
+    if opts.get("o", "short") not in OUTPUTS:
+        return f"Unknown output format '{opts['o']}'."
+    if opts["n"] is not None and not str(opts["n"]).isdigit():
+        return f"Failed to parse lines '{opts['n']}'."
+    if "p" in opts:
+        rng = journal.parse_priority(str(opts["p"]))
+        if rng is None:
+            return f"Unknown log level {opts['p']}"
+        opts["prange"] = rng
+    return opts
+
+
+def _matches(entry: dict[str, Any], opts: dict[str, Any], state: DeviceState) -> bool:
+    if "u" in opts:
+        unit = str(opts["u"])
+        unit = unit if "." in unit else unit + ".service"
+        if entry.get("_SYSTEMD_UNIT") != unit:
+            return False
+    if "t" in opts and entry.get("SYSLOG_IDENTIFIER") != opts["t"]:
+        return False
+    if opts.get("kernel") and entry.get("_TRANSPORT") != "kernel":
+        return False
+    if (opts.get("boot") or opts.get("kernel")) and entry.get("_BOOT_ID") != state.device().get("boot_id"):
+        return False
+    if "prange" in opts:
+        low, high = opts["prange"]
+        if not low <= int(entry.get("PRIORITY", 6)) <= high:
+            return False
+    return True
+
+
+def _emit(entry: dict[str, Any], fmt: str, previous_boot: str | None) -> str | None:
+    if fmt == "json":
+        out(json.dumps(entry, separators=(",", ":")) + "\n")
+    elif fmt in ("json-pretty", "verbose"):
+        out(json.dumps(entry, indent="\t") + "\n")
+    elif fmt == "cat":
+        out(str(entry.get("MESSAGE", "")) + "\n")
+    else:
+        boot = str(entry.get("_BOOT_ID", ""))
+        if previous_boot is not None and boot != previous_boot:
+            out(f"-- Boot {boot} --\n")
+        out(_short(entry, fmt) + "\n")
+        return boot
+    return previous_boot
+
+
+def _short(entry: dict[str, Any], fmt: str) -> str:
+    ts = int(entry.get("__REALTIME_TIMESTAMP", "0")) / 1_000_000
+    if fmt == "short-iso":
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts))
+    elif fmt == "short-precise":
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1e6) % 1_000_000:06d}"
+    else:
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(ts))
+    ident = entry.get("SYSLOG_IDENTIFIER", "unknown")
+    pid = f"[{entry['_PID']}]" if entry.get("_PID") else ""
+    return f"{stamp} {entry.get('_HOSTNAME', 'localhost')} {ident}{pid}: {entry.get('MESSAGE', '')}"
+
+
+def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None) -> int:
+    """Print entries as the device logs them, until killed (as journalctl -f)."""
+    path = journal.path_of(state.root)
+    offset = path.stat().st_size if path.exists() else 0
+    while True:
+        time.sleep(FOLLOW_POLL)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size < offset:
+            offset = 0  # the journal was vacuumed (rewritten smaller): start again from its beginning
+        new, offset = journal.read_from(path, offset)
+        for entry in new:
+            if _matches(entry, opts, state):
+                previous_boot = _emit(entry, fmt, previous_boot)
+        if new:
+            sys.stdout.flush()

@@ -1,0 +1,47 @@
+"""mount: lists the device's mounts; mounting or remounting records the change in the state dir."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siteline.simulator.state import DeviceState
+from siteline.simulator.store import read_json, update_json
+from siteline.simulator.tools.common import fail, out
+from siteline.simulator.tools.system import _mounts
+
+TYPES = {"/": "ext4", "/dev": "devtmpfs", "/run": "tmpfs", "/tmp": "tmpfs", "/boot": "vfat", "/data": "ext4"}
+
+
+def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    extra = read_json(state.root / "admin" / "mounts.json")
+    if not argv or argv in (["-l"], ["-v"]):
+        for fs, _size, _used, point in _mounts(state):
+            opts = extra.get(point, {}).get("options", "rw,relatime")
+            out(f"{fs} on {point} type {TYPES.get(point, 'ext4')} ({opts})\n")
+        for point, m in extra.items():
+            if point not in TYPES:
+                out(f"{m.get('source')} on {point} type {m.get('type', 'auto')} ({m.get('options', 'rw')})\n")
+        return 0
+    options, fstype, positional = "rw", "auto", []
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("-o", "-t") and i + 1 < len(argv):
+            options, fstype = (argv[i + 1], fstype) if argv[i] == "-o" else (options, argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("-"):
+            return fail(f"mount: invalid option -- '{argv[i].lstrip('-')[:1]}'", 1)
+        positional.append(argv[i])
+        i += 1
+    if "remount" in options and len(positional) == 1:
+        return _record(state, positional[0], {"source": positional[0], "options": options.replace("remount,", "")})
+    if len(positional) != 2:
+        return fail("mount: bad usage\nTry 'mount --help' for more information.", 1)
+    return _record(state, positional[1], {"source": positional[0], "type": fstype, "options": options})
+
+
+def _record(state: DeviceState, point: str, entry: dict[str, Any]) -> int:
+    (state.root / "admin").mkdir(exist_ok=True)
+    update_json(state.root, state.root / "admin" / "mounts.json", lambda d: d.__setitem__(point, entry))
+    state.log(f"mounted {entry['source']} on {point} ({entry.get('options')})", "kernel")
+    return 0

@@ -1,0 +1,95 @@
+"""The device's links and routes as NetworkManager and the kernel would report them.
+
+eth0 (wired, primary, route metric 100) and the cellular modem cdc-wdm0 with its IP interface
+wwan0 (backup, metric 700) are both normally up, so the lower metric wins; when the wired link
+fails, only wwan0 keeps a default route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from siteline.simulator import dynamics
+from siteline.simulator.state import DeviceState
+from siteline.simulator.store import read_json
+
+
+@dataclass
+class Link:
+    index: int
+    name: str
+    kind: str  # ip link type
+    mac: str
+    up: bool
+    carrier: bool
+    mtu: int
+    addr4: str | None = None  # "a.b.c.d/len"
+    brd: str | None = None
+    gateway: str | None = None
+    metric: int = 0
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetView:
+    links: list[Link]
+    modem_enabled: bool
+    wired_failed: bool
+    extra_routes: list[str]
+
+    def link(self, name: str) -> Link | None:
+        return next((link for link in self.links if link.name == name), None)
+
+    def default_routes(self) -> list[Link]:
+        found = [link for link in self.links if link.gateway and link.up and link.carrier and link.addr4]
+        return sorted(found, key=lambda link: link.metric)
+
+
+def view(state: DeviceState) -> NetView:
+    net = state.network()
+    modem = read_json(state.root / dynamics.MODEM_FILE)
+    wired_ok = not net.get("wired_failed")
+    cell_ok = bool(net.get("cellular_enabled", True)) and bool(modem.get("enabled", True))
+    seed = state.config.seed
+    mac = f"00:1f:7b:{seed >> 16 & 0xFF:02x}:{seed >> 8 & 0xFF:02x}:{seed & 0xFF:02x}"
+    host = 20 + seed % 200
+    links = [
+        Link(1, "lo", "loopback", "00:00:00:00:00:00", True, True, 65536, "127.0.0.1/8"),
+        Link(2, "eth0", "ether", mac, True, wired_ok, 1500,
+             f"192.168.10.{host}/24" if wired_ok else None, "192.168.10.255", "192.168.10.1", 100),
+        Link(3, "can0", "can", "", False, False, 16),
+        Link(4, "wwan0", "none", "", cell_ok, cell_ok, 1430,
+             "10.64.12.201/30" if cell_ok else None, "10.64.12.203", "10.64.12.202", 700),
+    ]
+    extra = read_json(state.root / "admin" / "ip.json").get("routes", [])
+    return NetView(links, cell_ok, not wired_ok, [str(r) for r in extra] if isinstance(extra, list) else [])
+
+
+def nm_devices(v: NetView) -> list[dict[str, Any]]:
+    """NetworkManager's devices: the modem appears as cdc-wdm0 (type gsm) with IP interface wwan0."""
+    eth = v.link("eth0")
+    wired = bool(eth and eth.carrier)
+    return [
+        {"DEVICE": "eth0", "TYPE": "ethernet", "STATE": "connected" if wired else "unavailable",
+         "CONNECTION": "Wired connection 1" if wired else "", "IP-IFACE": "eth0", "STATE_CODE": 100 if wired else 20,
+         "GATEWAY": eth.gateway if wired and eth else "", "ADDRESS": eth.addr4 if wired and eth else ""},
+        {"DEVICE": "cdc-wdm0", "TYPE": "gsm", "STATE": "connected" if v.modem_enabled else "unavailable",
+         "CONNECTION": "cellular" if v.modem_enabled else "", "IP-IFACE": "wwan0",
+         "STATE_CODE": 100 if v.modem_enabled else 20, "GATEWAY": "10.64.12.202" if v.modem_enabled else "",
+         "ADDRESS": "10.64.12.201/30" if v.modem_enabled else ""},
+        {"DEVICE": "lo", "TYPE": "loopback", "STATE": "connected (externally)", "CONNECTION": "lo",
+         "IP-IFACE": "lo", "STATE_CODE": 100, "GATEWAY": "", "ADDRESS": "127.0.0.1/8"},
+        {"DEVICE": "can0", "TYPE": "can", "STATE": "unmanaged", "CONNECTION": "", "IP-IFACE": "",
+         "STATE_CODE": 10, "GATEWAY": "", "ADDRESS": ""},
+    ]
+
+
+NM_CONNECTIONS = [
+    {"NAME": "Wired connection 1", "UUID": "3f1c2a4e-8b1d-4c55-9a7e-1f2b3c4d5e6f", "TYPE": "802-3-ethernet",
+     "DEVICE": "eth0", "AUTOCONNECT": "yes", "AUTOCONNECT-PRIORITY": "100"},
+    {"NAME": "cellular", "UUID": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "TYPE": "gsm", "DEVICE": "cdc-wdm0",
+     "AUTOCONNECT": "yes", "AUTOCONNECT-PRIORITY": "10"},
+    {"NAME": "lo", "UUID": "0e7f6d5c-4b3a-4291-8f0e-d1c2b3a49586", "TYPE": "loopback", "DEVICE": "lo",
+     "AUTOCONNECT": "no", "AUTOCONNECT-PRIORITY": "0"},
+]
