@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.peers import free_port
 
 from siteline.core.backoff import Backoff
 from siteline.core.inventory import DeviceEntry
@@ -17,7 +18,6 @@ from siteline.core.session import DeviceSession
 from siteline.core.targets import Target
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Transport
 from siteline.core.transports.factory import open_transport
-from tests.peers import free_port
 
 FAST = Backoff(initial=0.05, maximum=0.2, jitter=0.1)
 
@@ -57,7 +57,8 @@ async def test_session_comes_up_and_probes_the_system(sshd: Any, tmp_path: Path)
         kind, system = snapshots[0]
         assert kind == "system"
         assert system.kernel  # the real host's kernel, read over real sshd
-        assert system.uptime_seconds and system.uptime_seconds > 0
+        assert system.uptime_seconds is not None
+        assert system.uptime_seconds > 0
         result = await session.run("sh -c 'echo out; echo err >&2; exit 3'")
         assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
     finally:

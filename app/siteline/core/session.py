@@ -73,9 +73,7 @@ class DeviceSession:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancel_fully(task)
         await self._drop_transport()
         self._state.set(ConnState.DOWN, "disconnected")
 
@@ -84,10 +82,13 @@ class DeviceSession:
         if credentials is not None:
             self.credentials = credentials
         self._backoff.reset()
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self.start()
+        old, self._task = self._task, None
+        self._task = asyncio.get_running_loop().create_task(self._restart(old), name=f"session {self.entry.name}")
+
+    async def _restart(self, old: asyncio.Task[None] | None) -> None:
+        if old is not None:
+            await _cancel_fully(old)
+        await self._keep_up()
 
     async def _keep_up(self) -> None:
         while True:
@@ -162,6 +163,19 @@ class DeviceSession:
             self.snapshots[entry.item.kind] = snapshot
             for listener in list(self._snapshot_listeners):
                 listener(entry.item.kind, snapshot)
+
+
+async def _cancel_fully(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    On Python 3.11 asyncio.wait_for (inside asyncssh's connect) can swallow a cancel that lands as
+    a connect fails, leaving the loop retrying: keep cancelling until the task is really done.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.25)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,74 @@
+"""Ask for a device's password. The answer lives in memory only (the vault, a later issue, keeps it at rest)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+
+if TYPE_CHECKING:
+    from siteline.ui.sessions import SessionManager
+
+
+class CredentialsDialog(QDialog):
+    def __init__(self, device: str, reason: str, username: str | None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.device = device
+        self.setWindowTitle(f"Password for {device}")
+        self.setMinimumWidth(420)
+        why = QLabel(f"<b>{device}</b> needs a password.<br>{reason}" if reason else f"{device} needs a password.")
+        why.setWordWrap(True)
+        self.user = QLabel(username or "(from the target URL)")
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setObjectName("password")
+        note = QLabel("Kept in memory until Siteline closes; never written to disk.")
+        note.setEnabled(False)
+        form = QFormLayout()
+        form.addRow("User:", self.user)
+        form.addRow("&Password:", self.password)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("&Connect")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(why)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(buttons)
+        self.password.setFocus()
+
+    def value(self) -> str:
+        return self.password.text()
+
+
+class PasswordPrompts(QObject):
+    """One password dialog at a time; devices that need one meanwhile wait in a queue."""
+
+    def __init__(self, sessions: SessionManager, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._sessions = sessions
+        self._window = parent
+        self._queue: list[tuple[str, str]] = []
+        self.dialog: CredentialsDialog | None = None
+
+    def ask(self, name: str, reason: str) -> None:
+        if name not in (n for n, _ in self._queue):
+            self._queue.append((name, reason))
+        self._next()
+
+    def _next(self) -> None:
+        if self.dialog is not None and self.dialog.isVisible():
+            return
+        while self._queue:
+            name, reason = self._queue.pop(0)
+            session = self._sessions.get(name)
+            if session is None:
+                continue  # removed meanwhile
+            dialog = CredentialsDialog(name, reason, session.credentials.username or session.target.user, self._window)
+            dialog.accepted.connect(lambda d=dialog: self._sessions.set_password(d.device, d.value()))
+            dialog.finished.connect(lambda _r: self._next())
+            self.dialog = dialog
+            dialog.open()
+            return

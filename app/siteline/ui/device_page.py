@@ -1,0 +1,138 @@
+"""The right-hand side: one device's header and its tabs (Overview now; the others come later)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+
+from siteline.core.device.system import System
+from siteline.core.inventory import DeviceEntry
+from siteline.core.plugins import PluginHost
+from siteline.core.transports.base import ConnectionState, ConnState
+from siteline.ui.icons import state_icon
+from siteline.ui.overview_tab import OverviewTab
+
+log = logging.getLogger(__name__)
+
+# Tabs later issues fill, with what they will hold, so the technician knows what to expect.
+LATER_TABS = (
+    ("Modem", "Signal quality, operator, SIM and registration state from ModemManager."),
+    ("Network", "Which link is up (wired, Wi-Fi, cellular) and NetworkManager failover."),
+    ("Slots", "The A/B root slots, boot counters and the booted slot (RAUC, U-Boot)."),
+    ("Logs", "The device journal, live, with filters."),
+    ("Console", "An interactive shell over serial or SSH."),
+    ("Update", "Flash a signed image with a tested way back."),
+)
+
+
+def placeholder(title: str, text: str) -> QWidget:
+    page = QWidget()
+    label = QLabel(f"<b>{title}</b> is coming in a later version of Siteline.<br><br>{text}")
+    label.setObjectName("placeholder")
+    label.setWordWrap(True)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    layout = QVBoxLayout(page)
+    layout.addWidget(label)
+    return page
+
+
+class DevicePage(QWidget):
+    sig_refresh_requested = Signal()
+    sig_reconnect_requested = Signal()
+    sig_edit_requested = Signal()
+    sig_password_requested = Signal()
+
+    def __init__(
+        self,
+        plugins: PluginHost,
+        state_colour: Callable[[str], QColor] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.device: str | None = None
+        self._state_colour = state_colour
+        self._title = QLabel()
+        self._title.setObjectName("pageTitle")
+        self._target = QLabel()
+        self._target.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._state_icon = QLabel()
+        self._state = QLabel()
+        self._state.setObjectName("pageState")
+        self._state.setWordWrap(True)
+        self.overview = OverviewTab()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("deviceTabs")
+        self.tabs.addTab(self.overview, "Overview")
+        for title, text in LATER_TABS:
+            self.tabs.addTab(placeholder(title, text), title)
+        self._add_plugin_panels(plugins)
+        self._build_layout()
+
+    def _build_layout(self) -> None:
+        buttons = QHBoxLayout()
+        for text, signal, tip in (
+            ("&Refresh", self.sig_refresh_requested, "Read the device again (F5)"),
+            ("Re&connect", self.sig_reconnect_requested, "Drop the link and connect now (Ctrl+R)"),
+            ("&Edit…", self.sig_edit_requested, "Change name, site or target (F2)"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(signal.emit)
+            buttons.addWidget(button)
+        self.password_button = QPushButton("Enter &password…")
+        self.password_button.clicked.connect(self.sig_password_requested.emit)
+        buttons.addWidget(self.password_button)
+        buttons.addStretch(1)
+        state_row = QHBoxLayout()
+        state_row.addWidget(self._state_icon)
+        state_row.addWidget(self._state, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._title)
+        layout.addWidget(self._target)
+        layout.addLayout(state_row)
+        layout.addLayout(buttons)
+        layout.addWidget(self.tabs, 1)
+
+    def _add_plugin_panels(self, plugins: PluginHost) -> None:
+        for contribution in plugins.panels():
+            try:
+                widget: Any = contribution.item.factory(self, None)
+                self.tabs.addTab(widget, contribution.item.title)
+            except Exception:  # a plugin's panel must not take the page down
+                log.exception("panel '%s' of plugin %s failed", contribution.item.title, contribution.plugin)
+
+    def show_device(self, entry: DeviceEntry, state: ConnectionState, snapshots: dict[str, Any]) -> None:
+        if entry.name != self.device:
+            self.overview.clear()
+        self.device = entry.name
+        self._title.setText(entry.name)
+        self._target.setText(f"{entry.target}   ·   site {entry.site}")
+        self.show_state(state)
+        system = snapshots.get("system")
+        if isinstance(system, System):
+            self.overview.show_system(system)
+
+    def show_state(self, state: ConnectionState) -> None:
+        self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))
+        self._state.setText(state.describe())
+        self._state.setToolTip(state.describe())
+        if self._state_colour is not None:
+            pal = self._state.palette()
+            pal.setColor(QPalette.ColorRole.WindowText, self._state_colour(state.state.value))
+            self._state.setPalette(pal)
+        self.password_button.setVisible(state.state is ConnState.DOWN)
+        if not self.overview.filled:
+            waiting = {
+                ConnState.UP: "Connected; reading the device…",
+                ConnState.CONNECTING: "Connecting…",
+            }.get(state.state, "Not connected: the identity below fills in once the device answers.")
+            self.overview.show_waiting(waiting)
+
+    def show_snapshot(self, kind: str, snapshot: Any) -> None:
+        if kind == "system" and isinstance(snapshot, System):
+            self.overview.show_system(snapshot)

@@ -1,0 +1,389 @@
+"""The main window: site/device tree on the left, the selected device's page on the right.
+
+Everything it needs (plugins, inventory, sessions, theme) comes in through the constructor from
+the composition root in app.py; it creates no stores or transports of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from siteline.core.errors import SitelineError
+from siteline.core.inventory import DeviceEntry, Inventory
+from siteline.core.loopwatch import LoopWatch
+from siteline.core.plugins import PluginHost
+from siteline.core.transports.base import ConnState, Credentials
+from siteline.ui.credentials_dialog import CredentialsDialog, PasswordPrompts
+from siteline.ui.delegates import TallRowDelegate
+from siteline.ui.device_dialog import DeviceDialog
+from siteline.ui.device_page import DevicePage
+from siteline.ui.device_tree_model import NAME_COLUMN, STATE_COLUMN, DeviceTreeModel, NameRole
+from siteline.ui.icons import icon
+from siteline.ui.plugins_dialog import PluginsDialog
+from siteline.ui.sessions import SessionManager
+from siteline.ui.status_bar import StatusBar
+from siteline.ui.theme import Theme
+from siteline.ui.window_settings import WindowSettings, from_b64, to_b64
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    sig_closed = Signal()
+
+    def __init__(
+        self,
+        plugins: PluginHost,
+        inventory: Inventory,
+        sessions: SessionManager,
+        settings_path: Path,
+        theme: Theme | None = None,
+        title: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.plugins = plugins
+        self.inventory = inventory
+        self.sessions = sessions
+        self.theme = theme
+        self.loopwatch: LoopWatch | None = None  # set by app.py; tests and the bench read worst_stall
+        self._settings_path = settings_path
+        self._settings = WindowSettings.load(settings_path)
+        self.device_dialog: DeviceDialog | None = None
+        self.plugins_dialog: PluginsDialog | None = None
+        self.confirm_box: QMessageBox | None = None
+        self.passwords = PasswordPrompts(sessions, self)
+        self.setWindowTitle(title or "Siteline")
+        self.setWindowIcon(icon("siteline"))
+        self.model = DeviceTreeModel(self)
+        self._build_central()
+        self.status = StatusBar(plugins, self)
+        self.setStatusBar(self.status)
+        self._build_actions()
+        self._connect()
+        self._restore_settings()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_central(self) -> None:
+        self.tree = QTreeView()
+        self.tree.setObjectName("deviceTree")
+        self.tree.setModel(self.model)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setItemDelegate(TallRowDelegate(self.tree))
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.tree.setIconSize(self.tree.iconSize().expandedTo(self.tree.iconSize() * 1.25))
+        # Names keep their width; the state column takes the rest and elides (the tooltip has it all).
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header = self.tree.header()
+        header.setStretchLastSection(True)
+        header.setMinimumSectionSize(90)
+        header.setSectionResizeMode(NAME_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(STATE_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.add_button = QPushButton(icon("add"), "&Add device…")
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(6, 6, 0, 6)
+        left_layout.addWidget(self.tree, 1)
+        left_layout.addWidget(self.add_button)
+        self.page = DevicePage(self.plugins, self.theme.state_colour if self.theme else None)
+        self.empty = QLabel("No device selected.\n\nPick one on the left, or press Ctrl+N to add a device by its URL.")
+        self.empty.setObjectName("placeholder")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.page)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.stack)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([380, 800])
+        self.setCentralWidget(self.splitter)
+        self.resize(1180, 720)
+
+    def _action(
+        self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None, slot: Callable[[], object],
+        tip: str = "",
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        keys = QKeySequence.StandardKey
+        self.act_add = self._action("&Add device…", keys.New, self.add_device, "Add a device by URL")
+        self.act_edit = self._action("&Edit device…", "F2", self.edit_device, "Change the selected device")
+        self.act_remove = self._action("&Remove device…", keys.Delete, self.remove_device)
+        self.act_refresh = self._action("Re&fresh", keys.Refresh, self._on_refresh_triggered)
+        self.act_reconnect = self._action("Re&connect", "Ctrl+R", self.reconnect_device)
+        self.act_open = self._action("&Open device", None, self.open_device, "Move to the device's tabs")
+        self.act_plugins = self._action("&Plugins…", None, self.show_plugins, "Loaded plugins and their errors")
+        self.act_quit = self._action("&Quit", keys.Quit, self.close)
+        self.act_refresh.setShortcuts([QKeySequence("F5"), QKeySequence(QKeySequence.StandardKey.Refresh)])
+        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # Del in a text field edits text
+        self.tree.addAction(self.act_remove)
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.act_add])
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        device_menu = menu.addMenu("&Device")
+        device_menu.addActions([self.act_open, self.act_edit, self.act_remove])
+        device_menu.addSeparator()
+        device_menu.addActions([self.act_refresh, self.act_reconnect])
+        view_menu = menu.addMenu("&View")
+        self._theme_group = QActionGroup(self)
+        for mode, text in (("system", "Follow &system"), ("light", "&Light"), ("dark", "&Dark")):
+            action = view_menu.addAction(text)
+            action.setCheckable(True)
+            action.setData(mode)
+            action.setChecked((self.theme.mode if self.theme else "system") == mode)
+            self._theme_group.addAction(action)
+        self._theme_group.triggered.connect(self._on_theme_triggered)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.act_plugins)
+        self._update_actions()
+
+    def _connect(self) -> None:
+        self.add_button.clicked.connect(self.add_device)
+        self.tree.selectionModel().selectionChanged.connect(self._on_tree_selection_changed)
+        self.tree.activated.connect(self._on_tree_activated)
+        self.sessions.sig_state_changed.connect(self._on_session_state_changed)
+        self.sessions.sig_snapshot_received.connect(self._on_session_snapshot)
+        self.sessions.sig_password_needed.connect(self.passwords.ask)
+        self.page.sig_refresh_requested.connect(self._on_refresh_triggered)
+        self.page.sig_reconnect_requested.connect(self.reconnect_device)
+        self.page.sig_edit_requested.connect(self.edit_device)
+        self.page.sig_password_requested.connect(self._on_page_password_requested)
+        self.status.sig_plugins_clicked.connect(self.show_plugins)
+
+    # -- devices -----------------------------------------------------------------------------
+
+    @property
+    def worst_stall(self) -> float:
+        return self.loopwatch.worst_stall if self.loopwatch is not None else 0.0
+
+    def load_devices(self, extra: list[tuple[DeviceEntry, Credentials]] | None = None) -> list[str]:
+        """Read the saved list, add ``extra`` (the demo's devices) and start every session."""
+        warnings = self.inventory.load()
+        given: dict[str, Credentials] = {}
+        for entry, creds in extra or []:
+            try:
+                saved = self.inventory.upsert(entry)
+            except SitelineError as exc:
+                warnings.append(f"Device {entry.name} not added: {exc}")
+                continue
+            given[saved.name] = creds
+        self.model.set_devices(self.inventory.devices)
+        for entry in self.inventory.devices:
+            self.sessions.add(entry, given.get(entry.name))
+        self.tree.expandAll()
+        for text in warnings:
+            log.warning("%s", text)
+        if warnings:
+            self.status.showMessage(warnings[0], 15000)
+        self._select(self._settings.selected or next(iter(self.model.device_names()), ""))
+        self._update_summary()
+        return warnings
+
+    def selected_device(self) -> str | None:
+        indexes = self.tree.selectionModel().selectedRows(NAME_COLUMN)
+        return indexes[0].data(NameRole) if indexes else None
+
+    def _select(self, name: str) -> None:
+        index = self.model.index_of(name)
+        if index.isValid():
+            self.tree.setCurrentIndex(index)
+
+    def add_device(self) -> None:
+        self._open_device_dialog(None)
+
+    def edit_device(self) -> None:
+        name = self.selected_device()
+        entry = self.inventory.get(name) if name else None
+        if entry is not None:
+            self._open_device_dialog(entry)
+
+    def _open_device_dialog(self, entry: DeviceEntry | None) -> None:
+        sites = sorted({d.site for d in self.inventory.devices})
+        dialog = DeviceDialog(sites, {d.name for d in self.inventory.devices}, entry, self)
+        dialog.accepted.connect(lambda: self._on_device_dialog_accepted(dialog))
+        self.device_dialog = dialog
+        dialog.open()
+
+    def _on_device_dialog_accepted(self, dialog: DeviceDialog) -> None:
+        if dialog.entry is None:
+            return
+        try:
+            saved = self.inventory.upsert(dialog.entry, replacing=dialog.original)
+        except (SitelineError, OSError) as exc:
+            QMessageBox.warning(self, "Device not saved", str(exc))
+            return
+        if dialog.original is None:
+            self.model.add_device(saved)
+            self.sessions.add(saved)
+        else:
+            self.model.update_device(dialog.original, saved)
+            self.sessions.replace(dialog.original, saved)
+        self.tree.expandAll()
+        self._select(saved.name)
+        self._update_summary()
+
+    def remove_device(self) -> None:
+        name = self.selected_device()
+        if name is None:
+            return
+        question = f"Remove {name} from the device list?"
+        box = QMessageBox(QMessageBox.Icon.Question, "Remove device", question, parent=self)
+        box.setInformativeText("Its connection is closed. Nothing on the device changes.")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.accepted.connect(lambda: self.remove_now(name))  # Yes is an AcceptRole button
+        self.confirm_box = box
+        box.open()
+
+    def remove_now(self, name: str) -> asyncio.Task[None] | None:
+        self.inventory.remove(name)
+        self.model.remove_device(name)
+        task = self.sessions.remove(name)
+        if self.page.device == name:
+            self.page.device = None
+            self.stack.setCurrentWidget(self.empty)
+        self._update_summary()
+        self._update_actions()
+        return task
+
+    def reconnect_device(self) -> None:
+        name = self.selected_device()
+        if name:
+            self.sessions.reconnect(name)
+
+    def open_device(self) -> None:
+        if self.selected_device():
+            self.page.tabs.setFocus()
+
+    def show_plugins(self) -> None:
+        self.plugins_dialog = PluginsDialog(self.plugins, self)
+        self.plugins_dialog.open()
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def _on_refresh_triggered(self) -> None:
+        name = self.selected_device()
+        if name:
+            task = asyncio.ensure_future(self.sessions.refresh(name))
+            task.add_done_callback(_report_task_error)
+
+    def _on_tree_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        name = self.selected_device()
+        entry = self.inventory.get(name) if name else None
+        session = self.sessions.get(name) if name else None
+        if entry is None or session is None:
+            self.stack.setCurrentWidget(self.empty)
+        else:
+            self.page.show_device(entry, session.state, session.snapshots)
+            self.stack.setCurrentWidget(self.page)
+        self._update_actions()
+
+    def _on_tree_activated(self, index: QModelIndex) -> None:
+        if index.data(NameRole):
+            self.open_device()
+        else:
+            self.tree.setExpanded(index, not self.tree.isExpanded(index))
+
+    def _on_session_state_changed(self, name: str) -> None:
+        state = self.sessions.state(name)
+        self.model.set_state(name, state)
+        if name == self.page.device:
+            self.page.show_state(state)
+        self._update_summary()
+
+    def _on_session_snapshot(self, name: str, kind: str) -> None:
+        session = self.sessions.get(name)
+        if session is not None and name == self.page.device:
+            self.page.show_snapshot(kind, session.snapshots.get(kind))
+
+    def _on_page_password_requested(self) -> None:
+        if self.page.device:
+            self.passwords.ask(self.page.device, self.sessions.state(self.page.device).reason)
+
+    @property
+    def password_dialog(self) -> CredentialsDialog | None:
+        return self.passwords.dialog
+
+    def _on_theme_triggered(self, action: QAction) -> None:
+        if self.theme is not None:
+            self.theme.apply(action.data())
+        if self.page.device:
+            self.page.show_state(self.sessions.state(self.page.device))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _update_summary(self) -> None:
+        names = self.sessions.names()
+        up = sum(1 for n in names if self.sessions.state(n).state is ConnState.UP)
+        self.status.update_devices(up, len(names))
+
+    def _update_actions(self) -> None:
+        has = self.selected_device() is not None
+        for action in (self.act_edit, self.act_remove, self.act_refresh, self.act_reconnect, self.act_open):
+            action.setEnabled(has)
+
+    def _restore_settings(self) -> None:
+        if self._settings.geometry:
+            self.restoreGeometry(from_b64(self._settings.geometry))
+        if self._settings.splitter:
+            self.splitter.restoreState(from_b64(self._settings.splitter))
+        if self.theme is not None and self._settings.theme in ("light", "dark") and self.theme.mode == "system":
+            self.theme.apply(self._settings.theme)  # type: ignore[arg-type]
+            for action in self._theme_group.actions():
+                action.setChecked(action.data() == self._settings.theme)
+
+    def save_settings(self) -> None:
+        self._settings.geometry = to_b64(self.saveGeometry())
+        self._settings.splitter = to_b64(self.splitter.saveState())
+        self._settings.selected = self.selected_device() or ""
+        self._settings.theme = self.theme.mode if self.theme else "system"
+        self._settings.save(self._settings_path)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        event.accept()
+        self.sig_closed.emit()
+
+
+def _report_task_error(task: asyncio.Task[None]) -> None:
+    """Errors of fire-and-forget work go where async-slot errors go: the excepthook (logged and shown)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        import sys
+
+        sys.excepthook(type(exc), exc, exc.__traceback__)
