@@ -104,7 +104,13 @@ def start_mosquitto(workdir: Path, port: int = 0, *, timeout: float = 10.0) -> B
         logfile = workdir / "mosquitto.log"
         # A file, not a pipe: a pipe nobody reads fills up and stalls the broker.
         with logfile.open("ab") as logfh:
-            proc = subprocess.Popen([exe, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=logfh, stderr=logfh)
+            proc = subprocess.Popen(
+                [exe, "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=logfh,
+                stderr=logfh,
+                start_new_session=True,  # Ctrl-C in a terminal is the demo's to handle, in order
+            )
         try:
             _wait_listening(chosen, proc, logfile, timeout)
         except BrokerUnavailableError as exc:

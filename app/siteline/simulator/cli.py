@@ -16,6 +16,12 @@ def add_sim_parser(sub: Any) -> None:
     p.add_argument("--name", default="gw-01")
     p.add_argument("--user", default="root")
     p.add_argument("--password", help="login password (default: generated and printed)")
+    p.add_argument("--authorized-key", action="append", metavar="FILE",
+                   help="an OpenSSH public key allowed to log in as --user (repeatable)")
+    p.add_argument("--boot-delay", type=float, help="seconds the device stays dark during a reboot")
+    p.add_argument("--serial-baud", type=int, help="the console's own baud rate (a client at another rate sees noise)")
+    p.add_argument("--kernel-log-interval", type=float, help="mean seconds between kernel lines on the console")
+    p.add_argument("--telemetry-interval", type=float, help="seconds between MQTT telemetry messages")
     p.set_defaults(handler=_run_sim)
 
 

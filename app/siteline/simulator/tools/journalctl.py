@@ -19,7 +19,9 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     opts = _parse(argv)
     if isinstance(opts, str):
         return fail(f"journalctl: {opts}")
-    entries = [e for e in journal.entries(state.root) if _matches(e, opts, state)]
+    # Remember where this read ended so -f continues from there: nothing logged in between is lost.
+    found, offset = journal.read_from(journal.path_of(state.root))
+    entries = [e for e in found if _matches(e, opts, state)]
     if opts.get("n") is not None:
         entries = entries[-int(opts["n"]):] if int(opts["n"]) else []
     elif opts.get("follow"):
@@ -32,7 +34,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         previous_boot = _emit(entry, fmt, previous_boot)
     sys.stdout.flush()
     if opts.get("follow"):
-        return _follow(state, opts, fmt, previous_boot)
+        return _follow(state, opts, fmt, previous_boot, offset)
     if not entries and fmt.startswith("short"):
         out("-- No entries --\n")
     return 0
@@ -127,10 +129,9 @@ def _short(entry: dict[str, Any], fmt: str) -> str:
     return f"{stamp} {entry.get('_HOSTNAME', 'localhost')} {ident}{pid}: {entry.get('MESSAGE', '')}"
 
 
-def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None) -> int:
+def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None, offset: int) -> int:
     """Print entries as the device logs them, until killed (as journalctl -f)."""
     path = journal.path_of(state.root)
-    offset = path.stat().st_size if path.exists() else 0
     while True:
         time.sleep(FOLLOW_POLL)
         try:

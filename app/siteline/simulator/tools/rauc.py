@@ -13,6 +13,7 @@ from siteline.simulator.bundles import BundleError, read_manifest
 from siteline.simulator.state import DeviceState
 from siteline.simulator.store import locked
 from siteline.simulator.tools.common import fail, out
+from siteline.simulator.tools.system import device_path
 
 FORMATS = ("readable", "shell", "json", "json-pretty")
 
@@ -41,7 +42,8 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if cmd == "status" and rest[1] in ("mark-good", "mark-bad", "mark-active"):
         return _mark(state, rest[1], rest[2] if len(rest) > 2 else "booted")
     if cmd == "install" and len(rest) == 2:
-        return _install(state, Path(rest[1]))
+        # An absolute path names the device's file (an upload to /data lands in its rootfs).
+        return _install(state, device_path(state, rest[1]) or Path(rest[1]))
     if cmd == "install":
         return fail("An absolute bundle filename or URL must be provided")
     return fail(f"Invalid command '{' '.join(rest)}' given")

@@ -49,7 +49,7 @@ def _proc_files(state: DeviceState) -> dict[str, str]:
     }
 
 
-def _device_path(state: DeviceState, arg: str) -> Path | None:
+def device_path(state: DeviceState, arg: str) -> Path | None:
     """The device's file for an absolute path: any file its rootfs has, and everything under DEVICE_TREES."""
     if not arg.startswith("/"):
         return None  # relative: the shell's cwd is already inside the device's rootfs (HOME)
@@ -69,7 +69,7 @@ def cat(argv: list[str], state: DeviceState) -> int:
             options_done = True
             mapped.append(arg)
             continue
-        path = None if (arg.startswith("-") and not options_done) else _device_path(state, arg)
+        path = None if (arg.startswith("-") and not options_done) else device_path(state, arg)
         if path is None:
             mapped.append(arg)
             continue

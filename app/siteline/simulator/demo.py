@@ -1,0 +1,247 @@
+"""`siteline demo`: a simulated site (a broker and three devices) and Siteline opened on it.
+
+Each device is a `siteline sim` subprocess: a device is another machine, and this keeps the
+GUI's event loop free of the devices' work. One is reached over a serial console (password
+login), one over SSH (key login), one over MQTT. Everything lives in one demo folder, including a
+private SITELINE_HOME, so the technician's own device list is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from siteline.core.inventory import DeviceEntry
+from siteline.core.transports.base import Credentials
+from siteline.simulator.broker import BrokerHandle, BrokerUnavailableError, start_broker
+from siteline.simulator.runner import READY
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 20.0
+SITE = "demo-site"
+USER = "root"
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
+@dataclass
+class DemoDevice:
+    name: str
+    transport: str
+    proc: subprocess.Popen[bytes]
+    urls: dict[str, Any] = field(default_factory=dict)
+    buffer: bytes = b""
+
+
+@dataclass
+class DemoSite:
+    folder: Path
+    password: str
+    client_key: Path
+    broker: BrokerHandle | None = None
+    devices: list[DemoDevice] = field(default_factory=list)
+
+    def entries(self) -> list[tuple[DeviceEntry, Credentials]]:
+        """The devices as the GUI's device list takes them, with the credentials each one needs."""
+        found: list[tuple[DeviceEntry, Credentials]] = []
+        for dev in self.devices:
+            target = dev.urls.get(dev.transport)
+            if not target:
+                continue
+            if dev.transport == "serial":
+                found.append((DeviceEntry(dev.name, target, SITE, username=USER),
+                              Credentials(username=USER, password=self.password, use_agent=False)))
+            elif dev.transport == "ssh":
+                found.append((DeviceEntry(dev.name, target, SITE),
+                              Credentials(username=USER, key_path=str(self.client_key), use_agent=False)))
+            else:
+                found.append((DeviceEntry(dev.name, target, SITE), Credentials(use_agent=False)))
+        return found
+
+    def stop(self) -> None:
+        for dev in self.devices:
+            if dev.proc.poll() is None:
+                dev.proc.send_signal(signal.SIGTERM)
+        for dev in self.devices:
+            try:
+                dev.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                dev.proc.kill()
+                dev.proc.wait(5)
+            if dev.proc.stdout is not None:
+                dev.proc.stdout.close()
+        self.devices.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+
+def _client_key(folder: Path) -> Path:
+    """An ed25519 key for the SSH device, made once per demo folder."""
+    path = folder / "id_ed25519"
+    if not path.exists():
+        key = asyncssh.generate_private_key("ssh-ed25519", comment="siteline-demo")
+        key.write_private_key(str(path))
+        key.write_public_key(str(path) + ".pub")
+        path.chmod(0o600)
+    return path
+
+
+def _password(folder: Path) -> str:
+    """One password for the demo's serial login, kept in the folder so a re-run reuses it."""
+    path = folder / "password.txt"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    password = secrets.token_urlsafe(9)
+    path.write_text(password + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return password
+
+
+def _spawn(site: DemoSite, name: str, transport: str, extra: list[str]) -> DemoDevice:
+    logs = site.folder / "logs"
+    logs.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "siteline", "sim", "--state", str(site.folder / "devices" / name),
+            "--site", SITE, "--name", name, "--user", USER, "--password", site.password, *extra]
+    with (logs / f"{name}.log").open("ab") as errlog:
+        # stdout is read until the READY line; the device prints nothing after it (logs go to stderr).
+        guard = _die_with_parent if sys.platform == "linux" else None
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL, bufsize=0,
+                                start_new_session=True, preexec_fn=guard)
+    return DemoDevice(name, transport, proc)
+
+
+def _wait_ready(devices: list[DemoDevice], timeout: float, logs: Path) -> None:
+    """Read each device's stdout until its READY line; raise with its log's tail if one fails."""
+    deadline = time.monotonic() + timeout
+    waiting = {d.proc.stdout.fileno(): d for d in devices if d.proc.stdout is not None}
+    with selectors.DefaultSelector() as sel:
+        for fd in waiting:
+            sel.register(fd, selectors.EVENT_READ)
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                names = ", ".join(d.name for d in waiting.values())
+                raise TimeoutError(f"{names} did not start within {timeout:.0f} s; the logs are in {logs}")
+            for key, _ in sel.select(left):
+                dev = waiting[int(key.fd)]
+                chunk = os.read(int(key.fd), 65536)
+                if not chunk:
+                    raise RuntimeError(f"{dev.name} stopped while starting (exit {dev.proc.wait()}); "
+                                       f"see {logs / (dev.name + '.log')}")
+                dev.buffer += chunk
+                for line in dev.buffer.decode(errors="replace").splitlines():
+                    if line.startswith(READY):
+                        dev.urls = json.loads(line[len(READY):])
+                        sel.unregister(key.fd)
+                        del waiting[int(key.fd)]
+                        break
+
+
+def start_site(folder: Path) -> DemoSite:
+    """Broker and three devices, each answering; stops what it started when something fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    site = DemoSite(folder, _password(folder), _client_key(folder))
+    try:
+        try:
+            site.broker = start_broker(folder / "broker")
+        except BrokerUnavailableError as exc:
+            print(f"Note: {exc} The MQTT device is left out of the demo; install Mosquitto "
+                  "(sudo apt-get install mosquitto) to include it.", flush=True)
+        site.devices.append(_spawn(site, "gw-serial", "serial", ["--serial-link", str(folder / "ttyGW0")]))
+        site.devices.append(_spawn(site, "gw-ssh", "ssh",
+                                   ["--ssh-port", "0", "--authorized-key", str(site.client_key) + ".pub"]))
+        if site.broker is not None:
+            site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", site.broker.url]))
+        _wait_ready(site.devices, READY_TIMEOUT, folder / "logs")
+    except BaseException:
+        site.stop()
+        raise
+    return site
+
+
+def _print_site(site: DemoSite) -> None:
+    print(f"Siteline demo site in {site.folder}", flush=True)
+    for entry, creds in site.entries():
+        how = (f"login {creds.username} / {creds.password}" if creds.password
+               else f"key {creds.key_path}" if creds.key_path else "no login (through the broker)")
+        print(f"  {entry.name:<10} {entry.target}    ({how})", flush=True)
+    print("Press Ctrl-C to stop the site.", flush=True)
+
+
+def _wait_forever(site: DemoSite) -> None:
+    while True:
+        for dev in site.devices:
+            if dev.proc.poll() is not None:
+                print(f"{dev.name} stopped unexpectedly (exit {dev.proc.returncode}); see "
+                      f"{site.folder / 'logs' / (dev.name + '.log')}", flush=True)
+                return
+        time.sleep(0.5)
+
+
+def _as_sigint(_signum: int, _frame: object) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _die_with_parent() -> None:
+    """In the device's process before exec: get SIGTERM if the demo dies without stopping it (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    made_folder = args.dir is None
+    folder = Path(args.dir).expanduser().absolute() if args.dir else Path(tempfile.mkdtemp(prefix="siteline-demo-"))
+    # SIGTERM ends the demo the same way Ctrl-C does, so the devices and the broker are stopped. Under the
+    # GUI a KeyboardInterrupt raised inside Qt would be swallowed, so it is passed on as a SIGINT, which
+    # the GUI answers by closing its window.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler if args.headless else _as_sigint)
+    # A shell starts background jobs with SIGINT ignored; the demo must still stop on it.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    site: DemoSite | None = None
+    try:
+        site = start_site(folder)
+        if args.headless:
+            _print_site(site)
+            _wait_forever(site)
+            return 0
+        home = folder / "siteline-home"
+        home.mkdir(exist_ok=True)
+        os.environ["SITELINE_HOME"] = str(home)  # the technician's own device list stays untouched
+        from siteline.ui.app import run_gui
+
+        result: int = run_gui(devices=site.entries(), title="Siteline — demo site")
+        return result
+    except KeyboardInterrupt:
+        return 0
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        print(f"siteline demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave devices running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if site is not None:
+            site.stop()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        if made_folder:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(folder)

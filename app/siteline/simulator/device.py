@@ -1,0 +1,130 @@
+"""One simulated device: its servers, its clock, and its reboots.
+
+``reboot`` (a shim run by any shell on the device) leaves a request in the state dir; the device
+notices it within ~50 ms, drops every way in (SSH stops listening, MQTT goes offline, the console
+prints its shutdown), stays dark for ``boot_delay``, runs boot selection (each failed attempt costs
+time too) and comes back on the same port, link and broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from siteline.simulator.boot import BootOutcome
+from siteline.simulator.mqtt_agent import MqttAgent
+from siteline.simulator.serial_console import SerialConsole
+from siteline.simulator.ssh_server import SSHDeviceServer
+from siteline.simulator.state import DeviceState
+
+log = logging.getLogger(__name__)
+REBOOT_POLL = 0.05
+TICK_INTERVAL = 1.0
+SESSION_GRACE = 1.0  # on reboot, running commands (`reboot` itself) get this long to finish
+
+
+class SimulatedDevice:
+    def __init__(self, state: DeviceState, ssh_port: int | None = None, serial_link: Path | str | None = None,
+                 mqtt_url: str | None = None) -> None:
+        self.state = state
+        self.ssh = SSHDeviceServer(state, ssh_port) if ssh_port is not None else None
+        self.console = SerialConsole(state, Path(serial_link)) if serial_link is not None else None
+        self.mqtt = MqttAgent(state, mqtt_url) if mqtt_url is not None else None
+        self.up = asyncio.Event()
+        self.boots = 0
+        self.last_boot: BootOutcome | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ssh_port(self) -> int | None:
+        return self.ssh.port if self.ssh is not None else None
+
+    def urls(self) -> dict[str, str | None]:
+        """How to reach the device, as target URLs (None for a way in that is not served)."""
+        user = self.state.config.user
+        return {
+            "ssh": f"ssh://{user}@127.0.0.1:{self.ssh.port}" if self.ssh is not None else None,
+            "serial": self.console.url if self.console is not None else None,
+            "mqtt": self.mqtt.url if self.mqtt is not None else None,
+            "state": str(self.state.root),
+        }
+
+    async def start(self) -> None:
+        self.state.take_reboot_request()  # a request left by a power cut mid-reboot: the box is booting now
+        if self.console is not None:
+            await self.console.start()
+        await self._bring_up()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch_reboot(), name="reboot watch"),
+                       loop.create_task(self._tick(), name="device clock")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self._bring_down()
+        if self.console is not None:
+            await self.console.stop()
+
+    async def _bring_up(self) -> None:
+        if self.ssh is not None:
+            await self.ssh.start()
+        if self.mqtt is not None:
+            await self.mqtt.start()
+        self.up.set()
+
+    async def _bring_down(self, grace: float = 0.0) -> None:
+        self.up.clear()
+        if self.ssh is not None:
+            await self.ssh.stop(grace)
+        if self.mqtt is not None:
+            await self.mqtt.stop(graceful=True, grace=grace)
+
+    async def reboot(self) -> BootOutcome:
+        """Shut down, stay dark, boot (burning attempts on images that fail), come back."""
+        log.info("%s: rebooting", self.state.config.name)
+        await self._bring_down(grace=SESSION_GRACE)
+        if self.console is not None:
+            await self.console.shutdown()
+        await asyncio.sleep(float(self.state.config.boot_delay))
+        outcome = self.state.boot()
+        failed = max(0, len(outcome.attempts) - 1)
+        # A slot that panics costs a kernel start and a watchdog reset each time.
+        await asyncio.sleep(failed * float(self.state.config.boot_delay) / 2)
+        self.boots += 1
+        self.last_boot = outcome
+        log.info("%s: booted slot %s after %s%s", self.state.config.name, outcome.slot, outcome.attempts,
+                 " (rolled back)" if outcome.rolled_back else "")
+        if self.console is not None:
+            self.console.booted(outcome)
+        await self._bring_up()
+        return outcome
+
+    async def _watch_reboot(self) -> None:
+        while True:
+            await asyncio.sleep(REBOOT_POLL)
+            try:
+                wanted = self.state.take_reboot_request()
+            except (OSError, ValueError) as exc:
+                log.warning("reboot request unreadable: %s", exc)
+                continue
+            if not wanted:
+                continue
+            try:
+                await self.reboot()
+            except Exception:  # a broken state dir must not leave the device dark for good
+                log.exception("%s: the reboot went wrong; bringing the servers back anyway", self.state.config.name)
+                if self.console is not None and not self.console.running:
+                    self.console.booted(BootOutcome(slot="?", console_lines=["U-Boot: boot failed, resetting"]))
+                await self._bring_up()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(min(TICK_INTERVAL, max(0.05, float(self.state.config.telemetry_interval))))
+            if not self.up.is_set():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                self.state.tick()

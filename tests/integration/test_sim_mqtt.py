@@ -1,0 +1,108 @@
+"""The simulated device's MQTT side against a real Mosquitto, seen by a real paho client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from tests.peers.sim import running_device, start_siteline
+from tests.peers.sim_clients import Watcher
+
+from siteline.core.transports import mqtt_contract as contract
+from siteline.simulator.broker import BrokerHandle
+from siteline.simulator.state import DeviceState
+
+PREFIX = "edge/test-site/gw-01"
+
+
+@pytest.fixture
+def watcher(mosquitto: BrokerHandle) -> Iterator[Watcher]:
+    w = Watcher(mosquitto, f"{PREFIX}/#")
+    yield w
+    w.close()
+
+
+@pytest.mark.asyncio
+async def test_status_and_telemetry_qos1(sim_state: DeviceState, mosquitto: BrokerHandle, watcher: Watcher) -> None:
+    async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
+        assert device.mqtt is not None
+        assert device.mqtt.url == f"mqtt://127.0.0.1:{mosquitto.port}/{PREFIX}"
+        status = await watcher.next("/status", state="online")
+        assert status.topic == contract.status_topic(PREFIX)
+        for metric in contract.METRICS:
+            msg = await watcher.next(f"/telemetry/{metric}")
+            assert msg.qos == 1
+            assert "ts" in json.loads(msg.payload)
+        signal = json.loads((await watcher.next("/telemetry/signal")).payload)
+        assert "rsrp" in signal
+
+
+@pytest.mark.asyncio
+async def test_offline_is_retained_after_stop(sim_state: DeviceState, mosquitto: BrokerHandle) -> None:
+    async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
+        assert device.mqtt is not None
+        await asyncio.wait_for(device.mqtt.connected.wait(), 10)
+    late = Watcher(mosquitto, contract.status_topic(PREFIX))
+    try:
+        msg = await late.next("/status")
+        assert msg.retain
+        assert json.loads(msg.payload)["state"] == "offline"
+    finally:
+        late.close()
+
+
+@pytest.mark.asyncio
+async def test_command_request_gets_reply(sim_state: DeviceState, mosquitto: BrokerHandle, watcher: Watcher) -> None:
+    reply_to = contract.reply_topic(PREFIX, "tester")
+    async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
+        assert device.mqtt is not None
+        await asyncio.wait_for(device.mqtt.connected.wait(), 10)
+        watcher.client.subscribe(reply_to, qos=1)
+        await asyncio.sleep(0.2)
+        for garbage in (b"\xff\xfe", b"[1,2]", b'{"id": "x"}', b'{"id":"bad id!","cmd":"true","reply_to":"r"}'):
+            watcher.client.publish(contract.request_topic(PREFIX), garbage, qos=1)
+        request = contract.CommandRequest("req-1", "echo over-mqtt; cat /etc/hostname; exit 3", 10.0, reply_to)
+        watcher.client.publish(contract.request_topic(PREFIX), request.encode(), qos=1)
+        msg = await watcher.next("/cmd/res/", id="req-1")
+        reply = contract.decode_reply(msg.payload)
+        assert msg.qos == 1
+        assert reply.result.exit_code == 3
+        assert reply.result.stdout == "over-mqtt\ngw-01\n"
+        assert not reply.truncated
+        big = contract.CommandRequest("req-2", "head -c 400000 /dev/zero | tr '\\0' y", 10.0, reply_to)
+        watcher.client.publish(contract.request_topic(PREFIX), big.encode(), qos=1)
+        reply = contract.decode_reply((await watcher.next("/cmd/res/", id="req-2")).payload)
+        assert reply.truncated
+        assert 0 < len(reply.result.stdout) < 400000
+
+
+@pytest.mark.asyncio
+async def test_reconnects_after_broker_restart(
+    sim_state: DeviceState, mosquitto: BrokerHandle, watcher: Watcher
+) -> None:
+    async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
+        assert device.mqtt is not None
+        await asyncio.wait_for(device.mqtt.connected.wait(), 10)
+        mosquitto.restart()
+        watcher.close()
+        again = Watcher(mosquitto, f"{PREFIX}/#")
+        try:
+            await again.next("/status", timeout=15, state="online")
+            await again.next("/telemetry/cpu", timeout=10)
+        finally:
+            again.close()
+        watcher.client = mqtt.Client(CallbackAPIVersion.VERSION2)  # the fixture's close() needs a client
+        watcher.client.connect(mosquitto.host, mosquitto.port)
+        watcher.client.loop_start()
+
+
+def test_sim_refuses_a_bad_broker_url(tmp_path: Path) -> None:
+    sim = start_siteline(["sim", "--state", str(tmp_path / "d"), "--mqtt", "http://broker:1883"], tmp_path / "log")
+    assert sim.proc.wait(30) == 2
+    sim.stop()
+    assert "is not an mqtt://HOST:PORT broker URL" in (tmp_path / "log").read_text()
