@@ -1,0 +1,297 @@
+"""MQTT transport: commands to a device through a broker, following ``mqtt_contract``.
+
+paho-mqtt runs its own network thread (``loop_start``) and every callback hops onto the
+asyncio loop with ``call_soon_threadsafe``. That is chosen over driving paho from the loop's
+``add_reader``/``add_writer``: paho's thread owns keepalive pings, TLS want-read/want-write
+and partial writes itself, and it works on event loops without ``add_reader`` (Windows'
+proactor loop, which qasync uses there). The blocking TCP connect and TLS handshake run in an
+executor so a slow or black-holed broker never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from siteline.core.errors import AuthError, CommandTimeout, TransportError
+from siteline.core.targets import Target
+from siteline.core.transports import mqtt_contract as contract
+from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+STATUS_TIMEOUT = 3.0  # how long a retained "online" status may take to arrive after subscribing
+KEEPALIVE = 30
+REPLY_GRACE = 1.0  # the device enforces ``timeout`` itself; allow for the round trip on top
+
+
+def _when(ts: Any) -> str:
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and 0 < ts < 2**33:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "an unknown time"
+
+
+def parse_status(payload: bytes) -> tuple[str, Any] | None:
+    """The device's ``{"state": ..., "ts": ...}``, or None for anything that does not follow the contract."""
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("state") not in ("online", "offline"):
+        return None
+    return str(doc["state"]), doc.get("ts")
+
+
+class MqttTransport:
+    """A link to one MQTT-managed device: ``mqtt[s]://broker:port/<device prefix>``."""
+
+    def __init__(
+        self,
+        target: Target,
+        credentials: Credentials,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        status_timeout: float = STATUS_TIMEOUT,
+    ) -> None:
+        if not target.is_mqtt:
+            raise TransportError(f"{target} is not an mqtt:// or mqtts:// target.")
+        self.target = target
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.status_timeout = status_timeout
+        self.client_id = f"siteline-{uuid.uuid4().hex[:16]}"
+        self.prefix = target.topic
+        self.reply_topic = contract.reply_topic(self.prefix, self.client_id)
+        self._state = StateHolder()
+        self._client: paho.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connack: asyncio.Future[ReasonCode] | None = None
+        self._subscribed: asyncio.Future[None] | None = None
+        self._status_seen = asyncio.Event()
+        self._status: tuple[str, Any] | None = None
+        self._pending: dict[str, asyncio.Future[Result]] = {}
+        self._closing = False
+        self.log = logging.LoggerAdapter(log, {"target": str(target)})
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state.state
+
+    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
+        return self._state.add_state_listener(listener)
+
+    def _lost(self, reason: str) -> None:
+        """The link is gone: fail every waiting command and tell the session."""
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(TransportError(f"{reason} while a command was running.", "Reconnect and retry."))
+        self._pending.clear()
+        if not self._closing and self._state.state.state is ConnState.UP:
+            self.log.info("%s", reason)
+            self._state.set(ConnState.DOWN, reason)
+
+    # -- paho callbacks (network thread) -> asyncio loop --------------------------------------
+
+    def _to_loop(self, func: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+            loop.call_soon_threadsafe(func, *args)
+
+    def _on_connect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._to_loop(self._connected, rc)
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        self._to_loop(self._suback, [c.is_failure for c in codes])
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self._to_loop(self._message, msg.topic, bytes(msg.payload))
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._to_loop(self._lost, f"lost the broker {self._where()} ({rc})")
+
+    # -- the same events, on the loop ----------------------------------------------------------
+
+    def _connected(self, rc: ReasonCode) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(rc)
+
+    def _suback(self, failures: list[bool]) -> None:
+        if self._subscribed is None or self._subscribed.done():
+            return
+        if any(failures):
+            self._subscribed.set_exception(
+                TransportError(f"The broker refused our subscription to {self.prefix}/...", "Check the broker's ACL.")
+            )
+        else:
+            self._subscribed.set_result(None)
+
+    def _message(self, topic: str, payload: bytes) -> None:
+        if topic == contract.status_topic(self.prefix):
+            status = parse_status(payload)
+            if status is None:
+                self.log.info("dropped a status message that does not follow the contract: %r", payload[:80])
+                return
+            self._status = status
+            self._status_seen.set()
+            if status[0] == "offline":
+                self._lost(f"the device reported offline at {_when(status[1])}")
+        elif topic == self.reply_topic:
+            try:
+                reply = contract.decode_reply(payload)
+            except contract.ContractError as exc:
+                self.log.info("dropped a reply that does not follow the contract: %s", exc)
+                return
+            fut = self._pending.pop(reply.id, None)
+            if fut is None or fut.done():
+                self.log.debug("dropped a reply for unknown or finished request %s", reply.id)
+                return
+            fut.set_result(reply.result)
+
+    # -- connecting --------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.target.host}:{self.target.effective_port}"
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311)
+        if self.credentials.username:
+            client.username_pw_set(self.credentials.username, self.credentials.password)
+        if self.target.scheme == "mqtts":
+            client.tls_set_context(ssl.create_default_context())
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    async def connect(self) -> None:
+        await self.close()
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._state.set(ConnState.CONNECTING)
+        try:
+            await self._connect_broker()
+            await self._await_online()
+        except BaseException as exc:
+            await self._shutdown()
+            self._state.set(ConnState.DOWN, str(exc))
+            raise
+        self.log.info("connected to %s through the broker %s", self.prefix, self._where())
+        self._state.set(ConnState.UP)
+
+    async def _connect_broker(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._client = client = self._make_client()
+        self._connack = loop.create_future()
+        where = self._where()
+        # paho's own connect timeout bounds the executor call, so no socket is left behind in a thread.
+        client.connect_timeout = self.connect_timeout
+        try:
+            await loop.run_in_executor(None, client.connect, self.target.host, self.target.effective_port, KEEPALIVE)
+        except TimeoutError as exc:
+            raise TransportError(f"The broker {where} did not answer within {self.connect_timeout:g} s.",
+                                 "Check the address, the link and any firewall in between.") from exc
+        except ConnectionRefusedError as exc:
+            raise TransportError(f"The broker {where} refused the connection.",
+                                 "Is the broker running, and is the port right?") from exc
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS with the broker {where} failed: {exc}.",
+                                 "Check the broker's certificate, or use mqtt:// for a plain broker.") from exc
+        except (OSError, socket.gaierror) as exc:
+            raise TransportError(f"Cannot reach the broker {where}: {exc}.", "Check the address and the link.") from exc
+        client.loop_start()
+        try:
+            rc = await asyncio.wait_for(self._connack, self.connect_timeout)
+        except TimeoutError as exc:
+            raise TransportError(f"The broker {where} accepted TCP but never acknowledged the MQTT connect.",
+                                 "Is this really an MQTT port (and TLS on mqtts://)?") from exc
+        if rc.is_failure:
+            if rc.value in (4, 5, 134, 135):  # bad user name or password / not authorised (3.1.1 and 5)
+                raise AuthError(f"The broker {where} refused the login: {rc}.", "Check the user name and password.")
+            raise TransportError(f"The broker {where} refused the connection: {rc}.")
+
+    async def _await_online(self) -> None:
+        assert self._client is not None
+        assert self._loop is not None
+        self._subscribed = self._loop.create_future()
+        status_topic = contract.status_topic(self.prefix)
+        result, _mid = self._client.subscribe([(status_topic, 1), (self.reply_topic, 1)])
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransportError(f"Could not subscribe on the broker {self._where()}: {paho.error_string(result)}.")
+        deadline = time.monotonic() + self.status_timeout + self.connect_timeout
+        await asyncio.wait_for(self._subscribed, max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._status_seen.wait(), self.status_timeout)
+        name = self.target.label
+        if self._status is None:
+            raise TransportError(
+                f"The device {name} has not reported to the broker {self._where()} (nothing on {status_topic}).",
+                "Check the device topic in the target, and that the device is powered and online.",
+            )
+        if self._status[0] != "online":
+            raise TransportError(
+                f"The device {name} is offline: it last reported at {_when(self._status[1])}.",
+                "Check the device's power and network; it reconnects to the broker by itself when it is back.",
+            )
+
+    # -- using -------------------------------------------------------------------------------
+
+    async def run(self, command: str, timeout: float = 30.0) -> Result:
+        client = self._client
+        if client is None or self._state.state.state is not ConnState.UP or self._loop is None:
+            raise TransportError(f"Not connected to {self.target.label} ({self._state.state.describe()}).",
+                                 "Connect first.")
+        if not command or len(command) > contract.MAX_COMMAND:
+            raise TransportError(f"A command must be 1 to {contract.MAX_COMMAND} characters long.")
+        request_id = uuid.uuid4().hex
+        request = contract.CommandRequest(request_id, command, float(timeout), self.reply_topic)
+        fut: asyncio.Future[Result] = self._loop.create_future()
+        self._pending[request_id] = fut
+        try:
+            info = client.publish(contract.request_topic(self.prefix), request.encode(), qos=1)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise TransportError(f"Could not send the command to the broker: {paho.error_string(info.rc)}.")
+            return await asyncio.wait_for(fut, timeout + REPLY_GRACE)
+        except TimeoutError as exc:
+            raise CommandTimeout(
+                f"'{command[:80]}' got no answer from {self.target.label} within {timeout:g} s.",
+                "The device may be busy or its link slow; retry with a longer timeout.",
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def close(self) -> None:
+        self._closing = True
+        had = self._client is not None
+        await self._shutdown()
+        self._lost("closed")
+        if had:
+            self._state.set(ConnState.DOWN, "closed")
+
+    async def _shutdown(self) -> None:
+        client, self._client = self._client, None
+        self._status, self._subscribed, self._connack = None, None, None
+        self._status_seen.clear()
+        if client is None:
+            return
+        client.disconnect()
+        # loop_stop joins paho's thread; do it off the event loop.
+        await asyncio.to_thread(client.loop_stop)

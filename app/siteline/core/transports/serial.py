@@ -1,0 +1,348 @@
+"""Serial console transport over pyserial: wake the console, log in, run framed commands.
+
+pyserial's I/O is blocking, so one reader thread per port reads with a short timeout and hands
+bytes to the event loop (``call_soon_threadsafe``); writes and open/close go through the
+default executor. The event loop itself never touches the port. What the console says is
+interpreted by the pure functions in :mod:`siteline.core.transports.console`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import serial
+import serial.tools.list_ports
+
+from siteline.core.errors import AuthError, CommandTimeout, TransportError
+from siteline.core.targets import Target
+from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+from siteline.core.transports.console import (
+    AnsiStripper,
+    CommandFrame,
+    ConsoleState,
+    classify,
+    clean,
+    last_line,
+    normalize_lines,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COMMON_BAUDS = "9600, 57600 or 115200"
+MAX_LINE = 3500  # a canonical-mode tty line holds 4095 bytes; stay clear of it with the framing around
+MAX_BUFFER = 16 * 1024 * 1024
+QUIET = 0.4  # a console that says nothing more for this long has finished answering
+PARITIES = {"n": serial.PARITY_NONE, "e": serial.PARITY_EVEN, "o": serial.PARITY_ODD,
+            "m": serial.PARITY_MARK, "s": serial.PARITY_SPACE}
+STOPBITS = {"1": serial.STOPBITS_ONE, "1.5": serial.STOPBITS_ONE_POINT_FIVE, "2": serial.STOPBITS_TWO}
+FLOWS = ("none", "rtscts", "xonxoff", "dsrdtr")
+
+
+def port_settings(target: Target) -> dict[str, Any]:
+    """pyserial keyword arguments from the target's options (default 115200 8N1, no flow control)."""
+    opts = target.options
+    parity = opts.get("parity", "n")[:1].lower()
+    stopbits, flow = opts.get("stopbits", "1"), opts.get("flow", "none").lower()
+    bytesize = opts.get("bytesize", "8")
+    if parity not in PARITIES or stopbits not in STOPBITS or flow not in FLOWS or bytesize not in "5678":
+        raise TransportError(
+            f"The serial options in {target} are not valid.",
+            f"parity: none/even/odd/mark/space, bytesize: 5-8, stopbits: 1/1.5/2, flow: {'/'.join(FLOWS)}.",
+        )
+    return {
+        "baudrate": target.baud, "parity": PARITIES[parity], "stopbits": STOPBITS[stopbits],
+        "bytesize": int(bytesize), "rtscts": flow == "rtscts", "xonxoff": flow == "xonxoff",
+        "dsrdtr": flow == "dsrdtr",
+    }
+
+
+def ports_seen() -> str:
+    names = sorted(p.device for p in serial.tools.list_ports.comports())
+    return ", ".join(names[:12]) + (" ..." if len(names) > 12 else "") if names else "none"
+
+
+def open_error(exc: BaseException, port: str) -> TransportError:
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return TransportError(f"The serial port {port} does not exist.",
+                              f"Is the cable plugged in? Ports seen: {ports_seen()}.")
+    if code in (errno.EACCES, errno.EPERM):
+        return TransportError(f"Permission denied on {port}.",
+                              "Add your user to the 'dialout' group (sudo usermod -aG dialout $USER), "
+                              "then log out and back in.")
+    if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK) or "exclusively lock" in text:
+        return TransportError(f"The serial port {port} is busy: another program holds it.",
+                              "Close the other terminal (screen, minicom, picocom, another Siteline) and retry.")
+    return TransportError(f"Cannot open the serial port {port}: {text}.", "Check the cable and the port name.")
+
+
+class SerialTransport:
+    """A link to one device's serial console."""
+
+    def __init__(
+        self,
+        target: Target,
+        credentials: Credentials,
+        *,
+        wake_timeout: float = 3.0,
+        login_timeout: float = 10.0,
+    ) -> None:
+        if not target.is_serial:
+            raise TransportError(f"{target} is not a serial:// target.")
+        self.target = target
+        self.credentials = credentials
+        self.wake_timeout = wake_timeout
+        self.login_timeout = login_timeout
+        self._settings = port_settings(target)
+        self._state = StateHolder()
+        self._lock = asyncio.Lock()
+        self._port: Any = None  # serial.Serial once open
+        self._reader: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Event()
+        self._raw = bytearray()
+        self._text = ""
+        self._stripper = AnsiStripper()
+        self._lost_reason: str | None = None
+        self.log = logging.LoggerAdapter(log, {"target": str(target)})
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state.state
+
+    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
+        return self._state.add_state_listener(listener)
+
+    # -- port I/O ----------------------------------------------------------------------------
+
+    def _read_forever(self, port: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """The reader thread: blocking reads with a short timeout so close() is prompt."""
+        while not self._stop.is_set():
+            try:
+                data = port.read(max(1, port.in_waiting))
+            except (serial.SerialException, OSError, TypeError, ValueError) as exc:
+                if not self._stop.is_set():
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(self._port_lost, str(exc))
+                return
+            if data:
+                with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is listening
+                    loop.call_soon_threadsafe(self._received, bytes(data))
+
+    def _received(self, data: bytes) -> None:
+        self._raw += data
+        self._text += self._stripper.feed_bytes(data)
+        if len(self._raw) > MAX_BUFFER:  # a runaway console must not eat the laptop's memory
+            del self._raw[: len(self._raw) - MAX_BUFFER]
+            self._text = self._text[-MAX_BUFFER:]
+        self._changed.set()
+
+    def _port_lost(self, reason: str) -> None:
+        self._lost_reason = f"the serial port {self.target.device} went away ({reason}); is the cable unplugged?"
+        self._changed.set()
+        if self._state.state.state is ConnState.UP:
+            self._state.set(ConnState.DOWN, self._lost_reason)
+
+    def _reset_buffer(self) -> None:
+        self._raw.clear()
+        self._text = ""
+
+    async def _write(self, data: bytes) -> None:
+        if self._port is None:
+            raise TransportError(f"The serial port {self.target.device} is closed.")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._port.write, data)
+        except (serial.SerialException, OSError) as exc:
+            self._port_lost(str(exc))
+            raise TransportError(f"Writing to {self.target.device} failed: {exc}.", "Check the cable.") from exc
+
+    async def _wait_for(self, check: Callable[[], T | None], timeout: float) -> T | None:
+        """Re-run ``check`` on every new chunk until it gives a value, the port is lost, or time is up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = check()
+            if found is not None:
+                return found
+            if self._lost_reason:
+                raise TransportError(self._lost_reason)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def _grew_past(self, size: int) -> Callable[[], bool | None]:
+        return lambda: True if len(self._raw) != size else None
+
+    async def _settle(self, timeout: float, quiet_ends: bool = True) -> bytes:
+        """Collect what the console says until it shows a prompt, goes quiet, or ``timeout`` passes.
+
+        During a login the console may pause (getty's delay after a wrong password): there only a
+        prompt or the timeout ends the wait (``quiet_ends=False``).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        prompts = {ConsoleState.LOGIN, ConsoleState.PASSWORD, ConsoleState.SHELL, ConsoleState.BOOTLOADER,
+                   ConsoleState.LOGIN_INCORRECT}
+        while loop.time() < deadline:
+            seen = len(self._raw)
+            if seen and classify(bytes(self._raw)) in prompts:
+                break
+            await self._wait_for(self._grew_past(seen), min(QUIET, deadline - loop.time()))
+            if quiet_ends and seen and len(self._raw) == seen:
+                break  # quiet for QUIET seconds after saying something
+        return bytes(self._raw)
+
+    # -- connecting --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.close()
+        self._state.set(ConnState.CONNECTING)
+        try:
+            await self._open()
+            await self._login()
+        except BaseException as exc:
+            await self._shutdown()
+            self._state.set(ConnState.DOWN, str(exc))
+            raise
+        self.log.info("logged in on %s", self.target.device)
+        self._state.set(ConnState.UP)
+
+    async def _open(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._lost_reason = None
+        self._stop.clear()
+
+        def open_port() -> Any:
+            return serial.Serial(self.target.device, timeout=0.05, write_timeout=10, exclusive=True,
+                                 **self._settings)
+
+        try:
+            self._port = await loop.run_in_executor(None, open_port)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise open_error(exc, self.target.device) from exc
+        self._reader = threading.Thread(target=self._read_forever, args=(self._port, loop),
+                                         name=f"serial reader {self.target.device}", daemon=True)
+        self._reader.start()
+
+    async def _send_and_read(self, data: bytes, timeout: float, quiet_ends: bool = True) -> ConsoleState:
+        self._reset_buffer()
+        await self._write(data)
+        return classify(await self._settle(timeout, quiet_ends))
+
+    async def _login(self) -> None:
+        state = ConsoleState.SILENCE
+        for _attempt in range(3):  # a console in the middle of printing may need a second wake-up
+            state = await self._send_and_read(b"\r", self.wake_timeout)
+            if state not in (ConsoleState.SILENCE, ConsoleState.UNKNOWN):
+                break
+        self.log.info("console on %s shows a %s", self.target.device, state.value)
+        if state is ConsoleState.PASSWORD:  # someone typed a user name before us: start over
+            state = await self._send_and_read(b"\r", self.login_timeout, quiet_ends=False)
+        if state in (ConsoleState.LOGIN, ConsoleState.LOGIN_INCORRECT):
+            state = await self._answer_login()
+        if state is not ConsoleState.SHELL:
+            raise self._not_a_shell(state)
+
+    async def _answer_login(self) -> ConsoleState:
+        user, password = self.credentials.username, self.credentials.password
+        if not user:
+            raise AuthError(f"The console on {self.target.device} asks for a login.",
+                            "Give a user name (and password) for this device.")
+        state = await self._send_and_read(user.encode() + b"\r", self.login_timeout, quiet_ends=False)
+        if state is ConsoleState.PASSWORD:
+            state = await self._send_and_read((password or "").encode() + b"\r", self.login_timeout, quiet_ends=False)
+        if state in (ConsoleState.LOGIN_INCORRECT, ConsoleState.LOGIN, ConsoleState.PASSWORD):
+            raise AuthError(f"The device on {self.target.device} answered 'Login incorrect' for user '{user}'.",
+                            "Check the user name and password.")
+        return state
+
+    def _not_a_shell(self, state: ConsoleState) -> TransportError:
+        where, baud = self.target.device, self.target.baud
+        if state is ConsoleState.GARBAGE:
+            return TransportError(f"No readable response on {where} at {baud} baud.", f"Try {COMMON_BAUDS}.")
+        if state is ConsoleState.SILENCE:
+            return TransportError(f"No answer on {where} at {baud} baud.",
+                                  f"Is the device powered, and are TX/RX the right way round? Try {COMMON_BAUDS}.")
+        if state is ConsoleState.BOOTLOADER:
+            return TransportError(f"The device on {where} is at its boot loader prompt, not a shell.",
+                                  "Type 'boot' in the Console tab or reset the device, then connect again.")
+        shown = last_line(clean(bytes(self._raw)))[-60:]
+        return TransportError(f"The console on {where} shows something that is not a prompt: '{shown}'.",
+                              "Open the Console tab to see what the device is doing.")
+
+    # -- using -------------------------------------------------------------------------------
+
+    async def run(self, command: str, timeout: float = 30.0) -> Result:
+        if len(command) > MAX_LINE:
+            raise TransportError(f"A console command may be at most {MAX_LINE} characters long.",
+                                 "Put long scripts in a file on the device and run that.")
+        async with self._lock:
+            if self._port is None or self._state.state.state is not ConnState.UP:
+                raise TransportError(f"Not connected to {self.target.device} ({self._state.state.describe()}).",
+                                     "Connect first.")
+            frame = CommandFrame.new(command)
+            result = await self._exchange(frame, timeout)
+            if result is not None:
+                return result
+            await self._recover()
+            raise CommandTimeout(
+                f"'{command[:80]}' did not finish within {timeout:g} s on {self.target.device}; "
+                "it was interrupted with Ctrl-C.",
+                "Give it a longer timeout; a slow serial line needs more time for long output.",
+            )
+
+    async def _exchange(self, frame: CommandFrame, timeout: float) -> Result | None:
+        self._reset_buffer()
+        await self._write(frame.line().encode() + b"\r")
+        marker = f"__SL_END_{frame.nonce}_"
+        scan = 0
+
+        def check() -> Result | None:
+            nonlocal scan
+            if marker not in self._text[scan:]:
+                scan = max(0, len(self._text) - len(marker) - 8)  # only new text is searched next time
+                return None
+            return frame.parse(normalize_lines(self._text))
+
+        return await self._wait_for(check, timeout)
+
+    async def _recover(self) -> None:
+        """After a timeout: Ctrl-C, then a marker-only command proves the shell listens again."""
+        await self._write(b"\x03")
+        await asyncio.sleep(0.1)
+        if await self._exchange(CommandFrame.new("true"), 5.0) is None:
+            reason = f"the console on {self.target.device} stopped answering after Ctrl-C"
+            self._state.set(ConnState.DOWN, reason)
+
+    async def close(self) -> None:
+        had = self._port is not None
+        await self._shutdown()
+        if had:
+            self._state.set(ConnState.DOWN, "closed")
+
+    async def _shutdown(self) -> None:
+        port, self._port = self._port, None
+        reader, self._reader = self._reader, None
+        self._stop.set()
+        if reader is not None:
+            await asyncio.to_thread(reader.join, 2.0)
+        if port is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(port.close)
+        self._reset_buffer()
+        self._stripper = AnsiStripper()

@@ -1,0 +1,365 @@
+"""SSH transport over asyncssh: pinned host keys, key/password/agent auth, bastion chains.
+
+Host keys live in Siteline's own OpenSSH-format known_hosts file (``[host]:port`` for ports
+other than 22). The first contact with a host is trust-on-first-use and logged; a key that
+differs from the pinned one stops the connection with :class:`HostKeyError` and both
+fingerprints, because that is what an attacker in the middle looks like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import errno
+import hashlib
+import hmac
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from siteline.core.errors import AuthError, CommandTimeout, HostKeyError, TransportError
+from siteline.core.targets import Jump, Target
+from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+LOGIN_TIMEOUT = 30.0
+KEEPALIVE_INTERVAL = 15.0
+KEEPALIVE_COUNT_MAX = 3
+
+
+def host_pattern(host: str, port: int) -> str:
+    """The name OpenSSH writes in known_hosts: ``host`` on port 22, else ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def bare_host(host: str) -> str:
+    """``[::1]`` (URL form) to ``::1`` (what sockets and known_hosts want)."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    """``SHA256:...`` exactly as ``ssh-keygen -lf`` prints it."""
+    return str(key.get_fingerprint("sha256"))
+
+
+def _hashed_match(entry: str, name: str) -> bool:
+    """OpenSSH's HashKnownHosts form: ``|1|base64(salt)|base64(hmac_sha1(salt, name))``."""
+    parts = entry.split("|")
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        salt, want = base64.b64decode(parts[2]), base64.b64decode(parts[3])
+    except ValueError:
+        return False
+    return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), want)
+
+
+class KnownHosts:
+    """Siteline's pinned SSH host keys in one OpenSSH-format file.
+
+    Reading is forgiving (a damaged line is skipped, never fatal); writing only appends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def keys_for(self, host: str, port: int) -> list[asyncssh.SSHKey]:
+        name = host_pattern(host, port)
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise TransportError(f"Cannot read the known-hosts file {self.path}: {exc}") from exc
+        found: list[asyncssh.SSHKey] = []
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) < 3 or fields[0].startswith(("#", "@")):
+                continue
+            names = fields[0].split(",")
+            if not any(n == name or _hashed_match(n, name) for n in names):
+                continue
+            with contextlib.suppress(asyncssh.KeyImportError, ValueError):
+                found.append(asyncssh.import_public_key(f"{fields[1]} {fields[2]}"))
+        return found
+
+    def add(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        algorithm, data = key.export_public_key("openssh").decode().split()[:2]  # no comment: it is ours
+        line = f"{host_pattern(host, port)} {algorithm} {data}"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class _HostKeyCheck:
+    """What happened to one host's key during a handshake, so the error can name both fingerprints."""
+
+    def __init__(self, store: KnownHosts, host: str, port: int, accept_new: bool) -> None:
+        self.store, self.host, self.port, self.accept_new = store, host, port, accept_new
+        self.pinned = store.keys_for(host, port)
+        self.offered: asyncssh.SSHKey | None = None
+
+    def trusted(self, _host: str, _addr: str, _port: int | None) -> tuple[list[asyncssh.SSHKey], list[Any], list[Any]]:
+        # asyncssh's known_hosts callable: the pinned keys for this host, no CAs, nothing revoked.
+        return self.pinned, [], []
+
+    def validate(self, key: asyncssh.SSHKey) -> bool:
+        """Called by asyncssh only for a key that is not pinned."""
+        self.offered = key
+        if self.pinned or not self.accept_new:
+            return False
+        self.store.add(self.host, self.port, key)
+        log.warning(
+            "first contact with %s: trusting its host key %s and pinning it in %s",
+            host_pattern(self.host, self.port), fingerprint(key), self.store.path,
+        )
+        return True
+
+    def error(self) -> HostKeyError:
+        name = host_pattern(self.host, self.port)
+        new = fingerprint(self.offered) if self.offered else "unknown"
+        if not self.pinned:
+            return HostKeyError(
+                f"The SSH host key of {name} ({new}) is not known yet.",
+                "Check the fingerprint with the device's owner, then accept it.",
+            )
+        old = ", ".join(fingerprint(k) for k in self.pinned)
+        return HostKeyError(
+            f"The SSH host key of {name} has CHANGED: pinned {old}, now offered {new}. "
+            "This may be an attack (someone between you and the device) or the device was reinstalled.",
+            f"Do not continue until the device's owner confirms the new key; then remove the old key for "
+            f"{name} from {self.store.path} and connect again.",
+        )
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, check: _HostKeyCheck, on_lost: Callable[[Exception | None], None] | None) -> None:
+        self._check, self._on_lost = check, on_lost
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        return self._check.validate(key)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+
+def _connect_error(exc: BaseException, where: str) -> TransportError:
+    """Turn what the network or asyncssh raised into an error a person can act on."""
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthError(
+            f"{where} refused the login: {exc.reason or 'permission denied'}.",
+            "Check the user name, password or key (and that the key is in the device's authorized_keys).",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return TransportError(f"{where} refused the connection.", "Is SSH running there, and is the port right?")
+    if isinstance(exc, socket.gaierror):
+        return TransportError(f"Cannot resolve the name in {where}: {exc}.", "Check the host name or use an address.")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return TransportError(
+            f"{where} did not answer within {CONNECT_TIMEOUT:.0f} s.",
+            "Check the address, the cable or cellular link, and any firewall in between.",
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return TransportError(f"No route to {where}.", "Check the network link and the address.")
+    if isinstance(exc, asyncssh.Error):
+        return TransportError(f"SSH to {where} failed: {exc.reason}.", "Try again; if it persists check the device.")
+    return TransportError(f"Cannot reach {where}: {exc}.", "Check the network link and the address.")
+
+
+def _read_key(path: str, passphrase: str | None) -> asyncssh.SSHKey:
+    return asyncssh.read_private_key(os.path.expanduser(path), passphrase)
+
+
+def _exit_code(completed: asyncssh.SSHCompletedProcess) -> int:
+    if completed.exit_status is not None and completed.exit_status >= 0:
+        return int(completed.exit_status)
+    name = (completed.exit_signal or ("",))[0]
+    try:
+        return 128 + int(signal.Signals[f"SIG{name}"])  # what a shell reports for a killed command
+    except KeyError:
+        return 255
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", errors="replace")
+
+
+class SshTransport:
+    """A link to one device over SSH (optionally through bastions from ``target.jumps``)."""
+
+    def __init__(
+        self,
+        target: Target,
+        credentials: Credentials,
+        known_hosts: Path,
+        *,
+        accept_new_host_key: bool = True,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+    ) -> None:
+        if not target.is_ssh:
+            raise TransportError(f"{target} is not an ssh:// target.")
+        self.target = target
+        self.credentials = credentials
+        self.known_hosts = KnownHosts(known_hosts)
+        self.accept_new_host_key = accept_new_host_key
+        self.connect_timeout = connect_timeout
+        self.keepalive_interval = keepalive_interval
+        self._state = StateHolder()
+        self._conns: list[asyncssh.SSHClientConnection] = []  # bastions first, the device last
+        self._closing = False
+        self.log = logging.LoggerAdapter(log, {"target": str(target)})
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state.state
+
+    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
+        return self._state.add_state_listener(listener)
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        if self._closing or self._state.state.state is not ConnState.UP:
+            return
+        reason = f"connection lost: {exc}" if exc else "connection closed by the device"
+        self.log.info("%s", reason)
+        self._state.set(ConnState.DOWN, reason)
+
+    # -- connecting --------------------------------------------------------------------------
+
+    async def _auth_options(self) -> dict[str, Any]:
+        creds = self.credentials
+        opts: dict[str, Any] = {"password": creds.password}
+        key_path = creds.key_path or self.target.options.get("key")
+        if key_path:
+            # A passphrase runs bcrypt's KDF: CPU work that must not stall the event loop.
+            try:
+                key = await asyncio.to_thread(_read_key, key_path, creds.key_passphrase)
+                opts["client_keys"] = [key]
+            except (OSError, asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+                raise AuthError(
+                    f"Cannot use the key file {key_path}: {exc}.",
+                    "Check the path and the key's passphrase.",
+                ) from exc
+        opts["agent_path"] = () if creds.use_agent and os.environ.get("SSH_AUTH_SOCK") else None
+        return opts
+
+    async def _open(
+        self,
+        host: str,
+        port: int,
+        user: str | None,
+        tunnel: asyncssh.SSHClientConnection | None,
+        auth: dict[str, Any],
+        last: bool,
+    ) -> asyncssh.SSHClientConnection:
+        host = bare_host(host)
+        where = f"{host_pattern(host, port)}" + (" (through the bastion)" if tunnel else "")
+        check = _HostKeyCheck(self.known_hosts, host, port, self.accept_new_host_key)
+        options = asyncssh.SSHClientConnectionOptions(
+            username=user or self.credentials.username or None,
+            known_hosts=check.trusted,
+            config=None,  # Siteline's target URL is the whole truth; ~/.ssh/config must not surprise
+            connect_timeout=self.connect_timeout,
+            login_timeout=LOGIN_TIMEOUT,
+            keepalive_interval=self.keepalive_interval,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
+            **auth,
+        )
+        on_lost = self._on_lost if last else None
+        try:
+            conn, _client = await asyncssh.create_connection(
+                lambda: _Client(check, on_lost), host, port, tunnel=tunnel, options=options
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise check.error() from exc
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
+            raise _connect_error(exc, where) from exc
+        return conn
+
+    async def connect(self) -> None:
+        await self.close()
+        self._closing = False
+        self._state.set(ConnState.CONNECTING)
+        hops: Sequence[Jump] = self.target.jumps
+        tunnel: asyncssh.SSHClientConnection | None = None
+        try:
+            auth = await self._auth_options()
+            for hop in hops:
+                tunnel = await self._open(hop.host, hop.port, hop.user, tunnel, auth, last=False)
+                self._conns.append(tunnel)
+            target = self.target
+            conn = await self._open(target.host, target.effective_port, target.user, tunnel, auth, last=True)
+            self._conns.append(conn)
+        except BaseException as exc:
+            await self._close_conns()
+            self._state.set(ConnState.DOWN, str(exc))
+            raise
+        self.log.info("connected to %s", self.target)
+        self._state.set(ConnState.UP)
+
+    # -- using -------------------------------------------------------------------------------
+
+    def _device(self) -> asyncssh.SSHClientConnection:
+        if not self._conns or self._state.state.state is not ConnState.UP:
+            raise TransportError(
+                f"Not connected to {self.target.label} ({self._state.state.describe()}).", "Connect first."
+            )
+        return self._conns[-1]
+
+    async def run(self, command: str, timeout: float = 30.0) -> Result:
+        conn = self._device()
+        try:
+            process = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
+        except (OSError, asyncssh.Error) as exc:
+            raise TransportError(f"Cannot start a command on {self.target.label}: {exc}.") from exc
+        try:
+            completed = await process.wait(timeout=timeout)
+        except asyncssh.TimeoutError as exc:
+            await self._stop_process(process)
+            raise CommandTimeout(
+                f"'{command[:80]}' did not finish within {timeout:g} s on {self.target.label}; it was interrupted.",
+                "Give it a longer timeout, or check whether the device is overloaded.",
+            ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise TransportError(f"The link to {self.target.label} broke while running a command: {exc}.") from exc
+        return Result(_exit_code(completed), _text(completed.stdout), _text(completed.stderr))
+
+    async def _stop_process(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        """Signal the remote command (OpenSSH honours the 'signal' request), then drop its channel."""
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.send_signal("TERM")
+        process.close()
+        with contextlib.suppress(OSError, asyncssh.Error, TimeoutError):
+            await asyncio.wait_for(process.wait_closed(), 2.0)
+
+    async def close(self) -> None:
+        self._closing = True
+        had = bool(self._conns)
+        await self._close_conns()
+        if had:
+            self._state.set(ConnState.DOWN, "closed")
+
+    async def _close_conns(self) -> None:
+        conns, self._conns = self._conns, []
+        for conn in reversed(conns):
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
