@@ -31,6 +31,13 @@ class DeviceContext:
     log: logging.LoggerAdapter[logging.Logger]
 
 
+def make_context(
+    name: str, target: str, run: Callable[[str, float], Awaitable[Result]], logger: logging.Logger
+) -> DeviceContext:
+    """A context whose log lines carry the device's name."""
+    return DeviceContext(name=name, target=target, run=run, log=logging.LoggerAdapter(logger, {"device": name}))
+
+
 @runtime_checkable
 class Probe(Protocol):
     """Turns what a device prints into a typed snapshot.

@@ -15,7 +15,7 @@ from typing import Any
 from siteline.core.backoff import Backoff
 from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry
-from siteline.core.plugin_api import DeviceContext
+from siteline.core.plugin_api import DeviceContext, make_context
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder, Transport
@@ -147,7 +147,7 @@ class DeviceSession:
         return await self._transport.run(command, timeout)
 
     def context(self) -> DeviceContext:
-        return DeviceContext(name=self.entry.name, target=self.entry.target, run=self.run, log=self.log)
+        return make_context(self.entry.name, self.entry.target, self.run, log)
 
     async def refresh(self, kind: str | None = None) -> None:
         """Run every probe (or those of one kind) and tell listeners; a failing probe is reported, not fatal."""
