@@ -13,8 +13,23 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-_HOME = tempfile.mkdtemp(prefix="siteline-test-home-")
-os.environ["SITELINE_HOME"] = _HOME
+_IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One private SITELINE_HOME per run: the technician's own settings and device list are never touched.
+    home = tempfile.mkdtemp(prefix="siteline-test-home-")
+    config.stash[_HOME_KEY] = home
+    os.environ["SITELINE_HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME_KEY, None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_HOME_KEY = pytest.StashKey[str]()
 
 pytest_plugins = ["tests.peers.fixtures"]
 
@@ -25,12 +40,17 @@ def _host_fingerprint() -> dict[str, str]:
     for path in ("/etc/hostname", "/etc/shadow", "/etc/passwd", "/etc/hosts"):
         try:
             found[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            found[path] = "absent"
         except OSError as exc:
             found[path] = f"unreadable: {type(exc).__name__}"
     for tool, args in (("iptables-save", []), ("nft", ["list", "ruleset"])):
         exe = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
         if exe:
             out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=10, check=False)
+            if out.returncode != 0:
+                found[tool] = f"unreadable: exit {out.returncode}"
+                continue
             lines = [line for line in out.stdout.splitlines() if not line.startswith("#")]
             found[tool] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     return found
@@ -39,8 +59,10 @@ def _host_fingerprint() -> dict[str, str]:
 @pytest.fixture(scope="session", autouse=True)
 def host_unchanged():
     before = _host_fingerprint()
+    blind = sorted(k for k, v in before.items() if v.startswith("unreadable"))
+    if blind and _IN_CI and os.geteuid() == 0:
+        pytest.fail(f"CI runs as root but cannot read {blind}: the host-unchanged guard would prove nothing")
     yield
     after = _host_fingerprint()
     changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
-    shutil.rmtree(_HOME, ignore_errors=True)
     assert not changed, f"the test suite changed the host it ran on: {changed}"

@@ -59,17 +59,6 @@ def parse_loadavg(text: str) -> tuple[float, float, float] | None:
     return (one, five, fifteen)
 
 
-_UPTIME_LOAD = re.compile(r"load averages?:\s*([\d.]+),?\s+([\d.]+),?\s+([\d.]+)")
-
-
-def parse_uptime_load(text: str) -> tuple[float, float, float] | None:
-    """`uptime` from procps or busybox: '... load average: 0.00, 0.01, 0.05'."""
-    m = _UPTIME_LOAD.search(text)
-    if not m:
-        return None
-    return (float(m.group(1)), float(m.group(2)), float(m.group(3)))
-
-
 def parse_uname(text: str) -> tuple[str | None, str | None]:
     """`uname -a` -> (kernel release, machine). Linux prints: sysname nodename release version... machine."""
     line = text.strip().splitlines()[0] if text.strip() else ""

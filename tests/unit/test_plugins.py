@@ -123,3 +123,18 @@ def test_user_can_disable_a_plugin() -> None:
     host.load_entry_points()
     assert host.probes() == []
     assert {p.name: p.error for p in host.plugins}["system"] == "disabled by user"
+
+
+def test_link_errors_in_a_probe_do_not_disable_its_plugin() -> None:
+    host = PluginHost()
+    host.load_entry_points()
+    (entry,) = host.probes("system")
+
+    async def dead_link(cmd: str, timeout: float) -> Result:
+        raise ConnectionResetError("peer reset the connection")
+
+    ctx = DeviceContext("dev", "ssh://h", dead_link, logging.LoggerAdapter(logging.getLogger("t"), {}))
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(host.run_probe(entry, ctx))
+    assert host.failures == []
+    assert host.probes("system")

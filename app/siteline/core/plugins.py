@@ -177,4 +177,5 @@ _ENABLED = PluginInfo("", "", "")
 
 
 def _is_transport_problem(exc: BaseException) -> bool:
-    return isinstance(exc, TransportError)
+    """A broken link, not a broken plugin: the plugin must not be disabled for it."""
+    return isinstance(exc, TransportError | OSError | TimeoutError)

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 TransportFactory = Callable[[Target, Credentials], Transport]
 SnapshotListener = Callable[[str, Any], None]  # (probe kind, snapshot)
 
+# A probe that takes longer is abandoned so a hung command cannot hide a dead link.
+PROBE_TIMEOUT = 90.0
+
 # Errors a retry cannot fix: the person must act (type the password, accept the new host key).
 NEEDS_PERSON = (AuthError, HostKeyError)
 
@@ -100,10 +103,11 @@ class DeviceSession:
                 self._state.set(ConnState.DOWN, str(exc))
                 return
             except (TransportError, OSError) as exc:
-                delay = self._backoff.next_delay()
-                self.log.info("connect failed (%s); retrying in %.1f s", exc, delay)
-                self._state.set(ConnState.RETRYING, _short(exc), retry_at=time.monotonic() + delay)
-                await asyncio.sleep(delay)
+                await self._wait_retry(_short(exc), exc)
+                continue
+            except Exception as exc:  # a bug, not the network: say so, keep trying, never hang on "connecting"
+                self.log.error("unexpected error while connecting", exc_info=exc)
+                await self._wait_retry(f"internal error: {_short(exc)}", exc)
                 continue
             self._backoff.reset()
             self._state.set(ConnState.UP)
@@ -111,9 +115,13 @@ class DeviceSession:
             await self._link_lost.wait()
             reason = self._transport.state.reason if self._transport else ""
             await self._drop_transport()
-            delay = self._backoff.next_delay()
-            self._state.set(ConnState.RETRYING, reason or "link lost", retry_at=time.monotonic() + delay)
-            await asyncio.sleep(delay)
+            await self._wait_retry(reason or "link lost", None)
+
+    async def _wait_retry(self, reason: str, exc: BaseException | None) -> None:
+        delay = self._backoff.next_delay()
+        self.log.info("%s; retrying in %.1f s", reason if exc is None else f"connect failed ({exc})", delay)
+        self._state.set(ConnState.RETRYING, reason, retry_at=time.monotonic() + delay)
+        await asyncio.sleep(delay)
 
     async def _connect_once(self) -> None:
         await self._drop_transport()
@@ -132,6 +140,7 @@ class DeviceSession:
             raise
         self._transport = transport
         transport.add_state_listener(on_transport_state)
+        on_transport_state(transport.state)  # it may have dropped between connect() and now
 
     async def _drop_transport(self) -> None:
         transport, self._transport = self._transport, None
@@ -154,9 +163,11 @@ class DeviceSession:
         ctx = self.context()
         for entry in self._plugins.probes(kind):
             try:
-                snapshot = await self._plugins.run_probe(entry, ctx)
-            except SitelineError as exc:
-                self.log.info("probe %s stopped: %s", entry.item.name, exc)
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    snapshot = await self._plugins.run_probe(entry, ctx)
+            except (SitelineError, OSError, TimeoutError) as exc:
+                # The link is the likely culprit: the transport reports DOWN and _keep_up reconnects.
+                self.log.info("probe %s stopped: %s", entry.item.name, _short(exc))
                 return
             if snapshot is None:
                 continue

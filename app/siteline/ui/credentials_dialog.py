@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
@@ -17,7 +18,10 @@ class CredentialsDialog(QDialog):
         self.device = device
         self.setWindowTitle(f"Password for {device}")
         self.setMinimumWidth(420)
-        why = QLabel(f"<b>{device}</b> needs a password.<br>{reason}" if reason else f"{device} needs a password.")
+        # The reason is the device's own words: escape it so it can never be read as markup.
+        text = f"<b>{html.escape(device)}</b> needs a password."
+        why = QLabel(f"{text}<br>{html.escape(reason)}" if reason else text)
+        why.setTextFormat(Qt.TextFormat.RichText)
         why.setWordWrap(True)
         self.user = QLabel(username or "(from the target URL)")
         self.password = QLineEdit()

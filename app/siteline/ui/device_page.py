@@ -62,6 +62,7 @@ class DevicePage(QWidget):
         self._target.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._state_icon = QLabel()
         self._state = QLabel()
+        self._state.setTextFormat(Qt.TextFormat.PlainText)  # reasons quote what the device or network said
         self._state.setObjectName("pageState")
         self._state.setWordWrap(True)
         self.overview = OverviewTab()

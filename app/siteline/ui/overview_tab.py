@@ -62,12 +62,14 @@ class OverviewTab(QWidget):
         for key, label in FIELDS:
             value = QLabel(UNKNOWN)
             value.setObjectName(f"overview_{key}")
+            value.setTextFormat(Qt.TextFormat.PlainText)  # the device's words, never markup
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setWordWrap(True)
             self._values[key] = value
             form.addRow(f"{label}:", value)
         self._problems = QLabel()
         self._problems.setObjectName("overviewProblems")
+        self._problems.setTextFormat(Qt.TextFormat.PlainText)
         self._problems.setWordWrap(True)
         self._problems.hide()
         layout = QVBoxLayout(self)

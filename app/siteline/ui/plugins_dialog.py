@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -32,6 +33,7 @@ class PluginsDialog(QDialog):
         self.table.setWordWrap(True)
         failures = "\n".join(f.describe() for f in host.failures)
         self.failures = QLabel(failures or "Every plugin loaded.")
+        self.failures.setTextFormat(Qt.TextFormat.PlainText)  # plugin errors are third-party text
         self.failures.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
