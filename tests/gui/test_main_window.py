@@ -86,7 +86,7 @@ def test_closed_port_retries_then_removal_stops_session(make_window, aloop, qtbo
         window.inventory.upsert(_entry("edge-1", f"ssh://root@127.0.0.1:{port}"))
         window.load_devices()
         index = lambda: window.model.index_of("edge-1", STATE_COLUMN)  # noqa: E731
-        await until(lambda: str(index().data()).startswith("retrying in"), what="retrying state")
+        await until(lambda: str(index().data()).startswith("retrying"), what="retrying state")
         first = index().data()
         assert 25 <= int(first.split()[2]) <= 30, first  # counting down from the 30 s backoff
         state = window.sessions.state("edge-1")

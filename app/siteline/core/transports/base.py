@@ -46,8 +46,8 @@ class ConnectionState:
     def describe(self, now: float | None = None) -> str:
         """Text for a person: 'up', 'retrying in 4 s: connection refused', 'down: wrong password'."""
         if self.state is ConnState.RETRYING:
-            left = self.retry_in(now)
-            text = f"retrying in {round(left or 0.0)} s"
+            left = round(self.retry_in(now) or 0.0)
+            text = f"retrying in {left} s" if left >= 1 else "retrying now"
         else:
             text = self.state.value
         return f"{text}: {self.reason}" if self.reason else text
