@@ -61,7 +61,7 @@ setup_venv() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     say "installing Siteline and its test tools into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]'
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,broker]'
     touch "$stamp"
   fi
 }

@@ -1,4 +1,4 @@
-"""`siteline demo --headless`: three devices reachable, their URLs printed, a clean stop on Ctrl-C."""
+"""`siteline demo --headless`: three devices reachable through Siteline's own transports, a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import socket
 from pathlib import Path
 
 import asyncssh
+import pytest
 from tests.peers import require_tool
 from tests.peers.sim import start_siteline
 
-from siteline.core.targets import parse_target
+from siteline.core.targets import Target, parse_target
+from siteline.core.transports.base import Credentials
+from siteline.core.transports.factory import open_transport
 
 
 def _port_open(port: int) -> bool:
@@ -25,6 +28,30 @@ async def _ssh_with_key(port: int, key: Path) -> str:
     async with asyncssh.connect("127.0.0.1", port, username="root", client_keys=[str(key)], known_hosts=None,
                                 password=None) as conn:
         return str((await conn.run("cat /etc/hostname", check=True)).stdout)
+
+
+async def _run_on(target: Target, creds: Credentials, known_hosts: Path) -> str:
+    transport = open_transport(target, creds, known_hosts)
+    try:
+        await asyncio.wait_for(transport.connect(), 30)
+        result = await transport.run("cat /etc/hostname", timeout=20)
+        assert result.exit_code == 0, result
+        return result.stdout.strip()
+    finally:
+        await transport.close()
+
+
+def _credentials(text: str, folder: Path) -> dict[str, Credentials]:
+    """What the demo printed for each device, as Siteline's transports take it."""
+    serial = re.search(r"serial://\S+\s+\(login (\S+) / (\S+)\)", text)
+    mqtt = re.search(r"mqtt://\S+\s+\(broker login (\S+) / (\S+)\)", text)
+    assert serial, text
+    assert mqtt, text
+    return {
+        "serial": Credentials(username=serial[1], password=serial[2], use_agent=False),
+        "ssh": Credentials(username="root", key_path=str(folder / "id_ed25519"), use_agent=False),
+        "mqtt": Credentials(username=mqtt[1], password=mqtt[2], use_agent=False),
+    }
 
 
 def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
@@ -42,8 +69,31 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
         assert asyncio.run(_ssh_with_key(ssh.effective_port, folder / "id_ed25519")) == "gw-ssh\n"
         assert Path(serial.device).exists()
         assert re.search(r"login root / \S+", text)
+        creds = _credentials(text, folder)
+        names = {t.scheme: asyncio.run(_run_on(t, creds[t.scheme], tmp_path / "known_hosts")) for t in targets}
+        assert names == {"serial": "gw-serial", "ssh": "gw-ssh", "mqtt": "gw-mqtt"}
     finally:
         code = demo.stop(signal.SIGINT, timeout=20)
     assert code == 0
     assert not _port_open(ssh.effective_port)
     assert not (folder / "ttyGW0").exists()
+
+
+def test_demo_falls_back_to_the_embedded_broker(tmp_path: Path) -> None:
+    from siteline.simulator.broker import embedded_available
+
+    if not embedded_available():
+        pytest.skip("amqtt is not installed (optional: pip install 'siteline[broker]'): embedded broker not tested")
+    folder = tmp_path / "demo"
+    demo = start_siteline(["demo", "--headless", "--dir", str(folder)], tmp_path / "demo.log",
+                          env={"SITELINE_BROKER": "embedded"})
+    try:
+        demo.wait_for("Press Ctrl-C", timeout=30)
+        text = "\n".join(demo.lines)
+        assert "broker     embedded on 127.0.0.1:" in text
+        mqtt = parse_target(re.findall(r"\b(mqtt://\S+)", text)[0])
+        creds = _credentials(text, folder)["mqtt"]
+        assert asyncio.run(_run_on(mqtt, creds, tmp_path / "known_hosts")) == "gw-mqtt"
+    finally:
+        code = demo.stop(signal.SIGINT, timeout=20)
+    assert code == 0

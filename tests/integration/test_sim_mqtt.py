@@ -74,7 +74,7 @@ async def test_command_request_gets_reply(sim_state: DeviceState, mosquitto: Bro
         assert reply.result.exit_code == 3
         assert reply.result.stdout == "over-mqtt\ngw-01\n"
         assert not reply.truncated
-        big = contract.CommandRequest("req-2", "head -c 400000 /dev/zero | tr '\\0' y", 10.0, reply_to)
+        big = contract.CommandRequest("req-2", "printf '%0400000d' 0", 10.0, reply_to)
         watcher.client.publish(contract.request_topic(PREFIX), big.encode(), qos=1)
         reply = contract.decode_reply((await watcher.next("/cmd/res/", id="req-2")).payload)
         assert reply.truncated
@@ -106,3 +106,52 @@ def test_sim_refuses_a_bad_broker_url(tmp_path: Path) -> None:
     assert sim.proc.wait(30) == 2
     sim.stop()
     assert "is not an mqtt://HOST:PORT broker URL" in (tmp_path / "log").read_text()
+
+
+@pytest.mark.asyncio
+async def test_agent_drops_foreign_reply_to_and_retained_requests(
+    sim_state: DeviceState, mosquitto: BrokerHandle, watcher: Watcher
+) -> None:
+    async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
+        assert device.mqtt is not None
+        await asyncio.wait_for(device.mqtt.connected.wait(), 10)
+        watcher.client.subscribe("#", qos=1)
+        await asyncio.sleep(0.2)
+        req = contract.request_topic(PREFIX)
+        for rid, reply_to in (("out-1", "elsewhere/topic"), ("out-2", f"{PREFIX}/status"),
+                              ("out-3", "edge/test-site/gw-02/cmd/res/x"), ("out-4", f"{PREFIX}/cmd/res/")):
+            watcher.client.publish(req, contract.CommandRequest(rid, "echo no", 5.0, reply_to).encode(), qos=1)
+        good = contract.reply_topic(PREFIX, "tester")
+        retained = contract.CommandRequest("kept", "echo no", 5.0, good).encode()
+        watcher.client.publish(req, retained, qos=1, retain=True)
+        watcher.client.publish(req, contract.CommandRequest("ok-1", "echo yes", 5.0, good).encode(), qos=1)
+        assert json.loads((await watcher.next("/cmd/res/", id="ok-1")).payload)["stdout"] == "yes\n"
+        await asyncio.sleep(0.5)  # any reply to the dropped requests would have come by now
+        strays = []
+        while not watcher.messages.empty():
+            msg = watcher.messages.get()
+            if msg.topic.startswith("elsewhere") or "/cmd/res" in msg.topic or b'"no' in msg.payload:
+                strays.append(msg.topic)
+        assert strays == []
+        watcher.client.publish(req, b"", qos=1, retain=True)  # clear the retained request
+
+
+@pytest.mark.parametrize(("reply_to", "ok"), [
+    (f"{PREFIX}/cmd/res/abc", True), (f"{PREFIX}/cmd/res/a/b", True), (f"{PREFIX}/cmd/res/", False),
+    (f"{PREFIX}/cmd/res", False), (f"{PREFIX}/cmd/res/a//b", False), ("edge/test-site/gw-010/cmd/res/x", False),
+    (f"{PREFIX}x/cmd/res/a", False), ("other", False),
+])
+def test_reply_to_rule(reply_to: str, ok: bool) -> None:
+    if ok:
+        contract.check_reply_to(PREFIX, reply_to)
+    else:
+        with pytest.raises(contract.ContractError, match="is not under"):
+            contract.check_reply_to(PREFIX, reply_to)
+
+
+def test_request_delivery_rule() -> None:
+    contract.check_request_delivery(PREFIX, contract.request_topic(PREFIX), retained=False)
+    with pytest.raises(contract.ContractError, match="retained"):
+        contract.check_request_delivery(PREFIX, contract.request_topic(PREFIX), retained=True)
+    with pytest.raises(contract.ContractError, match="not a request"):
+        contract.check_request_delivery(PREFIX, "edge/test-site/gw-02/cmd/req", retained=False)

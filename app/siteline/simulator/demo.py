@@ -30,13 +30,21 @@ import asyncssh
 
 from siteline.core.inventory import DeviceEntry
 from siteline.core.transports.base import Credentials
-from siteline.simulator.broker import BrokerHandle, BrokerUnavailableError, start_broker
-from siteline.simulator.runner import READY
+from siteline.simulator.broker import (
+    BrokerHandle,
+    BrokerUnavailableError,
+    Grant,
+    device_acl,
+    siteline_acl,
+    start_broker,
+)
+from siteline.simulator.runner import MQTT_PASSWORD_ENV, READY
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 20.0
 SITE = "demo-site"
 USER = "root"
+SITELINE_MQTT_USER = "siteline"  # the broker login Siteline uses; each device gets its own
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
@@ -56,6 +64,14 @@ class DemoSite:
     client_key: Path
     broker: BrokerHandle | None = None
     devices: list[DemoDevice] = field(default_factory=list)
+    # Broker logins made fresh for each run: user -> password (Siteline's and one per MQTT device).
+    broker_users: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def mqtt_target(self, name: str) -> str | None:
+        """The MQTT device's target as Siteline uses it: Siteline's broker user in the URL."""
+        if self.broker is None:
+            return None
+        return f"mqtt://{SITELINE_MQTT_USER}@{self.broker.host}:{self.broker.port}/edge/{SITE}/{name}"
 
     def entries(self) -> list[tuple[DeviceEntry, Credentials]]:
         """The devices as the GUI's device list takes them, with the credentials each one needs."""
@@ -71,7 +87,10 @@ class DemoSite:
                 found.append((DeviceEntry(dev.name, target, SITE),
                               Credentials(username=USER, key_path=str(self.client_key), use_agent=False)))
             else:
-                found.append((DeviceEntry(dev.name, target, SITE), Credentials(use_agent=False)))
+                mqtt_target = self.mqtt_target(dev.name) or target
+                secret = self.broker_users.get(SITELINE_MQTT_USER)
+                found.append((DeviceEntry(dev.name, mqtt_target, SITE, username=SITELINE_MQTT_USER),
+                              Credentials(username=SITELINE_MQTT_USER, password=secret, use_agent=False)))
         return found
 
     def stop(self) -> None:
@@ -114,7 +133,22 @@ def _password(folder: Path) -> str:
     return password
 
 
-def _spawn(site: DemoSite, name: str, transport: str, extra: list[str]) -> DemoDevice:
+def _device_broker_user(name: str) -> str:
+    return f"dev-{name}"
+
+
+def _broker_logins(names: list[str]) -> tuple[dict[str, str], dict[str, list[Grant]]]:
+    """Random logins for this run: Siteline's and one per MQTT device, each limited by its ACL."""
+    users = {SITELINE_MQTT_USER: secrets.token_urlsafe(18)}
+    acl: dict[str, list[Grant]] = {SITELINE_MQTT_USER: list(siteline_acl())}
+    for name in names:
+        users[_device_broker_user(name)] = secrets.token_urlsafe(18)
+        acl[_device_broker_user(name)] = list(device_acl(SITE, name))
+    return users, acl
+
+
+def _spawn(site: DemoSite, name: str, transport: str, extra: list[str],
+           env: dict[str, str] | None = None) -> DemoDevice:
     logs = site.folder / "logs"
     logs.mkdir(exist_ok=True)
     argv = [sys.executable, "-m", "siteline", "sim", "--state", str(site.folder / "devices" / name),
@@ -122,8 +156,9 @@ def _spawn(site: DemoSite, name: str, transport: str, extra: list[str]) -> DemoD
     with (logs / f"{name}.log").open("ab") as errlog:
         # stdout is read until the READY line; the device prints nothing after it (logs go to stderr).
         guard = _die_with_parent if sys.platform == "linux" else None
+        # Secrets go through the environment (readable by the owner only), never through argv.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL, bufsize=0,
-                                start_new_session=True, preexec_fn=guard)
+                                start_new_session=True, preexec_fn=guard, env={**os.environ, **(env or {})})
     return DemoDevice(name, transport, proc)
 
 
@@ -159,16 +194,20 @@ def start_site(folder: Path) -> DemoSite:
     folder.mkdir(parents=True, exist_ok=True)
     site = DemoSite(folder, _password(folder), _client_key(folder))
     try:
+        users, acl = _broker_logins(["gw-mqtt"])
         try:
-            site.broker = start_broker(folder / "broker")
+            site.broker = start_broker(folder / "broker", users=users, acl=acl)
+            site.broker_users = users
         except BrokerUnavailableError as exc:
-            print(f"Note: {exc} The MQTT device is left out of the demo; install Mosquitto "
-                  "(sudo apt-get install mosquitto) to include it.", flush=True)
+            print(f"Note: {exc} The MQTT device is left out of the demo.", flush=True)
         site.devices.append(_spawn(site, "gw-serial", "serial", ["--serial-link", str(folder / "ttyGW0")]))
         site.devices.append(_spawn(site, "gw-ssh", "ssh",
                                    ["--ssh-port", "0", "--authorized-key", str(site.client_key) + ".pub"]))
         if site.broker is not None:
-            site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", site.broker.url]))
+            user = _device_broker_user("gw-mqtt")
+            url = f"mqtt://{user}@{site.broker.host}:{site.broker.port}"
+            site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", url],
+                                       env={MQTT_PASSWORD_ENV: users[user]}))
         _wait_ready(site.devices, READY_TIMEOUT, folder / "logs")
     except BaseException:
         site.stop()
@@ -178,9 +217,13 @@ def start_site(folder: Path) -> DemoSite:
 
 def _print_site(site: DemoSite) -> None:
     print(f"Siteline demo site in {site.folder}", flush=True)
+    if site.broker is not None:
+        print(f"  broker     {site.broker.kind} on {site.broker.host}:{site.broker.port} "
+              "(logins and ACLs required)", flush=True)
     for entry, creds in site.entries():
-        how = (f"login {creds.username} / {creds.password}" if creds.password
-               else f"key {creds.key_path}" if creds.key_path else "no login (through the broker)")
+        broker = "broker " if entry.target.startswith("mqtt") else ""
+        how = (f"{broker}login {creds.username} / {creds.password}" if creds.password
+               else f"key {creds.key_path}" if creds.key_path else "no login")
         print(f"  {entry.name:<10} {entry.target}    ({how})", flush=True)
     print("Press Ctrl-C to stop the site.", flush=True)
 

@@ -3,6 +3,10 @@
 paho-mqtt runs its network loop in its own thread (``loop_start``) and reconnects by itself with
 backoff when the broker goes away; its callbacks hand work to the device's asyncio loop, where
 commands run through the same real shell as over SSH.
+
+The device logs in to the broker as the user named in its broker URL (``mqtt://gw-7@host:1883``)
+with the password kept in its state directory (file ``mqtt-password``, mode 0600): never on a
+command line, where ``ps`` would show it.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,14 +33,44 @@ from siteline.simulator.state import DeviceState
 log = logging.getLogger(__name__)
 MAX_OUTPUT = 256 * 1024  # per stream in a reply: a metered link should not carry a runaway command's output
 MAX_CONCURRENT = 4
+PASSWORD_FILE = "mqtt-password"
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` (any path ignored) -> (host, port); raises ValueError with what is wrong."""
+    """``mqtt://[user@]host:port`` (any path ignored) -> (host, port); raises ValueError with what is wrong."""
     parts = urlsplit(url)
     if parts.scheme != "mqtt" or not parts.hostname:
         raise ValueError(f"'{url}' is not an mqtt://HOST:PORT broker URL")
-    return parts.hostname, parts.port or 1883
+    if parts.password is not None:
+        raise ValueError("the broker URL must not carry a password (ps shows command lines): give only the user, "
+                         "mqtt://USER@HOST:PORT, and the password in the SITELINE_SIM_MQTT_PASSWORD variable")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise ValueError(f"'{url}' has no valid port") from exc
+    return parts.hostname, port
+
+
+def broker_user(url: str) -> str | None:
+    return urlsplit(url).username or None
+
+
+def save_broker_password(state_root: Path, password: str) -> None:
+    """Keep the device's broker password in its state directory, readable by its owner only."""
+    path = state_root / PASSWORD_FILE
+    tmp = path.with_name(PASSWORD_FILE + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password)
+    tmp.replace(path)
+
+
+def load_broker_password(state_root: Path) -> str | None:
+    try:
+        return (state_root / PASSWORD_FILE).read_text(encoding="utf-8").strip("\n") or None
+    except FileNotFoundError:
+        return None
 
 
 def _clip(data: bytes) -> tuple[str, bool]:
@@ -47,6 +83,7 @@ class MqttAgent:
     def __init__(self, state: DeviceState, broker_url: str) -> None:
         self.state = state
         self.host, self.port = parse_broker_url(broker_url)
+        self.username = broker_user(broker_url)
         self.prefix = f"edge/{state.config.site}/{state.config.name}"
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,6 +108,8 @@ class MqttAgent:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         client.will_set(contract.status_topic(self.prefix), self._status("offline"), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if self.username:
+            client.username_pw_set(self.username, load_broker_password(self.state.root))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -110,7 +149,8 @@ class MqttAgent:
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            log.warning("broker %s:%d refused the device: %s", self.host, self.port, reason)
+            log.warning("broker %s:%d refused the device (user %s): %s; check the user in --mqtt and the password "
+                        "in SITELINE_SIM_MQTT_PASSWORD", self.host, self.port, self.username or "anonymous", reason)
             return
         log.info("connected to broker %s:%d as %s", self.host, self.port, self.prefix)
         client.publish(contract.status_topic(self.prefix), self._status("online"), qos=1, retain=True)
@@ -125,7 +165,9 @@ class MqttAgent:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
+            contract.check_request_delivery(self.prefix, message.topic, bool(message.retain))
             request = contract.decode_request(bytes(message.payload))
+            contract.check_reply_to(self.prefix, request.reply_to)
         except contract.ContractError as exc:
             log.warning("dropped a request on %s: %s", message.topic, exc)
             return

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,12 +22,13 @@ import asyncssh
 
 from siteline.core.atomic import write_atomic
 from siteline.simulator.device import SimulatedDevice
-from siteline.simulator.mqtt_agent import parse_broker_url
+from siteline.simulator.mqtt_agent import broker_user, load_broker_password, parse_broker_url, save_broker_password
 from siteline.simulator.state import DeviceState
 
 log = logging.getLogger(__name__)
 READY = "SITELINE-SIM-READY"
 OVERRIDES = ("boot_delay", "serial_baud", "kernel_log_interval", "telemetry_interval")
+MQTT_PASSWORD_ENV = "SITELINE_SIM_MQTT_PASSWORD"
 
 
 class SimSetupError(Exception):
@@ -47,7 +49,23 @@ def open_state(args: argparse.Namespace) -> DeviceState:
         state.save_config()
     for key_file in getattr(args, "authorized_key", None) or []:
         add_authorized_key(state, Path(key_file))
+    _store_mqtt_password(state, getattr(args, "mqtt", None))
     return state
+
+
+def _store_mqtt_password(state: DeviceState, url: str | None) -> None:
+    """Move the broker password from the environment into the state dir (0600).
+
+    It leaves the environment so that the commands the device runs in its shell never see it.
+    """
+    password = os.environ.pop(MQTT_PASSWORD_ENV, None)
+    if url is None or broker_user(url) is None:
+        return
+    if password:
+        save_broker_password(state.root, password)
+    elif load_broker_password(state.root) is None:
+        raise SimSetupError(f"--mqtt names the broker user '{broker_user(url)}' but no password is known: "
+                            f"set {MQTT_PASSWORD_ENV} (it is kept in the state directory after the first run)")
 
 
 def add_authorized_key(state: DeviceState, key_file: Path) -> None:

@@ -172,8 +172,9 @@ class MqttTransport:
 
     def _make_client(self) -> paho.Client:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311)
-        if self.credentials.username:
-            client.username_pw_set(self.credentials.username, self.credentials.password)
+        user = self.credentials.username or self.target.user  # mqtt://user@broker/... names the login too
+        if user:
+            client.username_pw_set(user, self.credentials.password)
         if self.target.scheme == "mqtts":
             client.tls_set_context(ssl.create_default_context())
         client.on_connect = self._on_connect

@@ -9,6 +9,11 @@ For a device whose target is ``mqtt://broker/edge/<site>/<device>`` (the *prefix
 ``<reply_to>``                 QoS 1, from the device: ``{"id", "exit_code", "stdout", "stderr", "truncated"}``.
 
 Every payload is UTF-8 JSON. Anything else on these topics is dropped with a log line.
+
+A device answers only requests that arrive on its own ``<prefix>/cmd/req``, are not retained (a
+retained command would run again on every reconnect) and whose ``reply_to`` lies under
+``<prefix>/cmd/res/``. Who may send requests is decided by the broker: security rests on broker
+authentication and ACLs (docs/mqtt-device-contract.md).
 """
 
 from __future__ import annotations
@@ -44,6 +49,30 @@ def request_topic(prefix: str) -> str:
 
 def reply_topic(prefix: str, client_id: str) -> str:
     return f"{prefix}/cmd/res/{client_id}"
+
+
+def check_request_delivery(prefix: str, topic: str, retained: bool) -> None:
+    """Raise ContractError unless a request arrived as the device should take it.
+
+    Some brokers (amqtt) hand a new client retained messages for topics it never subscribed to,
+    so the topic is checked here and not assumed from the subscription.
+    """
+    if topic != request_topic(prefix):
+        raise ContractError(f"message on {topic[:120]!r} is not a request for {prefix}")
+    if retained:
+        raise ContractError("a retained request is never run: it would run again on every reconnect")
+
+
+def check_reply_to(prefix: str, reply_to: str) -> None:
+    """Raise ContractError unless ``reply_to`` is ``<prefix>/cmd/res/<one or more levels>``.
+
+    A device must not publish wherever a request says: that would let anyone who can send a
+    request make the device write to other devices' or the control plane's topics.
+    """
+    base = reply_topic(prefix, "")
+    rest = reply_to[len(base):] if reply_to.startswith(base) else ""
+    if not rest or any(not level or level in ("+", "#") for level in rest.split("/")) or "\0" in rest:
+        raise ContractError(f"reply_to {reply_to[:120]!r} is not under {base}; the request is dropped")
 
 
 @dataclass(frozen=True)
