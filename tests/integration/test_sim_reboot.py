@@ -6,13 +6,14 @@ import asyncio
 import io
 import json
 import signal
+import socket
 import tarfile
 import time
 from pathlib import Path
 
 import asyncssh
 import pytest
-from tests.peers.sim import PASSWORD, make_state, running_device, start_sim_process
+from tests.peers.sim import PASSWORD, make_state, running_device, start_sim_process, start_siteline
 from tests.peers.sim_clients import Console, Watcher
 
 from siteline.core.transports import mqtt_contract as contract
@@ -122,22 +123,80 @@ async def test_bad_bundle_burns_attempts_and_rolls_back(sim_state: DeviceState) 
 
 
 def test_power_cut_and_restart(tmp_path: Path) -> None:
+    """Power back on after a cut is a boot: a new boot id, and boot selection runs (a slot activated
+    just before the cut is tried, its attempt counter goes down)."""
     state_dir = tmp_path / "device"
+    make_state(state_dir, mark_good_delay=60.0)  # nothing marks the new boot good during the test
     first = start_sim_process(state_dir, "--ssh-port", "0", "--boot-delay", "0.05")
     try:
         key = (state_dir / "ssh_host_ed25519_key.pub").read_bytes()
-        time.sleep(0.3)  # let it tick and write state for a moment
+        port = int(first.ready["ssh"].rsplit(":", 1)[1])
+        activated = asyncio.run(_run(port, "rauc status mark-active other"))  # as after `rauc install`
+        assert activated.exit_status == 0, activated.stderr
+        boot_before = DeviceState.attach(state_dir).device()["boot_id"]
     finally:
         first.stop(signal.SIGKILL)  # the power cut: no shutdown at all
     again = start_sim_process(state_dir, "--ssh-port", "0")
     try:
         assert (state_dir / "ssh_host_ed25519_key.pub").read_bytes() == key
+        after = DeviceState.attach(state_dir).device()
+        assert after["boot_id"] != boot_before, "power-on must be a new boot"
+        assert after["booted_slot"] == "B"
         port = int(again.ready["ssh"].rsplit(":", 1)[1])
-        result = asyncio.run(_run(port, "cat /etc/hostname; fw_printenv BOOT_ORDER"))
+        result = asyncio.run(_run(port, "cat /etc/hostname; fw_printenv BOOT_ORDER BOOT_B_LEFT"))
         assert result.exit_status == 0, result.stderr
-        assert result.stdout == "gw-01\nBOOT_ORDER=A B\n"
+        assert result.stdout == "gw-01\nBOOT_ORDER=B A\nBOOT_B_LEFT=2\n"  # one attempt used by the power-on
+        status = json.loads(asyncio.run(_run(port, "rauc status --output-format=json")).stdout)
+        assert status["booted"] == "B"
+        assert status["boot_primary"] == "rootfs.1"
     finally:
         assert again.stop(signal.SIGTERM) == 0
+
+
+async def _left(state: DeviceState, slot: str) -> int:
+    return int(state.read_env()[f"BOOT_{slot}_LEFT"])
+
+
+async def _until_left(state: DeviceState, slot: str, wanted: int, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await _left(state, slot) != wanted:  # noqa: ASYNC110 - another task writes the env file
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_healthy_boots_are_marked_good_so_plain_reboots_stay_on_their_slot(tmp_path: Path) -> None:
+    state = make_state(tmp_path / "device", mark_good_delay=0.05)
+    async with running_device(state) as device:
+        for n in range(1, 5):
+            await _until_left(state, "A", 3)  # rauc-mark-good.service did its job for this boot
+            state.request_reboot()
+            await _wait_back(device, n)
+            assert state.booted_slot() == "A"
+        assert device.last_boot is not None
+        assert not device.last_boot.rolled_back
+
+
+@pytest.mark.asyncio
+async def test_without_mark_good_plain_reboots_use_up_the_attempts(tmp_path: Path) -> None:
+    state = make_state(tmp_path / "device", mark_good_delay=0.05)
+    assert sh_tool(state, ["sim-scenario", "mark-good-off"]) == 0
+    async with running_device(state) as device:
+        assert await _left(state, "A") == 2  # the power-on used one
+        for n in range(1, 3):
+            state.request_reboot()
+            await _wait_back(device, n)
+        assert state.booted_slot() == "A"
+        await asyncio.sleep(0.2)  # longer than mark_good_delay: still nothing marked it good
+        assert await _left(state, "A") == 0
+        state.request_reboot()
+        await _wait_back(device, 3)
+        assert state.booted_slot() == "B"  # A is used up: U-Boot falls through to B
+
+
+def sh_tool(state: DeviceState, argv: list[str]) -> int:
+    from siteline.simulator.tools import scenario
+
+    return scenario.main(argv[0], argv[1:], state)
 
 
 @pytest.mark.asyncio
@@ -160,10 +219,8 @@ async def test_reboot_over_mqtt_goes_offline_and_back(tmp_path: Path, mosquitto:
 
 
 def test_sim_command_prints_ready_and_stops_on_sigint(tmp_path: Path) -> None:
-    started = time.monotonic()
     sim = start_sim_process(tmp_path / "new-device", "--serial-link", str(tmp_path / "ttyX"), "--ssh-port", "0")
     try:
-        assert time.monotonic() - started < 15
         assert sim.ready["serial"] == f"serial://{tmp_path / 'ttyX'}?baud=115200"
         assert sim.ready["ssh"].startswith("ssh://root@127.0.0.1:")
         assert sim.ready["mqtt"] is None
@@ -171,6 +228,38 @@ def test_sim_command_prints_ready_and_stops_on_sigint(tmp_path: Path) -> None:
     finally:
         assert sim.stop(signal.SIGINT) == 0
     assert not (tmp_path / "ttyX").exists()
+
+
+def test_sim_listens_within_5_s(tmp_path: Path) -> None:
+    """The spec's contract: `siteline sim` on a new state dir (host key generation included) is
+    listening on 127.0.0.1 within 5 s of the process starting."""
+    started = time.monotonic()
+    sim = start_sim_process(tmp_path / "new-device", "--ssh-port", "0", timeout=30)
+    try:
+        ready_after = time.monotonic() - started
+        port = int(sim.ready["ssh"].rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            assert conn.recv(4).startswith(b"SSH-")
+        listening_after = time.monotonic() - started
+    finally:
+        sim.stop(signal.SIGINT)
+    assert listening_after <= 5.0, (
+        f"`siteline sim` took {listening_after:.2f} s from process start to an SSH banner (READY after "
+        f"{ready_after:.2f} s); the spec requires listening within 5 s")
+
+
+def test_serial_link_never_replaces_a_file(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("a user's file\n")
+    sim = start_siteline(["sim", "--state", str(tmp_path / "dev"), "--serial-link", str(precious)],
+                         tmp_path / "sim.log")
+    try:
+        code = sim.proc.wait(30)
+    finally:
+        sim.stop(signal.SIGKILL)
+    assert code != 0
+    assert precious.read_text() == "a user's file\n"
+    assert "not a symlink" in (tmp_path / "sim.log").read_text()
 
 
 @pytest.mark.asyncio

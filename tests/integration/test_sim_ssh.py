@@ -152,3 +152,32 @@ async def test_interactive_shell_on_pty(sim_state: DeviceState) -> None:
         result = await asyncio.wait_for(proc.wait(), 10)
         assert "40 120" in result.stdout
         assert result.exit_status == 3
+
+
+async def test_usernames_cannot_reach_outside_the_device(sim_state: DeviceState, tmp_path: Path) -> None:
+    """A traversal username creates nothing outside the state dir and cannot use keys found there."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    victim = tmp_path / "victim" / ".ssh"
+    victim.mkdir(parents=True)
+    (victim / "authorized_keys").write_bytes(key.export_public_key())  # as the host's /root/.ssh would have
+    before = _outside(tmp_path)
+    async with running_device(sim_state) as device:
+        escape = "../../../escaped"  # rootfs/home/<user> -> tmp_path/escaped
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with _connect(device, username=escape, password="wrong"):
+                pass
+        for user in ("../../../victim", "../../victim/../../victim", "nosuchuser"):
+            with pytest.raises(asyncssh.PermissionDenied):
+                async with _connect(device, username=user, password=None, client_keys=[key]):
+                    pass
+        with pytest.raises(asyncssh.PermissionDenied):  # a password that is right for root, a name that is not
+            async with _connect(device, username="root/../root", password=PASSWORD):
+                pass
+    assert _outside(tmp_path) == before
+    assert not (tmp_path / "escaped").exists()
+    assert not (sim_state.root / "rootfs/home/nosuchuser").exists()
+
+
+def _outside(tmp_path: Path) -> list[Path]:
+    """Everything under tmp_path that is not the device's state dir."""
+    return sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "device" not in p.parts)

@@ -6,11 +6,13 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from siteline.simulator.shell import run_command
+from siteline.simulator import journal
+from siteline.simulator.shell import run_command, run_streamed
 from siteline.simulator.state import DeviceState
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -51,7 +53,8 @@ def test_identity_is_the_device_not_the_host(device: DeviceState) -> None:
     assert 'VERSION_CODENAME="kirkstone"' in out
     assert sh(device, "uname -a")[1].startswith("Linux gw-tools 5.15.71-nwedge ")
     assert sh(device, "uname -m")[1] == "aarch64\n"
-    assert sh(device, "cat /etc/shadow")[0] == 1  # never the host's file
+    shadow = (device.root / "rootfs/etc/shadow").read_text()
+    assert sh(device, "cat /etc/shadow")[1] == shadow  # the device's own file, never the host's
 
 
 def test_hostname_changes_the_device_not_the_host(device: DeviceState) -> None:
@@ -176,20 +179,53 @@ def test_journalctl_json_has_journald_fields(device: DeviceState) -> None:
     assert "Started edge agent." in sh(device, "journalctl -u edge-agent --no-pager")[1]
 
 
+def _follow_until(device: DeviceState, command: str, wanted: int, log: Callable[[int], None]) -> list[str]:
+    """Run ``command`` (a journalctl -f) and keep logging until ``wanted`` lines came out: no guess at
+    how long the shim's interpreter takes to start following."""
+    async def scenario() -> list[str]:
+        out = bytearray()
+        enough = asyncio.Event()
+
+        async def sink(data: bytes) -> None:
+            out.extend(data)
+            if out.count(b"\n") >= wanted:
+                enough.set()
+
+        async def nothing(_data: bytes) -> None:
+            return None
+
+        async def keep_logging() -> None:
+            n = 0
+            while not enough.is_set():
+                log(n)
+                n += 1
+                await asyncio.sleep(0.05)
+
+        logger = asyncio.create_task(keep_logging())
+        code = await run_streamed(device, command, on_out=sink, on_err=nothing, hangup=enough.wait(), timeout=30)
+        await logger
+        assert code == 129, f"journalctl -f ended by itself ({code}) or timed out"
+        return out.decode().splitlines()
+
+    return asyncio.run(scenario())
+
+
 def test_journalctl_follow_prints_new_entries(device: DeviceState) -> None:
-    async def scenario() -> tuple[int, bytes, bytes]:
-        async def later() -> None:
-            await asyncio.sleep(0.6)
-            device.log("logged while following", "kernel")
+    lines = _follow_until(device, "journalctl -o json -f -n 0", 3, lambda n: device.log(f"following {n}", "kernel"))
+    messages = [json.loads(line)["MESSAGE"] for line in lines[:3]]
+    first = int(messages[0].split()[1])
+    assert messages == [f"following {n}" for n in range(first, first + 3)]  # consecutive: none lost, none repeated
 
-        task = asyncio.create_task(later())
-        result = await run_command(device, "journalctl -o json -f -n 0", timeout=1.5)
-        await task
-        return result
 
-    code, out, _ = asyncio.run(scenario())
-    assert code == 124
-    assert [json.loads(line)["MESSAGE"] for line in out.decode().splitlines()] == ["logged while following"]
+def test_journalctl_follow_survives_a_vacuum(device: DeviceState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trimmed journal (a new, smaller file) neither repeats old entries nor skips new ones."""
+    monkeypatch.setattr(journal, "MAX_BYTES", 4096)  # this process writes the entries, so its limit applies
+    for n in range(40):
+        device.log(f"old entry {n} " + "x" * 60, "kernel")
+    lines = _follow_until(device, "journalctl -o cat -f -n 0", 60, lambda n: device.log(f"new {n} " + "y" * 60))
+    assert not [line for line in lines if line.startswith("old entry")]
+    numbers = [int(line.split()[1]) for line in lines[:60]]
+    assert numbers == list(range(numbers[0], numbers[0] + 60))
 
 
 def test_state_changing_tools_act_on_the_state_dir(device: DeviceState) -> None:
@@ -267,3 +303,61 @@ def test_passwd_on_a_terminal_does_not_echo(device: DeviceState) -> None:
 
 def test_fallback_os_release_is_the_device_too(device: DeviceState) -> None:
     assert "ID=nwedge" in sh(device, "cat /usr/lib/os-release")[1]
+
+
+def _host_file(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
+
+
+def test_shell_writes_and_real_tools_never_reach_the_host(device: DeviceState) -> None:
+    watched = ("/etc/hostname", "/etc/shadow", "/etc/passwd", "/etc/hosts")
+    before = {p: _host_file(p) for p in watched}
+    host_name = socket.gethostname()
+    code, out, _ = sh(device, "echo evil > /etc/hostname; hostname evil2; /bin/hostname evil3; "
+                              "cat /etc/shadow | head -1")
+    assert {p: _host_file(p) for p in watched} == before
+    assert socket.gethostname() == host_name
+    assert device.hostname() == "evil2"
+    assert out.splitlines()[-1].startswith("root:")
+    assert out.splitlines()[-1] == (device.root / "rootfs/etc/shadow").read_text().splitlines()[0]
+
+
+def test_host_changing_commands_act_on_the_device(device: DeviceState) -> None:
+    forward = _host_file("/proc/sys/net/ipv4/ip_forward")
+    code, out, err = sh(device, "hostnamectl set-hostname gw-new && sysctl -w net.ipv4.ip_forward=1 >/dev/null && "
+                                "date -s '2030-01-02 03:04:05' >/dev/null && useradd tech && "
+                                "ip6tables -A INPUT -j DROP && modprobe dummy && timedatectl set-ntp false && "
+                                "hostname && sysctl -n net.ipv4.ip_forward && date -u +%Y && "
+                                "ip6tables -S INPUT && lsmod | grep -c dummy && umount /data; echo umount=$?")
+    assert code == 0, err
+    assert out.splitlines() == ["gw-new", "1", "2030", "-P INPUT ACCEPT", "-A INPUT -j DROP", "1", "umount=32"]
+    assert _host_file("/proc/sys/net/ipv4/ip_forward") == forward
+    assert time.gmtime().tm_year < 2030
+    assert "tech" in device.users()
+    assert "tech:x:" in (device.root / "rootfs/etc/passwd").read_text()
+    assert sh(device, "init 6")[0] == 0
+    assert device.take_power_request() == "reboot"
+    assert sh(device, "shutdown -h now")[0] == 0
+    assert device.take_power_request() == "poweroff"
+    assert "Kernel IP routing table" in sh(device, "route -n")[1]
+    assert "inet " in sh(device, "ifconfig eth0")[1]
+
+
+def test_file_readers_see_the_device_files(device: DeviceState) -> None:
+    fs = device.root / "rootfs"
+    assert sh(device, "head -n 1 /etc/os-release")[1] == "ID=nwedge\n"
+    assert sh(device, "sed -n 1p /etc/os-release")[1] == "ID=nwedge\n"
+    assert sh(device, "tail -n 1 /etc/hostname")[1] == "gw-tools\n"
+    assert sh(device, "grep -c nwedge /etc/os-release")[1] == "2\n"
+    assert sh(device, "grep -H ^ID= /etc/os-release")[1] == "/etc/os-release:ID=nwedge\n"
+    assert sh(device, "ls /etc/rauc")[1] == "system.conf\n"
+    assert sh(device, "stat -c %n /etc/rauc/system.conf")[1] == "/etc/rauc/system.conf\n"
+    assert sh(device, "/usr/bin/env test -f /etc/rauc/system.conf && echo yes")[1] == "yes\n"
+    assert sh(device, "head -1 /etc/shadow")[1] == (fs / "etc/shadow").read_text().splitlines()[0] + "\n"
+    code, _, err = sh(device, "head /etc/no-such-file")
+    assert code == 1
+    assert str(fs) not in err
+    assert "/etc/no-such-file" in err

@@ -19,7 +19,7 @@ from siteline.simulator.device import SimulatedDevice
 from siteline.simulator.state import DeviceState
 
 PASSWORD = "s1te-line-test"
-FAST = {"boot_delay": 0.05, "kernel_log_interval": 3600.0, "telemetry_interval": 0.2}
+FAST = {"boot_delay": 0.05, "kernel_log_interval": 3600.0, "telemetry_interval": 0.2, "mark_good_delay": 0.05}
 READY = "SITELINE-SIM-READY"
 
 

@@ -27,7 +27,8 @@ class BootOutcome:
     reset_counters: bool = False  # no slot had attempts left: counters were reset (logged)
 
 
-def _left(env: dict[str, str], slot: str) -> int:
+def attempts_left(env: dict[str, str], slot: str) -> int:
+    """BOOT_<slot>_LEFT; a missing or garbled counter counts as none left, as the boot script's test does."""
     try:
         return int(env.get(f"BOOT_{slot}_LEFT", "0"))
     except ValueError:
@@ -35,8 +36,27 @@ def _left(env: dict[str, str], slot: str) -> int:
 
 
 def boot_order(env: dict[str, str]) -> list[str]:
+    """The known bootnames in BOOT_ORDER; the script's default order when it names none."""
     order = [s for s in env.get("BOOT_ORDER", "").split() if s in BOOTNAMES]
     return order or list(BOOTNAMES)
+
+
+def primary(env: dict[str, str]) -> str | None:
+    """The slot the next boot will try first (RAUC's "activated"), or None when every slot is used up."""
+    return next((s for s in boot_order(env) if attempts_left(env, s) > 0), None)
+
+
+def activate(env: dict[str, str], bootname: str) -> None:
+    """What RAUC's U-Boot backend does for set-primary: the slot first in BOOT_ORDER, its attempts reset."""
+    rest = [s for s in boot_order(env) if s != bootname]
+    rest += [s for s in BOOTNAMES if s not in rest and s != bootname]
+    env["BOOT_ORDER"] = " ".join([bootname, *rest])
+    env[f"BOOT_{bootname}_LEFT"] = str(BOOT_ATTEMPTS)
+
+
+def mark_good(env: dict[str, str], bootname: str) -> None:
+    """RAUC's U-Boot backend for a good slot: its counter back to the limit."""
+    env[f"BOOT_{bootname}_LEFT"] = str(BOOT_ATTEMPTS)
 
 
 def _banner() -> list[str]:
@@ -88,7 +108,7 @@ def select(env: dict[str, str], slots: dict[str, Any], save_env: Callable[[dict[
     outcome = BootOutcome(slot=first)
     for _ in range(MAX_ATTEMPTS):
         outcome.console_lines += _banner()
-        slot = next((s for s in boot_order(env) if _left(env, s) > 0), None)
+        slot = next((s for s in boot_order(env) if attempts_left(env, s) > 0), None)
         if slot is None:
             # The script resets every counter and resets the board, which then boots BOOT_ORDER's first slot.
             outcome.console_lines.append(f"No valid slot found, resetting tries to {BOOT_ATTEMPTS}")
@@ -97,7 +117,7 @@ def select(env: dict[str, str], slots: dict[str, Any], save_env: Callable[[dict[
             save_env(env)
             outcome.reset_counters = True
             continue
-        left = _left(env, slot)
+        left = attempts_left(env, slot)
         outcome.console_lines.append(f"Found valid slot {slot}, {left} attempts remaining")
         env[f"BOOT_{slot}_LEFT"] = str(left - 1)
         save_env(env)  # persisted before the kernel runs, as the real script's saveenv

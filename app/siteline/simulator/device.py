@@ -18,6 +18,7 @@ from siteline.simulator.mqtt_agent import MqttAgent
 from siteline.simulator.serial_console import SerialConsole
 from siteline.simulator.ssh_server import SSHDeviceServer
 from siteline.simulator.state import DeviceState
+from siteline.simulator.tools.systemctl import MARK_GOOD_UNIT, unit_enabled
 
 log = logging.getLogger(__name__)
 REBOOT_POLL = 0.05
@@ -33,9 +34,11 @@ class SimulatedDevice:
         self.console = SerialConsole(state, Path(serial_link)) if serial_link is not None else None
         self.mqtt = MqttAgent(state, mqtt_url) if mqtt_url is not None else None
         self.up = asyncio.Event()
-        self.boots = 0
         self.last_boot: BootOutcome | None = None
+        self.boots = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._marking: asyncio.Task[None] | None = None  # rauc-mark-good.service of the current boot
+        self.powered_off = False
 
     @property
     def ssh_port(self) -> int | None:
@@ -52,7 +55,9 @@ class SimulatedDevice:
         }
 
     async def start(self) -> None:
-        self.state.take_reboot_request()  # a request left by a power cut mid-reboot: the box is booting now
+        """Power on: a power-on is a boot (new boot id, boot selection runs its counters), then serve."""
+        self.state.take_power_request()  # a request left by a power cut mid-reboot: the box is booting now
+        self._booted(self.state.boot())
         if self.console is not None:
             await self.console.start()
         await self._bring_up()
@@ -61,10 +66,11 @@ class SimulatedDevice:
                        loop.create_task(self._tick(), name="device clock")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *([self._marking] if self._marking else [])]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *([self._marking] if self._marking else []), return_exceptions=True)
         self._tasks = []
+        self._marking = None
         await self._bring_down()
         if self.console is not None:
             await self.console.stop()
@@ -95,7 +101,7 @@ class SimulatedDevice:
         # A slot that panics costs a kernel start and a watchdog reset each time.
         await asyncio.sleep(failed * float(self.state.config.boot_delay) / 2)
         self.boots += 1
-        self.last_boot = outcome
+        self._booted(outcome)
         log.info("%s: booted slot %s after %s%s", self.state.config.name, outcome.slot, outcome.attempts,
                  " (rolled back)" if outcome.rolled_back else "")
         if self.console is not None:
@@ -103,16 +109,45 @@ class SimulatedDevice:
         await self._bring_up()
         return outcome
 
+    def _booted(self, outcome: BootOutcome) -> None:
+        """A boot came up: once it has run a while, rauc-mark-good.service (when enabled) marks it good."""
+        self.last_boot = outcome
+        if self._marking is not None:
+            self._marking.cancel()
+        boot_id = str(self.state.device().get("boot_id", ""))
+        self._marking = asyncio.get_running_loop().create_task(self._mark_good(boot_id), name="rauc-mark-good")
+
+    async def _mark_good(self, boot_id: str) -> None:
+        await asyncio.sleep(float(self.state.config.mark_good_delay))
+        try:
+            if unit_enabled(self.state, MARK_GOOD_UNIT):
+                self.state.mark_booted_good(boot_id)
+        except (OSError, ValueError) as exc:  # a damaged state dir: the slot stays unmarked, as on hardware
+            log.warning("%s: rauc-mark-good failed: %s", self.state.config.name, exc)
+
+    async def power_off(self) -> None:
+        """Halt: every way in goes dark and stays dark until the device is started again (power on)."""
+        log.info("%s: powering off", self.state.config.name)
+        if self._marking is not None:
+            self._marking.cancel()
+        await self._bring_down(grace=SESSION_GRACE)
+        if self.console is not None:
+            await self.console.shutdown()
+        self.powered_off = True
+
     async def _watch_reboot(self) -> None:
         while True:
             await asyncio.sleep(REBOOT_POLL)
             try:
-                wanted = self.state.take_reboot_request()
+                wanted = self.state.take_power_request()
             except (OSError, ValueError) as exc:
                 log.warning("reboot request unreadable: %s", exc)
                 continue
             if not wanted:
                 continue
+            if wanted == "poweroff":
+                await self.power_off()
+                return
             try:
                 await self.reboot()
             except Exception:  # a broken state dir must not leave the device dark for good

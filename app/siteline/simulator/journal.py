@@ -29,7 +29,8 @@ def path_of(root: Path) -> Path:
     return root / "journal" / JOURNAL_FILE
 
 
-def _last_seq(path: Path) -> int:
+def last_seq(path: Path) -> int:
+    """The newest entry's __SEQNUM (0 for an empty or missing journal)."""
     try:
         with path.open("rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -65,7 +66,7 @@ def append(root: Path, *, message: str, unit: str, priority: int, hostname: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     now = time.time() if now is None else now
     with locked(root, "journal"):
-        seq = _last_seq(path) + 1
+        seq = last_seq(path) + 1
         entry = _make_entry(seq, message, unit, priority, hostname, boot_id, booted_at, pid, now)
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)

@@ -33,6 +33,16 @@ def set_winsize(fd: int, cols: int, rows: int, xpixel: int = 0, ypixel: int = 0)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, xpixel, ypixel))
 
 
+def kill_group(pgid: int, *, hangup: bool = False) -> None:
+    """Signal a command's whole process group (its pipeline and children), SIGKILL unless ``hangup``.
+
+    The one process-group killer of the simulator. Callers only call it while the group's leader
+    has not been reaped, so the id cannot have been reused by an unrelated process group.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGHUP if hangup else signal.SIGKILL)
+
+
 class PtyProcess:
     """``argv`` running on a new pty; output goes to ``on_output``; ``write`` feeds its keyboard."""
 
@@ -115,9 +125,8 @@ class PtyProcess:
         """Hang up: SIGHUP the session, then SIGKILL what is left, and release the pty."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            for sig, grace in ((signal.SIGHUP, 0.5), (signal.SIGKILL, 2.0)):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, sig)
+            for hangup, grace in ((True, 0.5), (False, 2.0)):
+                kill_group(proc.pid, hangup=hangup)
                 for _ in range(int(grace / 0.02)):
                     if proc.poll() is not None:
                         break

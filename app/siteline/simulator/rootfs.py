@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -14,6 +15,12 @@ SHIM_TOOLS = (
     "cat", "uname", "hostname", "uptime", "df", "free", "mmcli", "nmcli", "rauc", "fw_printenv", "fw_setenv",
     "journalctl", "reboot", "poweroff", "passwd", "chpasswd", "iptables", "iptables-save", "iptables-restore",
     "nft", "systemctl", "mount", "ip", "sim-scenario",
+    # Host-changing commands a shell may run: each acts on the device (its state dir) instead.
+    "shutdown", "halt", "init", "telinit", "hostnamectl", "ip6tables", "ip6tables-save", "ip6tables-restore",
+    "umount", "useradd", "usermod", "userdel", "groupadd", "sysctl", "date", "timedatectl", "modprobe", "rmmod",
+    "lsmod", "ifconfig", "route",
+    # Readers of files: an absolute path the device has is read from its rootfs (see tools/files.py).
+    "head", "tail", "grep", "sed", "ls", "stat", "test",
 )
 KERNEL_RELEASE = "5.15.71-nwedge"
 KERNEL_VERSION = "#1 SMP PREEMPT Tue Mar 5 10:12:01 UTC 2024"
@@ -49,8 +56,23 @@ def rootfs(root: Path) -> Path:
     return root / "rootfs"
 
 
+# A POSIX-portable login name (what useradd accepts by default): no "/", no "..", nothing to escape with.
+USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def valid_username(name: str) -> bool:
+    return USERNAME.fullmatch(name) is not None
+
+
 def home_of(root: Path, user: str) -> Path:
+    if not valid_username(user):
+        raise ValueError(f"{user[:64]!r} is not a valid user name (letters a-z, digits, '_' and '-', at most 32)")
     return rootfs(root) / ("root" if user == "root" else f"home/{user}")
+
+
+def inside(root: Path, path: Path) -> bool:
+    """True when ``path`` (symlinks followed) stays inside the device's rootfs."""
+    return path.resolve().is_relative_to(rootfs(root).resolve())
 
 
 def populate(root: Path, hostname: str, version: str, user: str) -> None:
@@ -61,6 +83,9 @@ def populate(root: Path, hostname: str, version: str, user: str) -> None:
     home = home_of(root, user)
     (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(fs / "etc/hostname", f"{hostname}\n".encode())
+    hosts = f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost\n"
+    write_atomic(fs / "etc/hosts", hosts.encode())
+    write_accounts(root, [user])
     write_os_release(root, version)
     write_atomic(fs / "etc/machine-id", (os.urandom(16).hex() + "\n").encode())
     (fs / "etc/rauc").mkdir(exist_ok=True)
@@ -68,6 +93,32 @@ def populate(root: Path, hostname: str, version: str, user: str) -> None:
     keys = home / ".ssh/authorized_keys"
     if not keys.exists():
         write_atomic(keys, b"", mode=0o600)
+
+
+SYSTEM_ACCOUNTS = (("root", 0, "/root", "/bin/sh"), ("daemon", 1, "/usr/sbin", "/usr/sbin/nologin"),
+                   ("messagebus", 997, "/nonexistent", "/usr/sbin/nologin"), ("nobody", 65534, "/nonexistent",
+                                                                                  "/usr/sbin/nologin"))
+
+
+def write_accounts(root: Path, users: list[str]) -> None:
+    """/etc/passwd, /etc/group and /etc/shadow as a Yocto image has them, plus the device's login users.
+
+    The password hashes stay in shadow.json (scrypt); /etc/shadow only shows which accounts exist,
+    so tools that look users up (id, whoami, ls -l) keep working inside the device's namespace.
+    """
+    fs = rootfs(root)
+    (fs / "etc").mkdir(parents=True, exist_ok=True)
+    rows = list(SYSTEM_ACCOUNTS)
+    known = {r[0] for r in rows}
+    rows += [(u, 1000 + n, f"/home/{u}", "/bin/sh") for n, u in enumerate(sorted(set(users) - known))
+             if valid_username(u)]
+    passwd = "".join(f"{u}:x:{uid}:{uid}:{u}:{home}:{shell}\n" for u, uid, home, shell in rows)
+    group = "".join(f"{u}:x:{uid}:\n" for u, uid, _h, _s in rows)
+    shadow = "".join(f"{u}:{'*' if shell.endswith('nologin') else '!'}:19787:0:99999:7:::\n"
+                     for u, _uid, _h, shell in rows)
+    write_atomic(fs / "etc/passwd", passwd.encode())
+    write_atomic(fs / "etc/group", group.encode())
+    write_atomic(fs / "etc/shadow", shadow.encode(), mode=0o640)
 
 
 def _system_conf() -> bytes:

@@ -28,6 +28,10 @@ TICK = 0.01  # pace in slices of about 10 ms
 MAX_BACKLOG = 1024 * 1024  # output waiting to be sent; past this it is dropped, as a UART FIFO overflows
 
 
+class SerialLinkError(FileExistsError, ValueError):
+    """The link path is taken by something that is not ours (a ValueError too: a bad argument)."""
+
+
 class SerialLine:
     """A pty whose slave is linked at ``link``; ``write`` queues device output, ``on_input`` gets keystrokes."""
 
@@ -48,6 +52,11 @@ class SerialLine:
         return os.ttyname(self._slave)
 
     def open(self) -> None:
+        # Checked before anything is made: --serial-link names our symlink, never a user's file or a real tty.
+        if self.link.exists() and not self.link.is_symlink():
+            raise SerialLinkError(f"--serial-link {self.link}: something that is not a symlink is already there "
+                                  "(a file or a real serial port); choose a new path, the simulator only "
+                                  "replaces its own links")
         self._master, self._slave = os.openpty()
         # Raw like a UART, at the device's rate until a client sets its own; we keep the slave open so
         # the line never hangs up when a client closes it (a real UART does not vanish either).
@@ -58,8 +67,8 @@ class SerialLine:
         termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
         os.set_blocking(self._master, False)
         self.link.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.link.unlink()
+        if self.link.is_symlink():
+            self.link.unlink()  # a link left by an earlier run (or a dangling one): ours to replace
         self.link.symlink_to(self.slave_path)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._master, self._readable)
@@ -102,16 +111,10 @@ class SerialLine:
         self._out += data
         self._wake.set()
 
-    def pending(self) -> int:
-        return len(self._out)
-
     async def drain(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while self._out and time.monotonic() < deadline:  # noqa: ASYNC110 - the pacer empties it tick by tick
             await asyncio.sleep(TICK)
-
-    def discard_output(self) -> None:
-        self._out.clear()
 
     def _readable(self) -> None:
         try:

@@ -13,8 +13,15 @@ import sys
 
 # tool name -> module under siteline.simulator.tools (each has main(argv, state) -> int)
 TOOLS = {
-    "cat": "system", "uname": "system", "hostname": "system", "uptime": "system", "df": "system",
-    "free": "system", "reboot": "system", "poweroff": "system",
+    "cat": "files", "uname": "system", "hostname": "system", "uptime": "system", "df": "system",
+    "free": "system", "reboot": "power", "poweroff": "power", "halt": "power", "shutdown": "power", "init": "power",
+    "telinit": "power", "hostnamectl": "hostctl", "timedatectl": "hostctl", "date": "hostctl",
+    "sysctl": "kernel", "modprobe": "kernel", "rmmod": "kernel", "lsmod": "kernel",
+    "ifconfig": "netlegacy", "route": "netlegacy", "umount": "mount",
+    "useradd": "accounts", "usermod": "accounts", "userdel": "accounts", "groupadd": "accounts",
+    "ip6tables": "firewall", "ip6tables-save": "firewall", "ip6tables-restore": "firewall",
+    "head": "files", "tail": "files", "grep": "files", "sed": "files", "ls": "files", "stat": "files",
+    "test": "files",
     "fw_printenv": "fwenv", "fw_setenv": "fwenv",
     "mmcli": "mmcli", "nmcli": "nmcli", "ip": "iproute",
     "rauc": "rauc", "journalctl": "journalctl",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
@@ -19,7 +19,7 @@ import asyncssh
 from siteline.core.atomic import write_atomic
 from siteline.simulator import rootfs
 from siteline.simulator.ptyproc import PtyProcess
-from siteline.simulator.shell import interactive_shell_argv
+from siteline.simulator.shell import device_argv, device_cwd, interactive_shell_argv, run_streamed
 from siteline.simulator.state import DeviceState
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,12 @@ class _DeviceAuth(asyncssh.SSHServer):
             self._server.connections.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
-        # Re-read on every login, as sshd does, so a key added by `ssh-copy-id` works at once.
-        path = self._server.state.authorized_keys_path(username)
+        # Re-read on every login, as sshd does, so a key added by `ssh-copy-id` works at once. An
+        # unknown or malformed name gets no keys and creates nothing (it still has to fail a password).
+        path = self._server.state.find_authorized_keys(username)
+        if path is None:
+            log.info("login attempt for unknown user %r", username[:64])
+            return True
         try:
             text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
             if self._conn is not None and any(ln.strip() and not ln.startswith("#") for ln in text.splitlines()):
@@ -162,75 +166,42 @@ class SSHDeviceServer:
             process.exit(code)
 
 
-async def _pump_out(reader: asyncio.StreamReader, writer: asyncssh.SSHWriter[bytes]) -> None:
-    while chunk := await reader.read(CHUNK):
-        writer.write(chunk)
-        await writer.drain()
-
-
-async def _pump_in(reader: asyncssh.SSHReader[bytes], writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(CHUNK):
-            writer.write(chunk)
-            await writer.drain()
-    except (OSError, asyncssh.Error):
-        pass  # the command stopped reading or the channel went away: nothing more to feed
-    finally:
-        with contextlib.suppress(OSError):
-            writer.close()
-
-
-async def _pump_both(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerProcess[bytes]) -> None:
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    await asyncio.gather(_pump_out(proc.stdout, process.stdout), _pump_out(proc.stderr, process.stderr))
-
-
 async def run_exec(state: DeviceState, process: asyncssh.SSHServerProcess[bytes], command: str) -> int:
-    """``/bin/sh -c command`` with the channel's stdin/stdout/stderr streamed both ways."""
-    env = state.shell_env()
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=env.get("HOME") or str(state.root), start_new_session=True,
-    )
-    assert proc.stdin is not None
-    feeder = asyncio.ensure_future(_pump_in(process.stdin, proc.stdin))
-    outputs: asyncio.Future[None] = asyncio.ensure_future(_pump_both(proc, process))
-    closed: asyncio.Future[None] = asyncio.ensure_future(process.wait_closed())
-    try:
-        await asyncio.wait({outputs, closed}, return_when=asyncio.FIRST_COMPLETED)
-        if not outputs.done():  # the client hung up first (e.g. it stopped `journalctl -f`)
-            _kill_group(proc.pid, signal.SIGHUP)
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(proc.wait(), 1.0)
-            _kill_group(proc.pid, signal.SIGKILL)
-        return await proc.wait()
-    finally:
-        _kill_group(proc.pid, signal.SIGKILL)  # stray children of the command die with the session
-        for task in (feeder, closed, outputs):
-            task.cancel()
-        await asyncio.gather(feeder, closed, outputs, return_exceptions=True)
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
+    """``/bin/sh -c command`` with the channel's stdin/stdout/stderr streamed both ways.
 
+    The command is stopped (its whole process group) when the client hangs up, e.g. when it stops
+    ``journalctl -f``, or when its output can no longer be delivered.
+    """
 
-def _kill_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+    def sink(writer: asyncssh.SSHWriter[bytes]) -> Callable[[bytes], Awaitable[None]]:
+        async def write(data: bytes) -> None:
+            writer.write(data)
+            await writer.drain()
+        return write
+
+    async def feed(stdin: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):  # the channel went away: nothing more to feed
+            while chunk := await process.stdin.read(CHUNK):
+                stdin.write(chunk)
+                await stdin.drain()
+
+    return await run_streamed(state, command, on_out=sink(process.stdout), on_err=sink(process.stderr),
+                              stdin=feed, hangup=process.wait_closed())
 
 
 async def run_pty_shell(state: DeviceState, process: asyncssh.SSHServerProcess[bytes]) -> int:
     """An interactive shell (or a command, with ``ssh -t``) on a real pty sized like the client's."""
     env = state.shell_env()
     env["TERM"] = process.term_type or "dumb"
-    argv = interactive_shell_argv(state) if process.command is None else ["/bin/sh", "-c", process.command]
+    argv = interactive_shell_argv(state) if process.command is None else device_argv(state, ["/bin/sh", "-c",
+                                                                                                process.command])
     cols, rows = process.term_size[:2] if process.term_type else (80, 24)
 
     def out(data: bytes) -> None:
         with contextlib.suppress(OSError, asyncssh.Error):
             process.stdout.write(data)
 
-    shell = PtyProcess(argv, env, env.get("HOME") or str(state.root), out)
+    shell = PtyProcess(argv, env, device_cwd(state), out)
     shell.start(cols or 80, rows or 24)
     typing = asyncio.ensure_future(_type_into(process, shell))
     done = asyncio.ensure_future(shell.wait())

@@ -25,16 +25,17 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from siteline.core.atomic import write_atomic
 from siteline.simulator import dynamics, journal, rootfs, slots, ubootenv
-from siteline.simulator.boot import BootOutcome, select
+from siteline.simulator.boot import BootOutcome, attempts_left, mark_good, select
 from siteline.simulator.store import JsonDict, locked, read_json, update_json, write_json
 
-__all__ = ["BootOutcome", "DeviceState", "SimConfig"]
+__all__ = ["BootOutcome", "DeviceState", "SimConfig", "iso_time"]
 
 CONFIG_FILE = "sim.json"
 DEVICE_FILE = "device.json"
@@ -48,6 +49,7 @@ class SimConfig:
     site: str
     user: str = "root"
     boot_delay: float = 3.0  # seconds the device is unreachable during reboot (tests use 0.05)
+    mark_good_delay: float = 5.0  # seconds after a boot until rauc-mark-good.service marks the slot good
     kernel_log_interval: float = 20.0  # mean seconds between kernel log lines on the console
     telemetry_interval: float = 10.0
     serial_baud: int = 115200
@@ -59,6 +61,8 @@ class SimConfig:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs.setdefault("name", "gw-01")
         kwargs.setdefault("site", "demo-site")
+        if not rootfs.valid_username(str(kwargs.get("user", "root"))):
+            raise ValueError(f"sim.json: user {str(kwargs.get('user'))[:64]!r} is not a valid user name")
         return cls(**kwargs)
 
 
@@ -108,6 +112,9 @@ class DeviceState:
     def open(cls, root: Path, *, name: str = "gw-01", site: str = "demo-site", user: str = "root",
              password: str | None = None, create: bool = True) -> DeviceState:
         root = Path(root).absolute()
+        if not rootfs.valid_username(user):
+            raise ValueError(f"--user {user[:64]!r}: a user name is a-z, 0-9, '_' or '-' (at most 32, not starting "
+                             "with a digit or '-')")
         with locked(root) if root.exists() or create else _NoLock(root):
             data = read_json(root / CONFIG_FILE)
             if data:
@@ -135,7 +142,7 @@ class DeviceState:
     def _create(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        when = _iso(now)
+        when = iso_time(now)
         rootfs.populate(self.root, self.config.name, slots.FIRST_VERSION, self.config.user)
         slots.save(self.root, slots.initial(when))
         write_json(self.root / dynamics.MODEM_FILE, dynamics.initial_modem(self.config.seed, now))
@@ -150,6 +157,8 @@ class DeviceState:
 
     def _refresh_shims_and_config(self) -> None:
         rootfs.write_shims(self.root)
+        if not (rootfs.rootfs(self.root) / "etc/passwd").exists():  # a device made by an older simulator
+            rootfs.write_accounts(self.root, self.users())
         _remove_stale_temp_files(self.root)
         config = self.root / ubootenv.CONFIG_NAME
         wanted = f"{self.root / ubootenv.ENV_NAME} 0x0000 0x{ubootenv.ENV_SIZE:04x}"
@@ -162,7 +171,13 @@ class DeviceState:
         write_json(self.root / CONFIG_FILE, asdict(self.config))
 
     # -- accounts -------------------------------------------------------------------------------------
+    def known_user(self, user: str) -> bool:
+        """A well-formed name that the device has an account for (nothing else may name a path)."""
+        return rootfs.valid_username(user) and user in self.users()
+
     def check_password(self, user: str, password: str) -> bool:
+        if not self.known_user(user):
+            return False
         stored = read_json(self.root / SHADOW_FILE).get(user)
         return isinstance(stored, str) and _verify_password(stored, password)
 
@@ -173,8 +188,24 @@ class DeviceState:
     def users(self) -> list[str]:
         return sorted(read_json(self.root / SHADOW_FILE)) or [self.config.user]
 
-    def authorized_keys_path(self, user: str) -> Path:
+    def set_users(self, change: Callable[[JsonDict], None]) -> None:
+        """Change shadow.json (name -> hash, or "!" for a locked account) under the state lock."""
+        update_json(self.root, self.root / SHADOW_FILE, change)
+
+    def find_authorized_keys(self, user: str) -> Path | None:
+        """The user's authorized_keys for a login: None for an unknown user or a path that leaves the
+        rootfs (a symlink). Creates nothing, so a login attempt cannot touch the disk."""
+        if not self.known_user(user):
+            return None
         path = rootfs.home_of(self.root, user) / ".ssh" / "authorized_keys"
+        return path if rootfs.inside(self.root, path) else None
+
+    def authorized_keys_path(self, user: str) -> Path:
+        """The user's authorized_keys, made (empty) when missing; for tools adding keys to a known account."""
+        path = self.find_authorized_keys(user)
+        if path is None:
+            raise ValueError(f"user {user[:64]!r} has no account on device {self.config.name} "
+                             "(or its home leaves the device's files); add the user first")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             write_atomic(path, b"", mode=0o600)
@@ -215,22 +246,50 @@ class DeviceState:
         now = time.time() if now is None else now
         return max(0.0, now - float(self.device().get("booted_at", now)))
 
-    def request_reboot(self) -> None:
-        self.log("System is rebooting.", "systemd")
-        update_json(self.root, self.root / DEVICE_FILE, lambda d: d.__setitem__("reboot_requested", True))
-
-    def take_reboot_request(self) -> bool:
-        taken: list[bool] = []
+    def request_reboot(self, action: str = "reboot") -> None:
+        """Leave a power request ("reboot" or "poweroff") for the running device to act on."""
+        self.log("System is rebooting." if action == "reboot" else "System is powering down.", "systemd")
 
         def change(d: JsonDict) -> None:
-            taken.append(bool(d.get("reboot_requested")))
+            d["reboot_requested"] = True
+            d["power_action"] = action
+
+        update_json(self.root, self.root / DEVICE_FILE, change)
+
+    def take_power_request(self) -> str | None:
+        """The pending power request ("reboot" or "poweroff"), cleared; None when there is none."""
+        taken: list[str] = []
+
+        def change(d: JsonDict) -> None:
+            taken.append(str(d.get("power_action") or "reboot"))
             d["reboot_requested"] = False
+            d.pop("power_action", None)
 
         with locked(self.root):
             if not read_json(self.root / DEVICE_FILE).get("reboot_requested"):
-                return False  # the common case: no write
+                return None  # the common case: no write
             update_json(self.root, self.root / DEVICE_FILE, change)
-        return taken[0]
+        return taken[0] if taken else None
+
+    def take_reboot_request(self) -> bool:
+        return self.take_power_request() is not None
+
+    def mark_booted_good(self, boot_id: str) -> str | None:
+        """What rauc-mark-good.service does once a boot is healthy: the booted slot's counter back to the
+        limit. Nothing if the device has booted again since (``boot_id`` is stale); returns the slot."""
+        with locked(self.root):
+            device = self.device()
+            if device.get("boot_id") != boot_id:
+                return None
+            slot = str(device.get("booted_slot", "A"))
+            env = self.read_env_or_default()
+            if attempts_left(env, slot) == slots.BOOT_ATTEMPTS:
+                return slot  # already good: no write
+            mark_good(env, slot)
+            self.write_env(env)
+        info = slots.by_bootname(slot)
+        self.log(f"marked slot {info.rauc_name if info else slot} as good", "rauc-mark-good")
+        return slot
 
     def env_location(self) -> ubootenv.EnvLocation:
         return ubootenv.EnvLocation(self.root / ubootenv.ENV_NAME)
@@ -325,8 +384,9 @@ def _remove_stale_temp_files(root: Path, min_age: float = 60.0) -> None:
                 tmp.unlink()
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+def iso_time(ts: float | None = None) -> str:
+    """A UTC timestamp as RAUC prints them (slot status installed/activated)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
 
 
 class _NoLock:

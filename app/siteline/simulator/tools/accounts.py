@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from siteline.simulator.rootfs import valid_username, write_accounts
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import err, fail
 
@@ -11,6 +12,8 @@ EXIT_PASSWD_FAILED = 10  # passwd(1): "password unchanged"
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    if tool in ("useradd", "usermod", "userdel", "groupadd"):
+        return manage(tool, argv, state)
     return passwd(argv, state) if tool == "passwd" else chpasswd(argv, state)
 
 
@@ -89,4 +92,34 @@ def chpasswd(argv: list[str], state: DeviceState) -> int:
     for user, password in changes:
         state.set_password(user, password)
         state.log(f"password changed for {user}", "chpasswd", priority=5)
+    return 0
+
+
+def manage(tool: str, argv: list[str], state: DeviceState) -> int:
+    """useradd, usermod, userdel, groupadd: accounts of the device (shadow.json and its /etc files)."""
+    names = [a for a in argv if not a.startswith("-")]
+    name = names[-1] if names else ""
+    if not name:
+        return fail(f"Usage: {tool} [options] {'GROUP' if tool == 'groupadd' else 'LOGIN'}", 2)
+    if not valid_username(name):
+        return fail(f"{tool}: invalid {'group' if tool == 'groupadd' else 'user'} name '{name[:64]}'", 3)
+    users = state.users()
+    if tool == "groupadd":
+        return 0  # groups carry no state the simulated tools read
+    if tool == "useradd" and name in users:
+        return fail(f"useradd: user '{name}' already exists", 9)
+    if tool in ("usermod", "userdel") and name not in users:
+        return fail(f"{tool}: user '{name}' does not exist", 6)
+    if tool == "usermod":
+        return 0  # shells, groups and comments are not modelled; the account stays as it is
+
+    def change(shadow: dict[str, object]) -> None:
+        if tool == "useradd":
+            shadow[name] = "!"  # locked until passwd sets a password, as useradd leaves it
+        else:
+            shadow.pop(name, None)
+
+    state.set_users(change)
+    write_accounts(state.root, state.users())
+    state.log(f"{'new user: name' if tool == 'useradd' else 'delete user'} '{name}'", tool, priority=5)
     return 0

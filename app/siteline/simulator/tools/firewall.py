@@ -16,7 +16,14 @@ BUILTIN = {"filter": ["INPUT", "FORWARD", "OUTPUT"], "nat": ["PREROUTING", "INPU
 VERSION = "iptables v1.8.7 (nf_tables)"
 
 
+_RULES = ["iptables.json"]  # ip6tables keeps its own tables (one tool call per process: set once in main)
+
+
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    family = tool.startswith("ip6tables")
+    if family:
+        _RULES[0] = "ip6tables.json"
+        tool = tool.replace("ip6tables", "iptables")
     handler = {"iptables": iptables, "iptables-save": save, "iptables-restore": restore, "nft": nft}[tool]
     return handler(argv, state)
 
@@ -70,7 +77,7 @@ def iptables(argv: list[str], state: DeviceState) -> int:
 
 def _command(table: str, args: list[str], state: DeviceState) -> int:
     cmd, rest = args[0], args[1:]
-    doc = read_json(_path(state, "iptables.json"))
+    doc = read_json(_path(state, _RULES[0]))
     chains = _tables(doc)[table]
     chain = rest[0] if rest else None
     if cmd in ("-S", "--list-rules", "-L", "--list"):
@@ -111,10 +118,10 @@ def _change(table: str, cmd: str, rest: list[str], state: DeviceState) -> int:
         _apply(chains, chain, cmd, rest[1:], result, message)
 
     if cmd == "-C":
-        chains = _tables(read_json(_path(state, "iptables.json")))[table]
+        chains = _tables(read_json(_path(state, _RULES[0])))[table]
         found = rest and rest[0] in chains and _normalise(rest[1:]) in chains[rest[0]]["rules"]
         return 0 if found else fail("iptables: Bad rule (does a matching rule exist in that chain?).", 1)
-    update_json(state.root, _path(state, "iptables.json"), change)
+    update_json(state.root, _path(state, _RULES[0]), change)
     if result[0]:
         return fail(message[0], result[0])
     state.log(f"iptables -t {table} {cmd} {' '.join(rest)}", "iptables", priority=5)
@@ -184,7 +191,7 @@ def _row(w: list[str]) -> str:
 
 
 def save(argv: list[str], state: DeviceState) -> int:
-    tables = _tables(read_json(_path(state, "iptables.json")))
+    tables = _tables(read_json(_path(state, _RULES[0])))
     stamp = time.strftime("%a %b %d %H:%M:%S %Y")
     wanted = argv[argv.index("-t") + 1] if "-t" in argv and argv.index("-t") + 1 < len(argv) else None
     lines = []
@@ -221,7 +228,7 @@ def restore(argv: list[str], state: DeviceState) -> int:
                 tables[table][name]["policy"] = c["policy"]
                 tables[table][name]["rules"] += c["rules"]
 
-    update_json(state.root, _path(state, "iptables.json"), change)
+    update_json(state.root, _path(state, _RULES[0]), change)
     state.log("iptables rules restored", "iptables", priority=5)
     return 0
 

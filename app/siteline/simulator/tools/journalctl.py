@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from siteline.simulator import journal
@@ -34,7 +35,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         previous_boot = _emit(entry, fmt, previous_boot)
     sys.stdout.flush()
     if opts.get("follow"):
-        return _follow(state, opts, fmt, previous_boot, offset)
+        return _follow(state, opts, fmt, previous_boot, offset, _seq(found[-1]) if found else 0)
     if not entries and fmt.startswith("short"):
         out("-- No entries --\n")
     return 0
@@ -129,20 +130,44 @@ def _short(entry: dict[str, Any], fmt: str) -> str:
     return f"{stamp} {entry.get('_HOSTNAME', 'localhost')} {ident}{pid}: {entry.get('MESSAGE', '')}"
 
 
-def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None, offset: int) -> int:
-    """Print entries as the device logs them, until killed (as journalctl -f)."""
+def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None, offset: int,
+            last_seq: int) -> int:
+    """Print entries as the device logs them, until killed (as journalctl -f).
+
+    Entries are followed by their __SEQNUM, not by the file's size: when the journal is vacuumed
+    (rewritten as a new, smaller file) the new file is read again from its start and only entries
+    newer than the last one printed are shown, so nothing repeats and nothing is skipped.
+    """
     path = journal.path_of(state.root)
+    inode = _inode(path)
     while True:
         time.sleep(FOLLOW_POLL)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            continue
-        if size < offset:
-            offset = 0  # the journal was vacuumed (rewritten smaller): start again from its beginning
+        now_inode = _inode(path)
+        if now_inode != inode:
+            inode, offset = now_inode, 0  # a new file (vacuumed or recreated): read it whole, skip what was seen
         new, offset = journal.read_from(path, offset)
+        shown = False
         for entry in new:
+            seq = _seq(entry)
+            if seq <= last_seq:
+                continue
+            last_seq = seq
             if _matches(entry, opts, state):
                 previous_boot = _emit(entry, fmt, previous_boot)
-        if new:
+                shown = True
+        if shown:
             sys.stdout.flush()
+
+
+def _inode(path: Path) -> int:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return -1
+
+
+def _seq(entry: dict[str, Any]) -> int:
+    try:
+        return int(entry.get("__SEQNUM", "0"))
+    except (TypeError, ValueError):
+        return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from siteline.simulator.state import DeviceState
@@ -13,6 +14,8 @@ TYPES = {"/": "ext4", "/dev": "devtmpfs", "/run": "tmpfs", "/tmp": "tmpfs", "/bo
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    if tool == "umount":
+        return umount(argv, state)
     extra = read_json(state.root / "admin" / "mounts.json")
     if not argv or argv in (["-l"], ["-v"]):
         for fs, _size, _used, point in _mounts(state):
@@ -45,3 +48,23 @@ def _record(state: DeviceState, point: str, entry: dict[str, Any]) -> int:
     update_json(state.root, state.root / "admin" / "mounts.json", lambda d: d.__setitem__(point, entry))
     state.log(f"mounted {entry['source']} on {point} ({entry.get('options')})", "kernel")
     return 0
+
+
+def umount(argv: list[str], state: DeviceState) -> int:
+    points = [a for a in argv if not a.startswith("-")]
+    if not points:
+        return fail("umount: bad usage\nTry 'umount --help' for more information.", 1)
+    extra = read_json(state.root / "admin" / "mounts.json")
+    for point in points:
+        target = next((p for p, m in extra.items() if point in (p, m.get("source"))), None)
+        if target is None:
+            return fail(f"umount: {point}: {'target is busy.' if point in TYPES else 'not mounted.'}", 32)
+        update_json(state.root, state.root / "admin" / "mounts.json", _dropper(target))
+        state.log(f"unmounted {target}", "kernel")
+    return 0
+
+
+def _dropper(point: str) -> Callable[[dict[str, Any]], None]:
+    def drop(doc: dict[str, Any]) -> None:
+        doc.pop(point, None)
+    return drop

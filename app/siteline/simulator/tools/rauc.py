@@ -4,13 +4,12 @@ status mark-good|mark-bad|mark-active [booted|other|<slot>], install BUNDLE."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from siteline.simulator import slots
+from siteline.simulator import boot, slots
 from siteline.simulator.bundles import BundleError, read_manifest
-from siteline.simulator.state import DeviceState
+from siteline.simulator.state import DeviceState, iso_time
 from siteline.simulator.store import locked
 from siteline.simulator.tools.common import fail, out
 from siteline.simulator.tools.system import device_path
@@ -52,16 +51,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
 def _model(state: DeviceState) -> dict[str, Any]:
     env = state.read_env_or_default()
     booted = state.booted_slot()
-    order = [s for s in env.get("BOOT_ORDER", "").split() if s in slots.BOOTNAMES]
-    primary = next((s for s in order if _left(env, s) > 0), None)
-    return {"env": env, "booted": booted, "primary": primary, "table": slots.load(state.root)}
-
-
-def _left(env: dict[str, str], slot: str) -> int:
-    try:
-        return int(env.get(f"BOOT_{slot}_LEFT", "0"))
-    except ValueError:
-        return 0
+    return {"env": env, "booted": booted, "primary": boot.primary(env), "table": slots.load(state.root)}
 
 
 def _slot_entries(m: dict[str, Any], detailed: bool) -> list[dict[str, Any]]:
@@ -70,7 +60,7 @@ def _slot_entries(m: dict[str, Any], detailed: bool) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {
             "class": "rootfs", "device": info.device, "type": "ext4", "bootname": info.bootname,
             "state": "booted" if info.bootname == m["booted"] else "inactive", "parent": None,
-            "mountpoint": None, "boot_status": "good" if _left(m["env"], info.bootname) > 0 else "bad",
+            "mountpoint": None, "boot_status": "good" if boot.attempts_left(m["env"], info.bootname) > 0 else "bad",
         }
         rec = m["table"].get(info.bootname)
         if detailed and rec:
@@ -156,13 +146,13 @@ def _mark(state: DeviceState, action: str, identifier: str) -> int:
         env = state.read_env_or_default()
         name = target.bootname
         if action == "mark-good":
-            env[f"BOOT_{name}_LEFT"] = str(slots.BOOT_ATTEMPTS)  # as RAUC's uboot backend: LEFT back to the limit
+            boot.mark_good(env, name)
             message = f"marked slot {target.rauc_name} as good"
         elif action == "mark-bad":
             env[f"BOOT_{name}_LEFT"] = "0"
             message = f"marked slot {target.rauc_name} as bad"
         else:
-            _activate(env, name)
+            boot.activate(env, name)
             _touch_activated(state, name)
             message = f"activated slot {target.rauc_name}"
         state.write_env(env)
@@ -171,23 +161,13 @@ def _mark(state: DeviceState, action: str, identifier: str) -> int:
     return 0
 
 
-def _activate(env: dict[str, str], bootname: str) -> None:
-    order = [s for s in env.get("BOOT_ORDER", "").split() if s in slots.BOOTNAMES and s != bootname]
-    env["BOOT_ORDER"] = " ".join([bootname, *order, *(s for s in slots.BOOTNAMES if s not in order and s != bootname)])
-    env[f"BOOT_{bootname}_LEFT"] = str(slots.BOOT_ATTEMPTS)
-
-
 def _touch_activated(state: DeviceState, bootname: str) -> None:
     def change(table: dict[str, Any]) -> None:
         rec = table.setdefault(bootname, {})
         act = rec.get("activated") or {"count": 0}
-        rec["activated"] = {"timestamp": _now(), "count": int(act.get("count", 0)) + 1}
+        rec["activated"] = {"timestamp": iso_time(), "count": int(act.get("count", 0)) + 1}
 
     slots.update(state.root, change)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 STEPS = ["  0% Installing", "  0% Determining slot states", " 20% Determining slot states done.",
@@ -212,7 +192,7 @@ def _install(state: DeviceState, bundle: Path) -> int:
     with locked(state.root):
         _write_slot(state, target.bootname, manifest)
         env = state.read_env_or_default()
-        _activate(env, target.bootname)
+        boot.activate(env, target.bootname)
         state.write_env(env)
     out("".join(s + "\n" for s in STEPS))
     out(f" 80% Checking slot {target.rauc_name}\n 90% Checking slot {target.rauc_name} done.\n"
@@ -227,7 +207,7 @@ def _write_slot(state: DeviceState, bootname: str, manifest: Any) -> None:
     def change(table: dict[str, Any]) -> None:
         old = table.get(bootname, {})
         count = int((old.get("installed") or {}).get("count", 0)) + 1
-        rec = slots.new_slot_record(manifest.version, _now(), boots=manifest.boots, sha256=manifest.sha256,
+        rec = slots.new_slot_record(manifest.version, iso_time(), boots=manifest.boots, sha256=manifest.sha256,
                                     size=manifest.size)
         rec.update({"compatible": manifest.compatible, "description": manifest.description or rec["description"],
                     "build": manifest.build or rec["build"]})

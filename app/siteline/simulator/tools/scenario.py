@@ -6,10 +6,13 @@ import json
 
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import fail, out
+from siteline.simulator.tools.systemctl import MARK_GOOD_UNIT, set_enabled
 
-USAGE = ("usage: sim-scenario wired-fail|wired-ok|signal-degrade|signal-ok|status\n"
+USAGE = ("usage: sim-scenario wired-fail|wired-ok|signal-degrade|signal-ok|mark-good-off|mark-good-on|status\n"
          "  wired-fail      eth0 loses carrier; cellular (wwan0) holds the default route\n"
-         "  signal-degrade  the modem's signal falls towards cell-edge levels")
+         "  signal-degrade  the modem's signal falls towards cell-edge levels\n"
+         "  mark-good-off   rauc-mark-good.service disabled: booted slots are never marked good, so\n"
+         "                  plain reboots use up their attempts (the rollback path)")
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
@@ -24,6 +27,8 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         state.degrade_signal(True)
     elif action == "signal-ok":
         state.degrade_signal(False)
+    elif action in ("mark-good-off", "mark-good-on"):
+        return set_enabled(state, MARK_GOOD_UNIT, action == "mark-good-on")
     elif action == "status":
         out(json.dumps(state.telemetry(), indent=2, sort_keys=True) + "\n")
     else:

@@ -1,4 +1,4 @@
-"""cat, uname, hostname, uptime, df, free, reboot: the device's identity and resources."""
+"""uname, hostname, uptime, df, free, and the path mapping: the device's identity and resources."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import shutil
 import time
 from pathlib import Path
 
-from siteline.core.atomic import write_atomic
 from siteline.simulator import dynamics, rootfs
 from siteline.simulator.state import DeviceState
-from siteline.simulator.tools.common import err, fail, out
+from siteline.simulator.tools.common import fail, out
 
 # Paths under these belong to the device: never fall through to the host's files (/etc/shadow!).
 DEVICE_TREES = ("/etc/", "/proc/", "/root/", "/data/", "/home/", "/var/log/", "/boot/", "/sys/")
@@ -19,13 +18,12 @@ MEM_TOTAL_KB = 2009876
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
-    handler = {"cat": cat, "uname": uname, "hostname": hostname, "uptime": uptime, "df": df, "free": free,
-               "reboot": reboot, "poweroff": reboot}[tool]
+    handler = {"uname": uname, "hostname": hostname, "uptime": uptime, "df": df, "free": free}[tool]
     return handler(argv, state)
 
 
 # -- cat --------------------------------------------------------------------------------------------
-def _proc_files(state: DeviceState) -> dict[str, str]:
+def proc_files(state: DeviceState) -> dict[str, str]:
     now = time.time()
     up = state.uptime(now)
     load = dynamics.cpu_load(state.config.seed, now)
@@ -59,44 +57,7 @@ def device_path(state: DeviceState, arg: str) -> Path | None:
     return None
 
 
-def cat(argv: list[str], state: DeviceState) -> int:
-    """Map the device's paths into its rootfs, refresh /proc files, then run the real cat on them."""
-    generated = _proc_files(state) if any(a.startswith("/proc/") for a in argv) else {}
-    mapped: list[str] = []
-    options_done = False
-    for arg in argv:
-        if arg == "--" and not options_done:
-            options_done = True
-            mapped.append(arg)
-            continue
-        path = None if (arg.startswith("-") and not options_done) else device_path(state, arg)
-        if path is None:
-            mapped.append(arg)
-            continue
-        if arg in generated:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, generated[arg].encode())
-        mapped.append(str(path))
-    real = _real_tool("cat", state)
-    if real is None:
-        return fail("cat: the host has no cat on PATH")
-    code = _run_quiet_paths(real, mapped, state)
-    return code
-
-
-def _run_quiet_paths(real: str, mapped: list[str], state: DeviceState) -> int:
-    """Run the real tool; rewrite the rootfs prefix out of its error messages (the device's view)."""
-    import subprocess
-
-    prefix = str(rootfs.rootfs(state.root))
-    proc = subprocess.run([real, *mapped], stdout=None, stderr=subprocess.PIPE, check=False)
-    if proc.stderr:
-        text = proc.stderr.decode(errors="replace").replace(prefix, "").replace(f"{real}:", f"{Path(real).name}:")
-        err(text.rstrip("\n"))
-    return proc.returncode
-
-
-def _real_tool(name: str, state: DeviceState) -> str | None:
+def real_tool(name: str, state: DeviceState) -> str | None:
     shim_dir = str(state.root / "bin")
     path = os.pathsep.join(p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) if p != shim_dir)
     return shutil.which(name, path=path) or shutil.which(name, path="/usr/bin:/bin")
@@ -266,12 +227,4 @@ def free(argv: list[str], state: DeviceState) -> int:
     out(f"Mem:    {fmt(MEM_TOTAL_KB):>12}{fmt(used):>12}{fmt(free_kb):>12}{fmt(shared):>12}{fmt(cache):>12}"
         f"{fmt(avail):>12}\n")
     out(f"Swap:   {fmt(0):>12}{fmt(0):>12}{fmt(0):>12}\n")
-    return 0
-
-
-# -- reboot -----------------------------------------------------------------------------------------
-def reboot(argv: list[str], state: DeviceState) -> int:
-    if any(a not in ("-f", "--force", "-n", "--no-sync", "now") for a in argv):
-        return fail(f"reboot: unrecognized option '{argv[0]}'")
-    state.request_reboot()  # the runner sees the request, drops the links, waits boot_delay, runs boot()
     return 0

@@ -15,12 +15,23 @@ DEFAULT_UNITS: dict[str, dict[str, Any]] = {
     "systemd-journald.service": {"description": "Journal Service", "active": True, "enabled": True},
     "sshd.service": {"description": "OpenSSH server daemon", "active": True, "enabled": True},
     "rauc.service": {"description": "Rauc Update Service", "active": True, "enabled": True},
-    "rauc-mark-good.service": {"description": "Rauc Good-marking Service", "active": False, "enabled": False},
+    # Enabled as real RAUC images ship it: a healthy boot marks its slot good (disable it to drill rollbacks).
+    "rauc-mark-good.service": {"description": "Rauc Good-marking Service", "active": True, "enabled": True},
     "chronyd.service": {"description": "NTP client/server", "active": True, "enabled": True},
     "mosquitto.service": {"description": "Mosquitto MQTT Broker", "active": False, "enabled": False},
     "edge-agent.service": {"description": "Northwind edge telemetry agent", "active": True, "enabled": True},
 }
 EXIT_INACTIVE, EXIT_NO_UNIT = 3, 4
+MARK_GOOD_UNIT = "rauc-mark-good.service"
+
+
+def unit_enabled(state: DeviceState, unit: str) -> bool:
+    return bool(_units(state).get(_name(unit), {}).get("enabled"))
+
+
+def set_enabled(state: DeviceState, unit: str, enabled: bool) -> int:
+    """systemctl enable/disable UNIT (used by sim-scenario)."""
+    return _change(state, "enable" if enabled else "disable", [_name(unit)], _units(state))
 
 
 def _path(state: DeviceState) -> Path:
@@ -46,7 +57,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     verb, names = args[0], [_name(a) for a in args[1:]]
     units = _units(state)
     if verb in ("reboot", "poweroff", "halt"):
-        state.request_reboot()
+        state.request_reboot("reboot" if verb == "reboot" else "poweroff")
         return 0
     if verb == "daemon-reload":
         return 0
