@@ -316,7 +316,7 @@ def test_shell_writes_and_real_tools_never_reach_the_host(device: DeviceState) -
     watched = ("/etc/hostname", "/etc/shadow", "/etc/passwd", "/etc/hosts")
     before = {p: _host_file(p) for p in watched}
     host_name = socket.gethostname()
-    code, out, _ = sh(device, "echo evil > /etc/hostname; hostname evil2; /bin/hostname evil3; "
+    _code, out, _ = sh(device, "echo evil > /etc/hostname; hostname evil2; /bin/hostname evil3; "
                               "cat /etc/shadow | head -1")
     assert {p: _host_file(p) for p in watched} == before
     assert socket.gethostname() == host_name

@@ -113,3 +113,17 @@ class StateHolder:
         self._state = ConnectionState(state, reason, retry_at)
         for listener in list(self._listeners):
             listener(self._state)
+
+
+class StatefulLink:
+    """What every transport shares: a :class:`StateHolder` exposed as the protocol's state API."""
+
+    def __init__(self) -> None:
+        self._state = StateHolder()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state.state
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        return self._state.add_state_listener(listener)

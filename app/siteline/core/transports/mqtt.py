@@ -29,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from siteline.core.errors import AuthError, CommandTimeout, TransportError
 from siteline.core.targets import Target
 from siteline.core.transports import mqtt_contract as contract
-from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def parse_status(payload: bytes) -> tuple[str, Any] | None:
     return str(doc["state"]), doc.get("ts")
 
 
-class MqttTransport:
+class MqttTransport(StatefulLink):
     """A link to one MQTT-managed device: ``mqtt[s]://broker:port/<device prefix>``."""
 
     def __init__(
@@ -76,7 +76,7 @@ class MqttTransport:
         self.client_id = f"siteline-{uuid.uuid4().hex[:16]}"
         self.prefix = target.topic
         self.reply_topic = contract.reply_topic(self.prefix, self.client_id)
-        self._state = StateHolder()
+        super().__init__()
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
@@ -86,15 +86,6 @@ class MqttTransport:
         self._pending: dict[str, asyncio.Future[Result]] = {}
         self._closing = False
         self.log = logging.LoggerAdapter(log, {"target": str(target)})
-
-    # -- state -------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state.state
-
-    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
-        return self._state.add_state_listener(listener)
 
     def _lost(self, reason: str) -> None:
         """The link is gone: fail every waiting command and tell the session."""

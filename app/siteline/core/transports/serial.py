@@ -21,7 +21,7 @@ import serial.tools.list_ports
 
 from siteline.core.errors import AuthError, CommandTimeout, TransportError
 from siteline.core.targets import Target
-from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
 from siteline.core.transports.console import (
     AnsiStripper,
     CommandFrame,
@@ -84,7 +84,7 @@ def open_error(exc: BaseException, port: str) -> TransportError:
     return TransportError(f"Cannot open the serial port {port}: {text}.", "Check the cable and the port name.")
 
 
-class SerialTransport:
+class SerialTransport(StatefulLink):
     """A link to one device's serial console."""
 
     def __init__(
@@ -102,7 +102,7 @@ class SerialTransport:
         self.wake_timeout = wake_timeout
         self.login_timeout = login_timeout
         self._settings = port_settings(target)
-        self._state = StateHolder()
+        super().__init__()
         self._lock = asyncio.Lock()
         self._port: Any = None  # serial.Serial once open
         self._reader: threading.Thread | None = None
@@ -114,15 +114,6 @@ class SerialTransport:
         self._stripper = AnsiStripper()
         self._lost_reason: str | None = None
         self.log = logging.LoggerAdapter(log, {"target": str(target)})
-
-    # -- state -------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state.state
-
-    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
-        return self._state.add_state_listener(listener)
 
     # -- port I/O ----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import asyncssh
 
 from siteline.core.errors import AuthError, CommandTimeout, HostKeyError, TransportError
 from siteline.core.targets import Jump, Target
-from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder
+from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _text(data: bytes | str | None) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-class SshTransport:
+class SshTransport(StatefulLink):
     """A link to one device over SSH (optionally through bastions from ``target.jumps``)."""
 
     def __init__(
@@ -221,19 +221,10 @@ class SshTransport:
         self.accept_new_host_key = accept_new_host_key
         self.connect_timeout = connect_timeout
         self.keepalive_interval = keepalive_interval
-        self._state = StateHolder()
+        super().__init__()
         self._conns: list[asyncssh.SSHClientConnection] = []  # bastions first, the device last
         self._closing = False
         self.log = logging.LoggerAdapter(log, {"target": str(target)})
-
-    # -- state -------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state.state
-
-    def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
-        return self._state.add_state_listener(listener)
 
     def _on_lost(self, exc: Exception | None) -> None:
         if self._closing or self._state.state.state is not ConnState.UP:
