@@ -13,6 +13,13 @@ from collections.abc import Sequence
 
 from siteline import __version__
 
+EXIT_CODES = """exit codes:
+  0  ok (for run: the remote command's own code)
+  2  usage: a bad target or option
+  3  refused for safety: the device's SSH host key changed
+  4  unreachable: no answer within --timeout, or the link broke
+  5  authentication failed"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siteline", description="Field tool for edge and IoT Linux devices.")
@@ -22,19 +29,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gui", help="open the main window (the default)")
 
-    run = sub.add_parser("run", help="run one command on a device and print its output")
-    run.add_argument("target", help="device URL, e.g. ssh://root@10.0.0.5")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
-    run.add_argument("--timeout", type=float, default=30.0)
-    run.add_argument("--user", help="login name for serial consoles")
-    run.add_argument("--identity", "-i", help="SSH private key file")
-    run.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    connect = argparse.ArgumentParser(add_help=False)
+    connect.add_argument("--user", help="login name for serial consoles (ssh/mqtt take it from the URL)")
+    connect.add_argument("--identity", "-i", metavar="KEY", help="SSH private key file")
+    connect.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="trust and pin an unknown SSH host key (a changed key is always refused)",
+    )
+    connect.add_argument(
+        "--timeout", type=float, default=20.0, help="give up after this many seconds (exit 4); default 20"
+    )
 
-    probe = sub.add_parser("probe", help="print a device's system snapshot")
+    run = sub.add_parser(
+        "run",
+        parents=[connect],
+        help="run one command on a device and print its output",
+        description="Runs the command after -- and exits with its exit code. The password comes from "
+        "SITELINE_PASSWORD, else a prompt on a terminal (never without one).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("target", help="device URL, e.g. ssh://root@10.0.0.5")
+    # Not REMAINDER: that would swallow options written after the target (-i KEY ...).
+    run.add_argument("cmd", nargs="*", help="the command, after --")
+
+    probe = sub.add_parser(
+        "probe",
+        parents=[connect],
+        help="print a device's snapshots",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     probe.add_argument("target")
-    probe.add_argument("--user")
-    probe.add_argument("--identity", "-i")
-    probe.add_argument("--password-env", metavar="VAR")
 
     sub.add_parser("plugins", help="list plugins and their status")
 
@@ -47,7 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the remote command, taken as is: argparse cannot mix
+    # options after a positional with a trailing command line.
+    tail: list[str] = []
+    if "--" in words:
+        cut = words.index("--")
+        words, tail = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(words)
+    if tail:
+        if args.command != "run":
+            parser.error("'--' and a command after it only go with 'siteline run'")
+        args.cmd = [*args.cmd, *tail]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO if args.command in ("sim", "demo") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import logging
 import os
 import shlex
@@ -10,34 +12,76 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from siteline import paths
-from siteline.core.errors import SitelineError
+from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
 from siteline.core.plugin_api import make_context
 from siteline.core.plugins import PluginHost
-from siteline.core.targets import parse_target
-from siteline.core.transports.base import Credentials, Result
+from siteline.core.targets import Target, parse_target
+from siteline.core.transports.base import Credentials, Result, Transport
 from siteline.core.transports.factory import open_transport
 
 log = logging.getLogger(__name__)
 
 
-def _credentials(args: argparse.Namespace) -> Credentials:
-    password = os.environ.get(args.password_env) if args.password_env else None
-    return Credentials(username=args.user, password=password, key_path=args.identity)
-
-
-# As ssh does: 255 says "Siteline could not reach the device", so scripts can tell it from the
-# remote command's own exit code.
-EXIT_UNREACHABLE = 255
+# Exit codes, shared by every command that connects (documented in `siteline --help`).
+EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_REFUSED_FOR_SAFETY = 3  # a changed host key: never retried, never prompted
+EXIT_UNREACHABLE = 4
+EXIT_AUTH_FAILED = 5
+PASSWORD_ENV = "SITELINE_PASSWORD"
 
 
 def command_line(words: list[str]) -> str | None:
-    """The remote command: one word is taken as a shell line as typed; several are quoted and joined."""
-    if words and words[0] == "--":
-        words = words[1:]
+    """The remote command after ``--``.
+
+    Several words are quoted and joined as a shell would (shlex.join), so ``-- sh -c 'exit 7'``
+    arrives intact. A single word is taken as a shell line as typed — ``-- 'df -h | head'`` —
+    as ssh does, because that is what a technician in a hurry types.
+    """
     if not words:
         return None
     return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
+    return Credentials(username=args.user, password=password, key_path=args.identity)
+
+
+def _ask_password(target: Target) -> str | None:
+    """Prompt only on a terminal: a script must fail with exit 5, never hang on a prompt."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+    return getpass.getpass(f"Password for {target}: ")
+
+
+def _fail(code: int, exc: BaseException) -> int:
+    print(f"siteline: {exc}", file=sys.stderr)
+    return code
+
+
+async def _connect(args: argparse.Namespace, target: Target) -> Transport:
+    """Connect within --timeout; on a refused password ask once (terminal only) and try again."""
+    password = os.environ.get(PASSWORD_ENV)
+    for attempt in range(2):
+        transport = open_transport(
+            target,
+            _credentials(args, password),
+            paths.data_dir() / "known_hosts",
+            accept_new_host_key=args.accept_new_host_key,
+            connect_timeout=args.timeout,
+        )
+        try:
+            async with asyncio.timeout(args.timeout):
+                await transport.connect()
+            return transport
+        except AuthError:
+            await transport.close()
+            if attempt or password is not None or (password := _ask_password(target)) is None:
+                raise
+        except BaseException:
+            await transport.close()
+            raise
+    raise AssertionError("unreachable")
 
 
 async def run_or_probe(args: argparse.Namespace) -> int:
@@ -48,20 +92,26 @@ async def run_or_probe(args: argparse.Namespace) -> int:
     try:
         target = parse_target(args.target)
     except SitelineError as exc:
-        print(f"siteline: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    transport = open_transport(target, _credentials(args), paths.data_dir() / "known_hosts")
+        return _fail(EXIT_USAGE, exc)
     try:
-        await transport.connect()
+        transport = await _connect(args, target)
+    except HostKeyError as exc:
+        return _fail(EXIT_REFUSED_FOR_SAFETY, exc)
+    except AuthError as exc:
+        return _fail(EXIT_AUTH_FAILED, exc)
+    except TimeoutError:
+        return _fail(EXIT_UNREACHABLE, TransportError(f"{target} did not answer within {args.timeout:g} s."))
+    except (SitelineError, OSError) as exc:
+        return _fail(EXIT_UNREACHABLE, exc)
+    try:
         if args.command == "run":
             result = await transport.run(command, args.timeout)
             sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)
             return result.exit_code
         return await _probe(args.target, transport.run)
-    except (SitelineError, OSError) as exc:
-        print(f"siteline: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    except (SitelineError, OSError, TimeoutError) as exc:
+        return _fail(EXIT_UNREACHABLE, exc)
     finally:
         await transport.close()
 

@@ -113,6 +113,7 @@ class SerialTransport(StatefulLink):
         self._text = ""
         self._stripper = AnsiStripper()
         self._lost_reason: str | None = None
+        self._logged_in_by_us = False
         self.log = logging.LoggerAdapter(log, {"target": str(target)})
 
     # -- port I/O ----------------------------------------------------------------------------
@@ -246,6 +247,7 @@ class SerialTransport(StatefulLink):
             state = await self._send_and_read(b"\r", self.login_timeout, quiet_ends=False)
         if state in (ConsoleState.LOGIN, ConsoleState.LOGIN_INCORRECT):
             state = await self._answer_login()
+            self._logged_in_by_us = True
         if state is not ConsoleState.SHELL:
             raise self._not_a_shell(state)
 
@@ -322,6 +324,12 @@ class SerialTransport(StatefulLink):
 
     async def close(self) -> None:
         had = self._port is not None
+        if had and self._logged_in_by_us and self._lost_reason is None:
+            # A console stays logged in after the cable is pulled: leave it at login: as we found it,
+            # not as an open root shell for the next person at the cabinet.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._write(b"exit\r"), 2.0)
+        self._logged_in_by_us = False
         await self._shutdown()
         if had:
             self._state.set(ConnState.DOWN, "closed")
