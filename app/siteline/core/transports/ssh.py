@@ -27,6 +27,8 @@ import asyncssh
 from siteline.core.errors import AuthError, CommandTimeout, HostKeyError, TransportError
 from siteline.core.targets import Jump, Target
 from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
+from siteline.core.transports.streaming import LineStream, stream_lines
+from siteline.core.transports.transfer import ProgressCallback, TransferResult, sftp_get, sftp_put
 
 log = logging.getLogger(__name__)
 
@@ -354,3 +356,17 @@ class SshTransport(StatefulLink):
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
+
+    # -- files and streams (the logic lives in transfer.py / streaming.py) ----------------------
+
+    async def put(self, local: Path, remote: str, progress: ProgressCallback | None = None) -> TransferResult:
+        """Upload with resume and a SHA-256 check; see :func:`transfer.sftp_put`."""
+        return await sftp_put(self._device(), local, remote, progress=progress)
+
+    async def get(self, remote: str, local: Path, progress: ProgressCallback | None = None) -> TransferResult:
+        """Download with resume and a SHA-256 check; see :func:`transfer.sftp_get`."""
+        return await sftp_get(self._device(), remote, local, progress=progress)
+
+    def stream(self, command: str) -> LineStream:
+        """``async with t.stream("journalctl -f") as lines: async for line in lines: ...``"""
+        return stream_lines(self._device(), command)
