@@ -171,7 +171,19 @@ async def test_jump_through_bastion(sshd: SshdHandle, sshd_bastion: SshdHandle, 
     assert f"port {sshd.port}" in sshd_bastion.log_text()
     kh = KnownHosts(known)
     assert [fingerprint(k) for k in kh.keys_for("127.0.0.1", sshd_bastion.port)] == [sshd_bastion.host_fingerprint]
-    assert [fingerprint(k) for k in kh.keys_for("127.0.0.1", sshd.port)] == [sshd.host_fingerprint]
+    # The device is pinned under the jump chain: the same inner address at another site is another host.
+    assert [fingerprint(k) for k in kh.keys_for(f"127.0.0.1%{jump}", sshd.port)] == [sshd.host_fingerprint]
+    assert kh.keys_for("127.0.0.1", sshd.port) == []
+
+
+async def test_host_names_are_pinned_case_insensitively(sshd: SshdHandle, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    KnownHosts(known).add("LocalHost", sshd.port, _host_key(sshd))
+    assert [fingerprint(k) for k in KnownHosts(known).keys_for("localhost", sshd.port)] == [sshd.host_fingerprint]
+
+
+def _host_key(sshd: SshdHandle) -> asyncssh.SSHKey:
+    return asyncssh.import_public_key(sshd.host_key.with_name("host_key.pub").read_text())
 
 
 async def test_changed_bastion_key_is_refused(sshd: SshdHandle, sshd_bastion: SshdHandle, tmp_path: Path) -> None:

@@ -39,7 +39,12 @@ KEEPALIVE_COUNT_MAX = 3
 
 
 def host_pattern(host: str, port: int) -> str:
-    """The name OpenSSH writes in known_hosts: ``host`` on port 22, else ``[host]:port``."""
+    """The name OpenSSH writes in known_hosts: ``host`` on port 22, else ``[host]:port``.
+
+    Lower-cased as OpenSSH does: ``GW1.example`` and ``gw1.example`` are one host with one pin,
+    so a differently typed name can never skip the pin and trust a new key.
+    """
+    host = host.lower()
     return host if port == 22 else f"[{host}]:{port}"
 
 
@@ -107,7 +112,11 @@ class KnownHosts:
 class _HostKeyCheck:
     """What happened to one host's key during a handshake, so the error can name both fingerprints."""
 
-    def __init__(self, store: KnownHosts, host: str, port: int, accept_new: bool) -> None:
+    def __init__(self, store: KnownHosts, host: str, port: int, accept_new: bool, via: str = "") -> None:
+        # Behind a bastion the same private address exists at many sites: pin it under the jump
+        # chain (as OpenSSH's HostKeyAlias would), or site B's box looks like an attack on site A's.
+        if via:
+            host = f"{host}%{via}"
         self.store, self.host, self.port, self.accept_new = store, host, port, accept_new
         self.pinned = store.keys_for(host, port)
         self.offered: asyncssh.SSHKey | None = None
@@ -182,6 +191,12 @@ def _connect_error(exc: BaseException, where: str) -> TransportError:
 
 def _read_key(path: str, passphrase: str | None) -> asyncssh.SSHKey:
     return asyncssh.read_private_key(os.path.expanduser(path), passphrase)
+
+
+def _channel_lost(completed: asyncssh.SSHCompletedProcess) -> bool:
+    """Neither an exit status nor a signal came back: the channel died, the command did not end."""
+    no_status = completed.exit_status is None or completed.exit_status < 0
+    return no_status and completed.exit_signal is None
 
 
 def _exit_code(completed: asyncssh.SSHCompletedProcess) -> int:
@@ -262,10 +277,11 @@ class SshTransport(StatefulLink):
         tunnel: asyncssh.SSHClientConnection | None,
         auth: dict[str, Any],
         last: bool,
+        via: str = "",
     ) -> asyncssh.SSHClientConnection:
         host = bare_host(host)
         where = f"{host_pattern(host, port)}" + (" (through the bastion)" if tunnel else "")
-        check = _HostKeyCheck(self.known_hosts, host, port, self.accept_new_host_key)
+        check = _HostKeyCheck(self.known_hosts, host, port, self.accept_new_host_key, via)
         options = asyncssh.SSHClientConnectionOptions(
             username=user or self.credentials.username or None,
             known_hosts=check.trusted,
@@ -295,11 +311,16 @@ class SshTransport(StatefulLink):
         tunnel: asyncssh.SSHClientConnection | None = None
         try:
             auth = await self._auth_options()
+            # The device's password is for the device: a bastion gets keys and the agent, never it.
+            bastion_auth = {**auth, "password": None}
             for hop in hops:
-                tunnel = await self._open(hop.host, hop.port, hop.user, tunnel, auth, last=False)
+                tunnel = await self._open(hop.host, hop.port, hop.user, tunnel, bastion_auth, last=False)
                 self._conns.append(tunnel)
             target = self.target
-            conn = await self._open(target.host, target.effective_port, target.user, tunnel, auth, last=True)
+            via = ",".join(str(hop).lower() for hop in hops)
+            conn = await self._open(
+                target.host, target.effective_port, target.user, tunnel, auth, last=True, via=via
+            )
             self._conns.append(conn)
         except BaseException as exc:
             await self._close_conns()
@@ -325,6 +346,10 @@ class SshTransport(StatefulLink):
             raise TransportError(f"Cannot start a command on {self.target.label}: {exc}.") from exc
         try:
             completed = await process.wait(timeout=timeout)
+        except asyncio.CancelledError:
+            # A probe deadline, a session stop: the remote command must not run on unattended.
+            await asyncio.shield(self._stop_process(process))
+            raise
         except asyncssh.TimeoutError as exc:
             await self._stop_process(process)
             raise CommandTimeout(
@@ -333,6 +358,11 @@ class SshTransport(StatefulLink):
             ) from exc
         except (OSError, asyncssh.Error) as exc:
             raise TransportError(f"The link to {self.target.label} broke while running a command: {exc}.") from exc
+        if _channel_lost(completed):
+            raise TransportError(
+                f"The link to {self.target.label} broke while running '{command[:80]}'.",
+                "Run it again when the device is reachable; check whether it completed first.",
+            )
         return Result(_exit_code(completed), _text(completed.stdout), _text(completed.stderr))
 
     async def _stop_process(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
