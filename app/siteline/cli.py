@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("target")
 
     sub.add_parser("plugins", help="list plugins and their status")
+    sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
 
     from siteline.simulator import cli as sim_cli
 
@@ -103,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from siteline.commands import list_plugins
 
         return list_plugins()
+    if command == "ports":
+        from siteline.commands import list_ports
+
+        return list_ports()
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -130,6 +130,20 @@ async def _probe(target: str, run: Callable[[str, float], Awaitable[Result]]) ->
     return 1 if host.failures else 0
 
 
+def list_ports() -> int:
+    from siteline.core.transports.serial_ports import list_ports as find_ports
+
+    ports = find_ports()
+    if not ports:
+        print("No serial ports found. Plug in the USB-serial cable; on Linux check `dmesg` for the new tty.")
+        return 0
+    for port in ports:
+        usb = f"  [{port.usb_id}{' #' + port.serial_number if port.serial_number else ''}]" if port.usb_id else ""
+        print(f"{port.device:18} {port.name}{usb}")
+        print(f"{'':18} {port.target}")
+    return 0
+
+
 def list_plugins() -> int:
     host = PluginHost()
     host.load_entry_points()
