@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 from tests.peers import free_port, require_tool
 
 from siteline.core.errors import CommandTimeout, TransportError
@@ -213,3 +216,58 @@ async def test_refused_broker_port() -> None:
     with pytest.raises(TransportError, match="refused the connection"):
         await t.connect()
     assert t.state.state is ConnState.DOWN
+
+
+class _MuteBroker:
+    """Accepts one MQTT connect with a CONNACK, then ignores everything (no SUBACK ever comes)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(1024)  # the CONNECT packet
+            conn.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+            while conn.recv(1024):
+                pass
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(5)
+
+
+async def test_missing_suback_is_a_transport_error() -> None:
+    broker = _MuteBroker()
+    try:
+        target = parse_target(f"mqtt://127.0.0.1:{broker.port}/{PREFIX}")
+        t = MqttTransport(target, Credentials(), connect_timeout=0.5, status_timeout=0.2)
+        with pytest.raises(TransportError, match="did not confirm our subscription"):
+            await t.connect()
+        assert t.state.state is ConnState.DOWN
+    finally:
+        broker.stop()
+
+
+async def test_late_disconnect_from_an_old_client_is_ignored(mosquitto: BrokerHandle, device: Device) -> None:
+    t = _transport(mosquitto)
+    await t.connect()
+    old = t._client
+    assert old is not None
+    await t.connect()  # a reconnect: the old client is closed, a new one is current
+    try:
+        running = asyncio.create_task(t.run("sleep 0.3; echo still here"))
+        await asyncio.sleep(0.05)
+        # paho's thread delivering the old client's disconnect late, as it does after a slow loop_stop
+        rc = ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
+        await asyncio.to_thread(t._on_disconnect, old, None, None, rc, None)
+        assert (await running).stdout == "still here\n"
+        assert t.state.state is ConnState.UP
+    finally:
+        await t.close()

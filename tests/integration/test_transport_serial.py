@@ -12,6 +12,7 @@ from tests.peers import require_tool
 from tests.peers.socat_shell import SocatShell, start_socat_shell
 
 from siteline.core.errors import AuthError, CommandTimeout, TransportError
+from siteline.core.loopwatch import LoopWatch
 from siteline.core.targets import parse_target
 from siteline.core.transports.base import ConnState, Credentials, Transport
 from siteline.core.transports.serial import SerialTransport
@@ -165,3 +166,53 @@ async def test_login_prompt_without_user_name(login_console: SocatShell) -> None
     t = SerialTransport(parse_target(login_console.url), Credentials(), wake_timeout=1.0)
     with pytest.raises(AuthError, match="asks for a login"):
         await t.connect()
+
+
+async def test_a_megabyte_of_output_is_fast_and_never_stalls_the_loop(socat_shell: SocatShell) -> None:
+    t = _transport(socat_shell)
+    await t.connect()
+    watch = LoopWatch(interval=0.02)
+    watch.start()
+    try:
+        started = time.monotonic()
+        r = await t.run("head -c 1000000 /dev/zero | base64", timeout=30)
+        took = time.monotonic() - started
+    finally:
+        await watch.stop()
+        await t.close()
+    assert r.exit_code == 0
+    assert len(r.stdout.replace("\n", "")) == 1333336  # base64 of 1 MB, every byte accounted for
+    assert took < 15, f"1 MB through the console took {took:.1f} s"
+    assert watch.worst_stall < 0.2, watch.stats.describe()  # a hang detector, not a benchmark
+
+
+async def test_a_stale_reader_cannot_touch_the_new_connection(socat_shell: SocatShell) -> None:
+    t = _transport(socat_shell)
+    await t.connect()
+    first_stop = t._stop
+    await t.close()
+    await t.connect()
+    try:
+        # A reader whose join timed out keeps its own stop set: a reconnect never clears it.
+        assert first_stop.is_set()
+        assert t._stop is not first_stop
+        assert not t._stop.is_set()
+        # What that reader sends after failing on its old, closed port is ignored.
+        t._port_lost("[Errno 5] Input/output error", first_stop)
+        t._received(b"junk from the old port\r\n$ ", first_stop)
+        assert t.state.state is ConnState.UP
+        assert (await t.run("echo fine")).stdout == "fine\n"
+    finally:
+        await t.close()
+
+
+async def test_a_megabyte_in_tiny_chunks_costs_linear_time() -> None:
+    # A slow reader thread hands the loop a few bytes at a time; each chunk must cost O(chunk), not O(buffer).
+    t = SerialTransport(parse_target("serial:///dev/null"), Credentials())
+    data = (b"x" * 70 + b"\r\n") * 14_000
+    started = time.perf_counter()
+    for i in range(0, len(data), 16):
+        t._received(data[i : i + 16])
+    took = time.perf_counter() - started
+    assert t._text.total == len(data)
+    assert took < 3.0, f"1 MB in 16-byte chunks took {took:.1f} s of event-loop time"

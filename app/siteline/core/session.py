@@ -50,6 +50,12 @@ class DeviceSession:
         self._state = StateHolder()
         self._transport: Transport | None = None
         self._task: asyncio.Task[None] | None = None
+        # Every start/reconnect/stop makes a new generation; a keep-up loop of an older one exits (and
+        # closes what it opened), so a loop that survived its cancel can never fight the current one.
+        self._generation = 0
+        # Ending the previous loops runs as its own task, chained: cancelling a _restart (a second
+        # reconnect) cannot stop the cancelling of the loop before it.
+        self._ending: asyncio.Task[None] | None = None
         self._link_lost = asyncio.Event()
         self._snapshot_listeners: list[SnapshotListener] = []
         self.snapshots: dict[str, Any] = {}
@@ -71,12 +77,16 @@ class DeviceSession:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._keep_up(), name=f"session {self.entry.name}")
+            self._generation += 1
+            ending = self._ending
+            coro = self._keep_up(self._generation) if ending is None else self._restart(ending, self._generation)
+            self._task = asyncio.get_running_loop().create_task(coro, name=f"session {self.entry.name}")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await _cancel_fully(task)
+        self._generation += 1
+        ending = self._end_previous()
+        # Shielded: if this stop is itself cancelled, the old loop is still cancelled to the end.
+        await asyncio.shield(ending)
         await self._drop_transport()
         self._state.set(ConnState.DOWN, "disconnected")
 
@@ -85,45 +95,64 @@ class DeviceSession:
         if credentials is not None:
             self.credentials = credentials
         self._backoff.reset()
+        self._generation += 1
+        ending = self._end_previous()
+        self._task = asyncio.get_running_loop().create_task(
+            self._restart(ending, self._generation), name=f"session {self.entry.name}"
+        )
+
+    def _end_previous(self) -> asyncio.Task[None]:
         old, self._task = self._task, None
-        self._task = asyncio.get_running_loop().create_task(self._restart(old), name=f"session {self.entry.name}")
+        self._ending = asyncio.get_running_loop().create_task(
+            _end_loop(old, self._ending), name=f"end session {self.entry.name}"
+        )
+        return self._ending
 
-    async def _restart(self, old: asyncio.Task[None] | None) -> None:
-        if old is not None:
-            await _cancel_fully(old)
-        await self._keep_up()
+    async def _restart(self, ending: asyncio.Task[None], generation: int) -> None:
+        # Shielded: a second reconnect() cancelling us must not cancel the ending of the old loop.
+        await asyncio.shield(ending)
+        await self._keep_up(generation)
 
-    async def _keep_up(self) -> None:
-        while True:
+    def _stale(self, generation: int) -> bool:
+        return generation != self._generation
+
+    async def _keep_up(self, generation: int) -> None:
+        while not self._stale(generation):
             self._state.set(ConnState.CONNECTING)
             try:
-                await self._connect_once()
+                await self._connect_once(generation)
             except NEEDS_PERSON as exc:
                 self.log.warning("connection refused for a reason a retry cannot fix: %s", exc)
                 self._state.set(ConnState.DOWN, str(exc))
                 return
+            except _SupersededError:
+                return
             except (TransportError, OSError) as exc:
-                await self._wait_retry(_short(exc), exc)
+                await self._wait_retry(_short(exc), exc, generation)
                 continue
             except Exception as exc:  # a bug, not the network: say so, keep trying, never hang on "connecting"
                 self.log.error("unexpected error while connecting", exc_info=exc)
-                await self._wait_retry(f"internal error: {_short(exc)}", exc)
+                await self._wait_retry(f"internal error: {_short(exc)}", exc, generation)
                 continue
             self._backoff.reset()
             self._state.set(ConnState.UP)
             await self.refresh()
             await self._link_lost.wait()
+            if self._stale(generation):
+                return  # the link is the newer loop's now: leave it alone
             reason = self._transport.state.reason if self._transport else ""
             await self._drop_transport()
-            await self._wait_retry(reason or "link lost", None)
+            await self._wait_retry(reason or "link lost", None, generation)
 
-    async def _wait_retry(self, reason: str, exc: BaseException | None) -> None:
+    async def _wait_retry(self, reason: str, exc: BaseException | None, generation: int) -> None:
+        if self._stale(generation):
+            return  # the state is the newer loop's to tell
         delay = self._backoff.next_delay()
         self.log.info("%s; retrying in %.1f s", reason if exc is None else f"connect failed ({exc})", delay)
         self._state.set(ConnState.RETRYING, reason, retry_at=time.monotonic() + delay)
         await asyncio.sleep(delay)
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, generation: int) -> None:
         await self._drop_transport()
         transport = self._factory(self.target, self.credentials)
         self._link_lost.clear()
@@ -134,6 +163,8 @@ class DeviceSession:
 
         try:
             await transport.connect()
+            if self._stale(generation):
+                raise _SupersededError()
         except BaseException:
             with contextlib.suppress(Exception):
                 await transport.close()
@@ -174,6 +205,18 @@ class DeviceSession:
             self.snapshots[entry.item.kind] = snapshot
             for listener in list(self._snapshot_listeners):
                 listener(entry.item.kind, snapshot)
+
+
+class _SupersededError(Exception):
+    """A newer start/reconnect/stop took over while this loop was connecting."""
+
+
+async def _end_loop(old: asyncio.Task[None] | None, previous: asyncio.Task[None] | None) -> None:
+    """End ``old`` fully, and wait for the ending of the loops before it (their transports close there)."""
+    if old is not None:
+        await _cancel_fully(old)
+    if previous is not None:
+        await asyncio.wait({previous})
 
 
 async def _cancel_fully(task: asyncio.Task[None]) -> None:

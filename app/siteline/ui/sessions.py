@@ -94,6 +94,9 @@ class SessionManager(QObject):
         self._sessions: dict[str, DeviceSession] = {}
         self._unlisten: dict[str, Callable[[], None]] = {}
         self._stopping: set[asyncio.Task[None]] = set()
+        # The stop still running per device name: a new session for that name starts only after it,
+        # because the old one may still hold the serial port's lock (a false "port busy").
+        self._stop_by_name: dict[str, asyncio.Task[None]] = {}
         # Retry countdowns ("retrying in 4 s") must move even when nothing else happens.
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
@@ -117,7 +120,14 @@ class SessionManager(QObject):
 
     # -- changing ----------------------------------------------------------------------------
 
-    def add(self, entry: DeviceEntry, credentials: Credentials | None = None, start: bool = True) -> DeviceSession:
+    def add(
+        self,
+        entry: DeviceEntry,
+        credentials: Credentials | None = None,
+        start: bool = True,
+        after: asyncio.Task[None] | None = None,
+    ) -> DeviceSession:
+        """A session for ``entry``; it starts once ``after`` (and any stop of the same name) has finished."""
         if entry.name in self._sessions:
             self.remove(entry.name)
         creds = credentials or Credentials(username=entry.username)
@@ -131,8 +141,21 @@ class SessionManager(QObject):
         session.add_snapshot_listener(lambda kind, _snap: self._on_snapshot(name, kind))
         self._sessions[name] = session
         if start:
-            session.start()
+            waits = {t for t in (after, self._stop_by_name.get(name)) if t is not None and not t.done()}
+            if waits:
+                self._track(asyncio.get_running_loop().create_task(self._start_after(waits, session)))
+            else:
+                session.start()
         return session
+
+    async def _start_after(self, waits: set[asyncio.Task[None]], session: DeviceSession) -> None:
+        await asyncio.wait(waits)
+        if self._sessions.get(session.entry.name) is session:  # not removed or replaced meanwhile
+            session.start()
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def remove(self, name: str) -> asyncio.Task[None] | None:
         """Forget a device now and stop its session in the background (close_all waits for it)."""
@@ -143,9 +166,14 @@ class SessionManager(QObject):
         if unlisten:
             unlisten()
         task = asyncio.get_running_loop().create_task(session.stop(), name=f"stop {name}")
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._track(task)
+        self._stop_by_name[name] = task
+        task.add_done_callback(lambda t: self._forget_stop(name, t))
         return task
+
+    def _forget_stop(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._stop_by_name.get(name) is task:
+            del self._stop_by_name[name]
 
     def replace(self, old_name: str, entry: DeviceEntry) -> DeviceSession:
         """An edited device: same secrets if the person kept the name and target, new session regardless."""
@@ -153,8 +181,8 @@ class SessionManager(QObject):
         creds = old.credentials if old and old.entry.target == entry.target else None
         if creds is not None and entry.username != old.entry.username:  # type: ignore[union-attr]
             creds = replace(creds, username=entry.username)
-        self.remove(old_name)
-        return self.add(entry, creds)
+        stopping = self.remove(old_name)
+        return self.add(entry, creds, after=stopping)
 
     def set_password(self, name: str, password: str) -> None:
         session = self._sessions.get(name)

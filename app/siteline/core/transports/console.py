@@ -33,6 +33,8 @@ class _S(enum.Enum):
 _STRING_OPENERS = {"]", "P", "X", "^", "_"}
 _C1_STRING = {"\x9d", "\x90", "\x98", "\x9e", "\x9f"}
 _KEEP_CONTROLS = {"\n", "\r", "\t"}
+# A run of characters that _ground would keep one by one: copied in one slice (a console is mostly text).
+_PLAIN_RUN = re.compile(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+")
 
 
 class AnsiStripper:
@@ -51,8 +53,16 @@ class AnsiStripper:
 
     def feed(self, text: str) -> str:
         out: list[str] = []
-        for ch in text:
-            self._step(ch, out)
+        i, end = 0, len(text)
+        while i < end:
+            if self._state is _S.GROUND:
+                run = _PLAIN_RUN.match(text, i)
+                if run is not None:
+                    out.append(run.group())
+                    i = run.end()
+                    continue
+            self._step(text[i], out)
+            i += 1
         return "".join(out)
 
     def _step(self, ch: str, out: list[str]) -> None:

@@ -106,17 +106,24 @@ class MqttTransport(StatefulLink):
         with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
             loop.call_soon_threadsafe(func, *args)
 
-    def _on_connect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._to_loop(self._connected, rc)
+    # Each event carries the client that sent it and is dropped on the loop unless that client is
+    # still ours: a late callback from a closed client must not touch the current connection.
 
-    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
-        self._to_loop(self._suback, [c.is_failure for c in codes])
+    def _on_connect(self, c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._to_loop(self._if_current, c, self._connected, rc)
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        self._to_loop(self._message, msg.topic, bytes(msg.payload))
+    def _on_subscribe(self, c: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
+        self._to_loop(self._if_current, c, self._suback, [code.is_failure for code in codes])
 
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._to_loop(self._lost, f"lost the broker {self._where()} ({rc})")
+    def _on_message(self, c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self._to_loop(self._if_current, c, self._message, msg.topic, bytes(msg.payload))
+
+    def _on_disconnect(self, c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._to_loop(self._if_current, c, self._lost, f"lost the broker {self._where()} ({rc})")
+
+    def _if_current(self, client: paho.Client, func: Callable[..., None], *args: Any) -> None:
+        if client is self._client:
+            func(*args)
 
     # -- the same events, on the loop ----------------------------------------------------------
 
@@ -196,8 +203,14 @@ class MqttTransport(StatefulLink):
         where = self._where()
         # paho's own connect timeout bounds the executor call, so no socket is left behind in a thread.
         client.connect_timeout = self.connect_timeout
+        pending = loop.run_in_executor(None, client.connect, self.target.host, self.target.effective_port, KEEPALIVE)
         try:
-            await loop.run_in_executor(None, client.connect, self.target.host, self.target.effective_port, KEEPALIVE)
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            # The executor thread cannot be stopped: once it has connected, close the socket it made
+            # (nothing else would: paho's loop thread never starts for this client).
+            pending.add_done_callback(lambda done: _close_socket(client, done))
+            raise
         except TimeoutError as exc:
             raise TransportError(f"The broker {where} did not answer within {self.connect_timeout:g} s.",
                                  "Check the address, the link and any firewall in between.") from exc
@@ -229,7 +242,13 @@ class MqttTransport(StatefulLink):
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise TransportError(f"Could not subscribe on the broker {self._where()}: {paho.error_string(result)}.")
         deadline = time.monotonic() + self.status_timeout + self.connect_timeout
-        await asyncio.wait_for(self._subscribed, max(0.1, deadline - time.monotonic()))
+        try:
+            await asyncio.wait_for(self._subscribed, max(0.1, deadline - time.monotonic()))
+        except TimeoutError as exc:
+            raise TransportError(
+                f"The broker {self._where()} did not confirm our subscription to {self.prefix}/... in time.",
+                "The broker may be overloaded or not a full MQTT broker; retry, or check the broker's log.",
+            ) from exc
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._status_seen.wait(), self.status_timeout)
         name = self.target.label
@@ -287,3 +306,13 @@ class MqttTransport(StatefulLink):
         client.disconnect()
         # loop_stop joins paho's thread; do it off the event loop.
         await asyncio.to_thread(client.loop_stop)
+
+
+def _close_socket(client: paho.Client, connected: asyncio.Future[Any]) -> None:
+    """Close the socket a connect left behind after its caller was cancelled."""
+    if connected.cancelled() or connected.exception() is not None:
+        return  # no socket was made (and the error is consumed, so asyncio does not log it)
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()

@@ -35,9 +35,54 @@ from siteline.core.transports.console import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
+class _Received:
+    """What the console said since the last reset, as text: O(1) appends, searches only over new text.
+
+    ``str +=`` on an attribute copies the whole buffer per chunk (quadratic on a chatty console), so
+    chunks are kept in a list and joined only when the whole text is really needed.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+        self.total = 0  # characters appended since the last clear, including any trimmed away
+
+    def append(self, text: str) -> None:
+        if text:
+            self._parts.append(text)
+            self._size += len(text)
+            self.total += len(text)
+        if self._size > MAX_BUFFER + MAX_BUFFER // 4:  # trim in bulk, so trimming stays amortized O(1)
+            kept = self.text()[-MAX_BUFFER:]
+            self._parts, self._size = [kept], len(kept)
+
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def since(self, position: int) -> str:
+        """The text after ``position`` (counted in :attr:`total`), walking back only over new parts."""
+        wanted = min(self.total - position, self._size)
+        if wanted <= 0:
+            return ""
+        tail: list[str] = []
+        got = 0
+        for part in reversed(self._parts):
+            tail.append(part)
+            got += len(part)
+            if got >= wanted:
+                break
+        return "".join(reversed(tail))[-wanted:]
+
+    def clear(self) -> None:
+        self._parts, self._size, self.total = [], 0, 0
+
 COMMON_BAUDS = "9600, 57600 or 115200"
 MAX_LINE = 3500  # a canonical-mode tty line holds 4095 bytes; stay clear of it with the framing around
 MAX_BUFFER = 16 * 1024 * 1024
+READ_CHUNK = 4096  # the reader hands the loop batches this big, not the few bytes a pty has at a time
 QUIET = 0.4  # a console that says nothing more for this long has finished answering
 PARITIES = {"n": serial.PARITY_NONE, "e": serial.PARITY_EVEN, "o": serial.PARITY_ODD,
             "m": serial.PARITY_MARK, "s": serial.PARITY_SPACE}
@@ -106,11 +151,14 @@ class SerialTransport(StatefulLink):
         self._lock = asyncio.Lock()
         self._port: Any = None  # serial.Serial once open
         self._reader: threading.Thread | None = None
+        # Each reader has its own stop Event, which is also its identity: callbacks from a reader
+        # that is not the current one (a join that timed out) are ignored.
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
         self._raw = bytearray()
-        self._text = ""
+        self._raw_total = 0  # bytes received since the last reset, trimmed or not
+        self._text = _Received()
         self._stripper = AnsiStripper()
         self._lost_reason: str | None = None
         self._logged_in_by_us = False
@@ -118,29 +166,33 @@ class SerialTransport(StatefulLink):
 
     # -- port I/O ----------------------------------------------------------------------------
 
-    def _read_forever(self, port: Any, loop: asyncio.AbstractEventLoop) -> None:
-        """The reader thread: blocking reads with a short timeout so close() is prompt."""
-        while not self._stop.is_set():
+    def _read_forever(self, port: Any, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
+        """The reader thread: batched blocking reads with a short timeout so close() is prompt."""
+        while not stop.is_set():
             try:
-                data = port.read(max(1, port.in_waiting))
+                data = port.read(max(READ_CHUNK, port.in_waiting))
             except (serial.SerialException, OSError, TypeError, ValueError) as exc:
-                if not self._stop.is_set():
+                if not stop.is_set():
                     with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(self._port_lost, str(exc))
+                        loop.call_soon_threadsafe(self._port_lost, str(exc), stop)
                 return
             if data:
                 with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is listening
-                    loop.call_soon_threadsafe(self._received, bytes(data))
+                    loop.call_soon_threadsafe(self._received, bytes(data), stop)
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: bytes, reader: threading.Event | None = None) -> None:
+        if reader is not None and (reader is not self._stop or reader.is_set()):
+            return  # a reader from an earlier (or closed) connection: its bytes belong to nobody now
         self._raw += data
-        self._text += self._stripper.feed_bytes(data)
-        if len(self._raw) > MAX_BUFFER:  # a runaway console must not eat the laptop's memory
+        self._raw_total += len(data)
+        if len(self._raw) > MAX_BUFFER + MAX_BUFFER // 4:  # a runaway console must not eat the laptop's memory
             del self._raw[: len(self._raw) - MAX_BUFFER]
-            self._text = self._text[-MAX_BUFFER:]
+        self._text.append(self._stripper.feed_bytes(data))
         self._changed.set()
 
-    def _port_lost(self, reason: str) -> None:
+    def _port_lost(self, reason: str, reader: threading.Event | None = None) -> None:
+        if reader is not None and reader is not self._stop:
+            return  # an old reader failing on an old port says nothing about the current link
         self._lost_reason = f"the serial port {self.target.device} went away ({reason}); is the cable unplugged?"
         self._changed.set()
         if self._state.state.state is ConnState.UP:
@@ -148,7 +200,8 @@ class SerialTransport(StatefulLink):
 
     def _reset_buffer(self) -> None:
         self._raw.clear()
-        self._text = ""
+        self._raw_total = 0
+        self._text.clear()
 
     async def _write(self, data: bytes) -> None:
         if self._port is None:
@@ -178,7 +231,7 @@ class SerialTransport(StatefulLink):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
     def _grew_past(self, size: int) -> Callable[[], bool | None]:
-        return lambda: True if len(self._raw) != size else None
+        return lambda: True if self._raw_total != size else None
 
     async def _settle(self, timeout: float, quiet_ends: bool = True) -> bytes:
         """Collect what the console says until it shows a prompt, goes quiet, or ``timeout`` passes.
@@ -191,11 +244,11 @@ class SerialTransport(StatefulLink):
         prompts = {ConsoleState.LOGIN, ConsoleState.PASSWORD, ConsoleState.SHELL, ConsoleState.BOOTLOADER,
                    ConsoleState.LOGIN_INCORRECT}
         while loop.time() < deadline:
-            seen = len(self._raw)
+            seen = self._raw_total
             if seen and classify(bytes(self._raw)) in prompts:
                 break
             await self._wait_for(self._grew_past(seen), min(QUIET, deadline - loop.time()))
-            if quiet_ends and seen and len(self._raw) == seen:
+            if quiet_ends and seen and self._raw_total == seen:
                 break  # quiet for QUIET seconds after saying something
         return bytes(self._raw)
 
@@ -217,17 +270,20 @@ class SerialTransport(StatefulLink):
     async def _open(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._lost_reason = None
-        self._stop.clear()
+        # A fresh Event, never a cleared one: a reader whose join timed out must still see its own stop.
+        stop = self._stop = threading.Event()
 
         def open_port() -> Any:
-            return serial.Serial(self.target.device, timeout=0.05, write_timeout=10, exclusive=True,
-                                 **self._settings)
+            # inter_byte_timeout ends a read soon after the line goes quiet, so reads come in batches
+            # without delaying a prompt that is followed by silence.
+            return serial.Serial(self.target.device, timeout=0.05, inter_byte_timeout=0.01, write_timeout=10,
+                                 exclusive=True, **self._settings)
 
         try:
             self._port = await loop.run_in_executor(None, open_port)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise open_error(exc, self.target.device) from exc
-        self._reader = threading.Thread(target=self._read_forever, args=(self._port, loop),
+        self._reader = threading.Thread(target=self._read_forever, args=(self._port, loop, stop),
                                          name=f"serial reader {self.target.device}", daemon=True)
         self._reader.start()
 
@@ -307,10 +363,11 @@ class SerialTransport(StatefulLink):
 
         def check() -> Result | None:
             nonlocal scan
-            if marker not in self._text[scan:]:
-                scan = max(0, len(self._text) - len(marker) - 8)  # only new text is searched next time
+            # Search only what is new, plus a marker's length before it: a marker may straddle two chunks.
+            if marker not in self._text.since(scan):
+                scan = max(0, self._text.total - len(marker) - 8)
                 return None
-            return frame.parse(normalize_lines(self._text))
+            return frame.parse(normalize_lines(self._text.text()))
 
         return await self._wait_for(check, timeout)
 
