@@ -41,6 +41,29 @@ async def _run_on(target: Target, creds: Credentials, known_hosts: Path) -> str:
         await transport.close()
 
 
+async def _ssh_with_password(port: int, password: str) -> None:
+    async with asyncssh.connect("127.0.0.1", port, username="root", password=password, client_keys=None,
+                                known_hosts=None):
+        pass
+
+
+def _assert_secrets_kept(folder: Path, password: str) -> None:
+    """The login password is in no process's argv (``ps`` shows argv to every user); secret files are 0600."""
+    assert password
+    seen = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(folder).encode() in argv:
+            seen += 1
+            assert password.encode() not in argv, argv
+    assert seen >= 3  # the three devices at least
+    for secret in ("password.txt", "id_ed25519"):
+        assert (folder / secret).stat().st_mode & 0o077 == 0, secret
+
+
 def _credentials(text: str, folder: Path) -> dict[str, Credentials]:
     """What the demo printed for each device, as Siteline's transports take it."""
     serial = re.search(r"serial://\S+\s+\(login (\S+) / (\S+)\)", text)
@@ -70,6 +93,9 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
         assert Path(serial.device).exists()
         assert re.search(r"login root / \S+", text)
         creds = _credentials(text, folder)
+        _assert_secrets_kept(folder, creds["serial"].password or "")
+        with pytest.raises(asyncssh.PermissionDenied):  # the SSH device takes keys only
+            asyncio.run(_ssh_with_password(ssh.effective_port, creds["serial"].password or ""))
         names = {t.scheme: asyncio.run(_run_on(t, creds[t.scheme], tmp_path / "known_hosts")) for t in targets}
         assert names == {"serial": "gw-serial", "ssh": "gw-ssh", "mqtt": "gw-mqtt"}
     finally:

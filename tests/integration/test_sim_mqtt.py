@@ -112,18 +112,21 @@ def test_sim_refuses_a_bad_broker_url(tmp_path: Path) -> None:
 async def test_agent_drops_foreign_reply_to_and_retained_requests(
     sim_state: DeviceState, mosquitto: BrokerHandle, watcher: Watcher
 ) -> None:
+    req = contract.request_topic(PREFIX)
+    good = contract.reply_topic(PREFIX, "tester")
+    # Retained before the device subscribes, so the broker hands it over flagged as retained (a live
+    # delivery of a retain-published message carries retain=0 and is a normal request).
+    ran = sim_state.root.parent / "retained-request-ran"
+    retained = contract.CommandRequest("kept", f"touch {ran}", 5.0, good).encode()
+    watcher.client.publish(req, retained, qos=1, retain=True).wait_for_publish(5)
     async with running_device(sim_state, ssh=False, mqtt_url=mosquitto.url) as device:
         assert device.mqtt is not None
         await asyncio.wait_for(device.mqtt.connected.wait(), 10)
         watcher.client.subscribe("#", qos=1)
         await asyncio.sleep(0.2)
-        req = contract.request_topic(PREFIX)
         for rid, reply_to in (("out-1", "elsewhere/topic"), ("out-2", f"{PREFIX}/status"),
                               ("out-3", "edge/test-site/gw-02/cmd/res/x"), ("out-4", f"{PREFIX}/cmd/res/")):
             watcher.client.publish(req, contract.CommandRequest(rid, "echo no", 5.0, reply_to).encode(), qos=1)
-        good = contract.reply_topic(PREFIX, "tester")
-        retained = contract.CommandRequest("kept", "echo no", 5.0, good).encode()
-        watcher.client.publish(req, retained, qos=1, retain=True)
         watcher.client.publish(req, contract.CommandRequest("ok-1", "echo yes", 5.0, good).encode(), qos=1)
         assert json.loads((await watcher.next("/cmd/res/", id="ok-1")).payload)["stdout"] == "yes\n"
         await asyncio.sleep(0.5)  # any reply to the dropped requests would have come by now
@@ -131,8 +134,9 @@ async def test_agent_drops_foreign_reply_to_and_retained_requests(
         while not watcher.messages.empty():
             msg = watcher.messages.get()
             if msg.topic.startswith("elsewhere") or "/cmd/res" in msg.topic or b'"no' in msg.payload:
-                strays.append(msg.topic)
+                strays.append((msg.topic, msg.payload))
         assert strays == []
+        assert not ran.exists(), "the retained request was run"
         watcher.client.publish(req, b"", qos=1, retain=True)  # clear the retained request
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from pathlib import Path
 
 import asyncssh
@@ -49,24 +50,33 @@ async def test_exec_output_streams_as_produced(sim_state: DeviceState) -> None:
 
 
 async def test_client_hangup_stops_the_command(sim_state: DeviceState) -> None:
+    # Found by its command line in the host's /proc: as root the command runs in the device's own PID
+    # namespace, so the pid it could print ($$) would not be the host's.
+    marker = f"{30 + secrets.randbelow(10**6) / 10**7:.7f}"
     async with running_device(sim_state) as device, _connect(device) as conn:
-        proc = await conn.create_process("echo $$; exec sleep 30")
-        pid = int(await asyncio.wait_for(proc.stdout.readline(), 10))
+        proc = await conn.create_process(f"echo started; exec sleep {marker}")
+        assert await asyncio.wait_for(proc.stdout.readline(), 10) == "started\n"
+        assert _running(marker)
         proc.close()
         await asyncio.wait_for(proc.wait_closed(), 5)
         for _ in range(100):
-            if _gone(pid):
+            if not _running(marker):
                 break
             await asyncio.sleep(0.05)
-        assert _gone(pid), "the command outlived the session"
+        assert not _running(marker), "the command outlived the session"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+def _running(marker: str) -> bool:
+    """A live (not zombie) host process runs ``sleep marker``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if argv[:2] == [b"sleep", marker.encode()] and state not in ("Z", "X"):
+            return True
+    return False
 
 
 async def test_journal_follow_streams(sim_state: DeviceState) -> None:
@@ -181,3 +191,14 @@ async def test_usernames_cannot_reach_outside_the_device(sim_state: DeviceState,
 def _outside(tmp_path: Path) -> list[Path]:
     """Everything under tmp_path that is not the device's state dir."""
     return sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "device" not in p.parts)
+
+
+async def test_keys_only_device_refuses_the_right_password(sim_state: DeviceState) -> None:
+    device = SimulatedDevice(sim_state, ssh_port=0, ssh_password_login=False)
+    await device.start()
+    try:
+        with pytest.raises(asyncssh.PermissionDenied):
+            async with _connect(device):
+                pass
+    finally:
+        await device.stop()

@@ -56,7 +56,8 @@ def start_socat_shell(
     cmd = [socat, f"PTY,link={link},raw,echo=0",
            f"EXEC:{program},pty,stderr,setsid,sigint,sane"]
     with (workdir / "socat.log").open("ab") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=home)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=home,
+                                start_new_session=True)
     shell = SocatShell(workdir, link, proc)
     deadline = time.monotonic() + timeout
     while not link.exists():

@@ -1,9 +1,12 @@
 """OpenSSH's real sshd on a loopback port, with its own host key, client key and config in a temp dir.
 
 sshd insists on /run/sshd (its privilege-separation directory). Rather than create it on the
-host, sshd runs in a private mount namespace (``unshare -m``) with a tmpfs over /run, so the
-test leaves no trace; where namespaces are not allowed it falls back to creating the empty dir.
-Password authentication stays off: it would need the host's own passwords.
+host, sshd runs in a private mount namespace with a tmpfs over /run, so the test leaves no trace.
+(It stays in the host's PID namespace: tests compare the pids its shells report with /proc.) Its
+per-connection processes setsid() out of its process group; stop_tree holds them by pidfd. Where
+namespaces are not allowed, a non-CI run falls back to creating the empty /run/sshd on the host;
+CI fails instead (a test run must not change the host). Password authentication stays off: it would need the
+host's own passwords.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from tests.peers import find_tool, free_port
 from tests.peers.process import stop_tree
 
 _UNSHARE_OK: bool | None = None
+_IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_NAMESPACES = ("--mount", "--propagation", "private")
 
 
 def _unshare_works() -> bool:
@@ -26,7 +31,7 @@ def _unshare_works() -> bool:
     if _UNSHARE_OK is None:
         exe = find_tool("unshare")
         _UNSHARE_OK = bool(exe) and subprocess.run(
-            [str(exe), "-m", "sh", "-c", "mount -t tmpfs tmpfs /run"],
+            [str(exe), *_NAMESPACES, "sh", "-c", "mount -t tmpfs tmpfs /run"],
             capture_output=True, timeout=10, check=False,
         ).returncode == 0
     return _UNSHARE_OK
@@ -107,12 +112,16 @@ class SshdHandle:
             cmd = [self.sshd, "-D", "-e", "-f", str(self._write_config())]
             if _unshare_works():
                 script = 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec "$@"'
-                cmd = ["unshare", "-m", "sh", "-c", script, "sshd", *cmd]
+                cmd = ["unshare", *_NAMESPACES, "sh", "-c", script, "sshd", *cmd]
+            elif _IN_CI:
+                raise RuntimeError("sshd needs /run/sshd, and without mount namespaces (unshare) it would have to be "
+                                   "created on the host: give the CI container CAP_SYS_ADMIN")
             else:
                 Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
             offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             with self.log_file.open("ab") as log:
-                self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                                start_new_session=True)  # stop_tree ends the whole group
             if self._wait_ready(10.0, offset):
                 return
             self.stop()

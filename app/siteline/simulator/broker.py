@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from siteline.simulator.private import write_private
+
 log = logging.getLogger(__name__)
 
 Access = Literal["read", "write", "readwrite"]
@@ -113,10 +115,7 @@ def _free_port() -> int:
 
 def _private_file(path: Path, text: str) -> None:
     """Write a secret-bearing file readable by its owner only (created 0600, never world-readable)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_private(path, text)
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], logfile: Path, timeout: float, what: str) -> None:

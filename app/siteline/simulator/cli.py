@@ -16,7 +16,9 @@ def add_sim_parser(sub: Any) -> None:
     p.add_argument("--site", default="demo-site")
     p.add_argument("--name", default="gw-01")
     p.add_argument("--user", default="root")
-    p.add_argument("--password", help="login password (default: generated and printed)")
+    p.add_argument("--password", help="login password (default: SITELINE_SIM_PASSWORD, which keeps it out of "
+                   "`ps`; else generated and printed)")
+    p.add_argument("--ssh-keys-only", action="store_true", help="the SSH server accepts public keys only")
     p.add_argument("--authorized-key", action="append", metavar="FILE",
                    help="an OpenSSH public key allowed to log in as --user (repeatable)")
     p.add_argument("--boot-delay", type=float, help="seconds the device stays dark during a reboot")

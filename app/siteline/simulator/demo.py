@@ -38,7 +38,8 @@ from siteline.simulator.broker import (
     siteline_acl,
     start_broker,
 )
-from siteline.simulator.runner import MQTT_PASSWORD_ENV, READY
+from siteline.simulator.private import write_private
+from siteline.simulator.runner import MQTT_PASSWORD_ENV, PASSWORD_ENV, READY
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 20.0
@@ -112,13 +113,12 @@ class DemoSite:
 
 
 def _client_key(folder: Path) -> Path:
-    """An ed25519 key for the SSH device, made once per demo folder."""
+    """An ed25519 key for the SSH device, made once per demo folder (the private half 0600 from the start)."""
     path = folder / "id_ed25519"
     if not path.exists():
         key = asyncssh.generate_private_key("ssh-ed25519", comment="siteline-demo")
-        key.write_private_key(str(path))
+        write_private(path, key.export_private_key())
         key.write_public_key(str(path) + ".pub")
-        path.chmod(0o600)
     return path
 
 
@@ -128,8 +128,7 @@ def _password(folder: Path) -> str:
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     password = secrets.token_urlsafe(9)
-    path.write_text(password + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    write_private(path, password + "\n")
     return password
 
 
@@ -152,7 +151,7 @@ def _spawn(site: DemoSite, name: str, transport: str, extra: list[str],
     logs = site.folder / "logs"
     logs.mkdir(exist_ok=True)
     argv = [sys.executable, "-m", "siteline", "sim", "--state", str(site.folder / "devices" / name),
-            "--site", SITE, "--name", name, "--user", USER, "--password", site.password, *extra]
+            "--site", SITE, "--name", name, "--user", USER, *extra]
     with (logs / f"{name}.log").open("ab") as errlog:
         # stdout is read until the READY line; the device prints nothing after it (logs go to stderr).
         guard = _die_with_parent if sys.platform == "linux" else None
@@ -200,14 +199,15 @@ def start_site(folder: Path) -> DemoSite:
             site.broker_users = users
         except BrokerUnavailableError as exc:
             print(f"Note: {exc} The MQTT device is left out of the demo.", flush=True)
-        site.devices.append(_spawn(site, "gw-serial", "serial", ["--serial-link", str(folder / "ttyGW0")]))
-        site.devices.append(_spawn(site, "gw-ssh", "ssh",
-                                   ["--ssh-port", "0", "--authorized-key", str(site.client_key) + ".pub"]))
+        login = {PASSWORD_ENV: site.password}
+        site.devices.append(_spawn(site, "gw-serial", "serial", ["--serial-link", str(folder / "ttyGW0")], env=login))
+        site.devices.append(_spawn(site, "gw-ssh", "ssh", ["--ssh-port", "0", "--ssh-keys-only",
+                                                           "--authorized-key", str(site.client_key) + ".pub"]))
         if site.broker is not None:
             user = _device_broker_user("gw-mqtt")
             url = f"mqtt://{user}@{site.broker.host}:{site.broker.port}"
             site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", url],
-                                       env={MQTT_PASSWORD_ENV: users[user]}))
+                                       env={**login, MQTT_PASSWORD_ENV: users[user]}))
         _wait_ready(site.devices, READY_TIMEOUT, folder / "logs")
     except BaseException:
         site.stop()

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+from siteline.simulator import hostguard
 from siteline.simulator.boot import BootOutcome
 from siteline.simulator.mqtt_agent import MqttAgent
 from siteline.simulator.serial_console import SerialConsole
@@ -28,9 +29,10 @@ SESSION_GRACE = 1.0  # on reboot, running commands (`reboot` itself) get this lo
 
 class SimulatedDevice:
     def __init__(self, state: DeviceState, ssh_port: int | None = None, serial_link: Path | str | None = None,
-                 mqtt_url: str | None = None) -> None:
+                 mqtt_url: str | None = None, *, ssh_password_login: bool = True) -> None:
         self.state = state
-        self.ssh = SSHDeviceServer(state, ssh_port) if ssh_port is not None else None
+        self.ssh = (SSHDeviceServer(state, ssh_port, password_login=ssh_password_login)
+                    if ssh_port is not None else None)
         self.console = SerialConsole(state, Path(serial_link)) if serial_link is not None else None
         self.mqtt = MqttAgent(state, mqtt_url) if mqtt_url is not None else None
         self.up = asyncio.Event()
@@ -55,7 +57,11 @@ class SimulatedDevice:
         }
 
     async def start(self) -> None:
-        """Power on: a power-on is a boot (new boot id, boot selection runs its counters), then serve."""
+        """Power on: a power-on is a boot (new boot id, boot selection runs its counters), then serve.
+
+        Raises ``hostguard.HostGuardError`` first when the device's commands could not be kept off the host.
+        """
+        await asyncio.to_thread(hostguard.check)
         self.state.take_power_request()  # a request left by a power cut mid-reboot: the box is booting now
         self._booted(self.state.boot())
         if self.console is not None:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -27,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from siteline.core.transports import mqtt_contract as contract
 from siteline.core.transports.base import Result
+from siteline.simulator.private import write_private
 from siteline.simulator.shell import run_command
 from siteline.simulator.state import DeviceState
 
@@ -57,13 +57,7 @@ def broker_user(url: str) -> str | None:
 
 def save_broker_password(state_root: Path, password: str) -> None:
     """Keep the device's broker password in its state directory, readable by its owner only."""
-    path = state_root / PASSWORD_FILE
-    tmp = path.with_name(PASSWORD_FILE + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(password)
-    tmp.replace(path)
+    write_private(state_root / PASSWORD_FILE, password)
 
 
 def load_broker_password(state_root: Path) -> str | None:

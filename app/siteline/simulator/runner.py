@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncssh
 
 from siteline.core.atomic import write_atomic
+from siteline.simulator import hostguard
 from siteline.simulator.device import SimulatedDevice
 from siteline.simulator.mqtt_agent import broker_user, load_broker_password, parse_broker_url, save_broker_password
 from siteline.simulator.state import DeviceState
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 READY = "SITELINE-SIM-READY"
 OVERRIDES = ("boot_delay", "serial_baud", "kernel_log_interval", "telemetry_interval")
 MQTT_PASSWORD_ENV = "SITELINE_SIM_MQTT_PASSWORD"
+PASSWORD_ENV = "SITELINE_SIM_PASSWORD"  # the login password, kept out of argv (and so out of `ps`)
 
 
 class SimSetupError(Exception):
@@ -38,6 +40,9 @@ class SimSetupError(Exception):
 def open_state(args: argparse.Namespace) -> DeviceState:
     """Create or open the state dir and apply the command line's settings to it."""
     root = Path(args.state).expanduser()
+    from_env = os.environ.pop(PASSWORD_ENV, None) or None  # popped: the device's shells never inherit it
+    if args.password is None:
+        args.password = from_env
     state = DeviceState.open(root, name=args.name, site=args.site, user=args.user, password=args.password)
     changed = False
     for key in OVERRIDES:
@@ -106,7 +111,8 @@ async def serve(args: argparse.Namespace) -> int:
     ssh_port = args.ssh_port
     if ssh_port is None and args.serial_link is None and args.mqtt is None:
         ssh_port = 0  # nothing asked for: SSH on a free port is the most useful default
-    device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt)
+    device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt,
+                             ssh_password_login=not getattr(args, "ssh_keys_only", False))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,7 +138,7 @@ def run_sim(args: argparse.Namespace) -> int:
         if args.serial_baud is not None and args.serial_baud <= 0:
             raise SimSetupError("--serial-baud must be a positive rate such as 115200")
         return asyncio.run(serve(args))
-    except SimSetupError as exc:
+    except (SimSetupError, hostguard.HostGuardError) as exc:
         print(f"siteline sim: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

@@ -153,15 +153,16 @@ class SerialConsole:
                 continue
             self.line.write(b"Password: ")
             password = await self._read_line(echo=False)
-            if not self._check(user, password):
+            if not await self._check(user, password):
                 await asyncio.sleep(FAILED_LOGIN_DELAY)
                 self.line.write(b"\r\nLogin incorrect\r\n")
                 continue
             await self._session(user)
 
-    def _check(self, user: str, password: str) -> bool:
+    async def _check(self, user: str, password: str) -> bool:
+        # scrypt takes tens of ms: in a thread, so the console's output pacing never stalls on it.
         try:
-            return self.state.check_password(user, password)
+            return await asyncio.to_thread(self.state.check_password, user, password)
         except (OSError, ValueError) as exc:
             log.warning("password check failed: %s", exc)
             return False

@@ -78,10 +78,11 @@ class _DeviceAuth(asyncssh.SSHServer):
         return True  # always ask: the device has no passwordless accounts
 
     def password_auth_supported(self) -> bool:
-        return True
+        return self._server.password_login
 
-    def validate_password(self, username: str, password: str) -> bool:
-        ok = self._server.state.check_password(username, password)
+    async def validate_password(self, username: str, password: str) -> bool:
+        # scrypt takes tens of ms: in a thread, so the loop keeps pacing the console and other sessions.
+        ok = await asyncio.to_thread(self._server.state.check_password, username, password)
         if not ok:
             log.info("refused password for %s", username)
         return ok
@@ -93,8 +94,10 @@ class _DeviceAuth(asyncssh.SSHServer):
 class SSHDeviceServer:
     """One listening SSH server for a device; ``stop()`` also drops every open connection."""
 
-    def __init__(self, state: DeviceState, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, state: DeviceState, port: int = 0, host: str = "127.0.0.1", *,
+                 password_login: bool = True) -> None:
         self.state = state
+        self.password_login = password_login  # False: public keys only, as a hardened device's sshd
         self.host = host
         self.port = port
         self.connections: set[asyncssh.SSHServerConnection] = set()
