@@ -11,22 +11,15 @@ from collections.abc import Callable
 
 from siteline.core.errors import AuthError, CommandTimeout
 from siteline.core.targets import Target
-from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder, StateListener
+from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
 
 
-class LocalShellTransport:
+class LocalShellTransport(StatefulLink):
     def __init__(self, target: Target, credentials: Credentials, password: str | None = None) -> None:
         self.target = target
         self.credentials = credentials
         self._password = password
-        self._state = StateHolder()
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state.state
-
-    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
-        return self._state.add_state_listener(listener)
+        super().__init__()
 
     async def connect(self) -> None:
         self._state.set(ConnState.CONNECTING)

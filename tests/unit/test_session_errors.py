@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -15,12 +14,10 @@ from siteline.core.plugins import PluginHost
 from siteline.core.session import DeviceSession
 from siteline.core.targets import Target
 from siteline.core.transports.base import (
-    ConnectionState,
     ConnState,
     Credentials,
     Result,
-    StateHolder,
-    StateListener,
+    StatefulLink,
     Transport,
 )
 
@@ -53,7 +50,7 @@ async def test_unexpected_error_while_connecting_is_retried_and_reported(caplog:
     assert session.state.state is ConnState.DOWN
 
 
-class _StubbornTransport:
+class _StubbornTransport(StatefulLink):
     """Swallows the first cancel inside connect(), as Python 3.11's wait_for can inside asyncssh."""
 
     live: ClassVar[set[_StubbornTransport]] = set()
@@ -61,14 +58,7 @@ class _StubbornTransport:
     most_connecting = 0
 
     def __init__(self) -> None:
-        self._state = StateHolder()
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._state.state
-
-    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
-        return self._state.add_state_listener(listener)
+        super().__init__()
 
     async def connect(self) -> None:
         cls = _StubbornTransport

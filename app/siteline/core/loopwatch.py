@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from siteline.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class LoopWatch:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def watch(self) -> None:
         """Run until cancelled; usable directly as a task body."""

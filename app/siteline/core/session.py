@@ -18,6 +18,7 @@ from siteline.core.inventory import DeviceEntry
 from siteline.core.plugin_api import DeviceContext, make_context
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
+from siteline.core.tasks import cancel_and_wait
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Result, StateHolder, Transport
 
 log = logging.getLogger(__name__)
@@ -214,22 +215,9 @@ class _SupersededError(Exception):
 async def _end_loop(old: asyncio.Task[None] | None, previous: asyncio.Task[None] | None) -> None:
     """End ``old`` fully, and wait for the ending of the loops before it (their transports close there)."""
     if old is not None:
-        await _cancel_fully(old)
+        await cancel_and_wait(old)
     if previous is not None:
         await asyncio.wait({previous})
-
-
-async def _cancel_fully(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait until it has ended.
-
-    On Python 3.11 asyncio.wait_for (inside asyncssh's connect) can swallow a cancel that lands as
-    a connect fails, leaving the loop retrying: keep cancelling until the task is really done.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.25)
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        task.result()
 
 
 def _short(exc: BaseException) -> str:

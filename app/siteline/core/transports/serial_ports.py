@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from siteline.core.tasks import cancel_and_wait
+
 BY_ID = Path("/dev/serial/by-id")
 
 # USB VID:PID -> what is on the other end. Chips first (USB-serial cables), then cellular modems.
@@ -178,9 +180,7 @@ class PortWatcher:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def poll_once(self) -> None:
         # comports() walks sysfs (or the registry): off the loop, so a slow bus never stalls the UI.
