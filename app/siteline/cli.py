@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list plugins and their status")
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
 
+    from siteline import mqtt_cli
     from siteline.simulator import cli as sim_cli
+
+    mqtt_cli.add_mqtt_parser(sub)
 
     sim_cli.add_sim_parser(sub)
     sim_cli.add_demo_parser(sub)

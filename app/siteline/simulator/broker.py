@@ -61,6 +61,27 @@ def mosquitto_acl_text(acl: Acl) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """Makes Mosquitto's listener TLS-only: its certificate and key, and the CA that signs client certificates.
+
+    With ``require_certificate`` a client without a certificate signed by ``cafile`` is refused.
+    """
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+    require_certificate: bool = False
+
+    def config(self) -> str:
+        for path in (self.certfile, self.keyfile, self.cafile):
+            if any(c in str(path) for c in "\n\r"):
+                raise ValueError(f"{path!r} cannot be written into a Mosquitto config")
+        require = "true" if self.require_certificate else "false"
+        return (f"certfile {self.certfile}\nkeyfile {self.keyfile}\ncafile {self.cafile}\n"
+                f"require_certificate {require}\n")
+
+
 @dataclass
 class BrokerHandle:
     host: str
@@ -70,10 +91,11 @@ class BrokerHandle:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     users: dict[str, str] | None = field(default=None, repr=False)
     acl: Acl | str | None = field(default=None, repr=False)
+    tls: TlsListener | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -93,8 +115,11 @@ class BrokerHandle:
     def restart(self) -> None:
         """Start the same broker again on the same port with the same users (after stop() or a crash)."""
         self.stop()
-        start = start_mosquitto if self.kind == "mosquitto" else start_embedded
-        self.process = start(self.workdir, self.port, users=self.users, acl=self.acl).process
+        if self.kind == "mosquitto":
+            handle = start_mosquitto(self.workdir, self.port, users=self.users, acl=self.acl, tls=self.tls)
+            self.process = handle.process
+        else:
+            self.process = start_embedded(self.workdir, self.port, users=self.users, acl=self.acl).process
 
 
 def find_mosquitto() -> str | None:
@@ -184,27 +209,33 @@ def _mosquitto_auth(workdir: Path, users: Mapping[str, str], acl: Acl | str | No
 
 
 def start_mosquitto(workdir: Path, port: int = 0, *, users: Mapping[str, str] | None = None,
-                    acl: Acl | str | None = None, timeout: float = 10.0) -> BrokerHandle:
+                    acl: Acl | str | None = None, timeout: float = 10.0,
+                    tls: TlsListener | None = None) -> BrokerHandle:
     """Run Mosquitto on 127.0.0.1:port (0 = a free port) with a config written under ``workdir``.
 
     Without ``users`` it accepts anonymous clients (for tests of the protocol itself); with them,
-    only those users, each limited by ``acl`` (a user without an entry may do nothing).
+    only those users, each limited by ``acl`` (a user without an entry may do nothing). With
+    ``tls`` the listener speaks TLS only (see :class:`TlsListener`).
     """
     exe = find_mosquitto()
     if exe is None:
         raise BrokerUnavailableError("Mosquitto is not installed: install the Debian package 'mosquitto'.")
     workdir.mkdir(parents=True, exist_ok=True)
     auth = _mosquitto_auth(workdir, users, acl) if users else "allow_anonymous true\n"
+    if tls is not None and os.geteuid() == 0 and "user root" not in auth:
+        # Started as root, Mosquitto drops to the 'mosquitto' user, which cannot read private key files.
+        auth = "user root\n" + auth
+    listener_tls = tls.config() if tls is not None else ""
     conf = workdir / "mosquitto.conf"
 
     def attempt(chosen: int) -> subprocess.Popen[bytes]:
-        conf.write_text(f"listener {chosen} 127.0.0.1\n{auth}persistence false\nlog_dest stderr\n"
+        conf.write_text(f"listener {chosen} 127.0.0.1\n{listener_tls}{auth}persistence false\nlog_dest stderr\n"
                         "log_type error\nlog_type warning\nmax_queued_messages 10000\n")
         return _launch([exe, "-c", str(conf)], workdir, chosen, timeout, "mosquitto")
 
     chosen, proc = _with_free_port(port, attempt)
-    log.info("mosquitto listening on 127.0.0.1:%d", chosen)
-    return BrokerHandle("127.0.0.1", chosen, "mosquitto", workdir, proc, dict(users) if users else None, acl)
+    log.info("mosquitto listening on 127.0.0.1:%d%s", chosen, " (TLS)" if tls else "")
+    return BrokerHandle("127.0.0.1", chosen, "mosquitto", workdir, proc, dict(users) if users else None, acl, tls)
 
 
 def _amqtt_config(port: int, workdir: Path, users: Mapping[str, str] | None, acl: Acl | None) -> dict[str, object]:

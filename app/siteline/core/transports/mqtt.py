@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -24,9 +22,20 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from siteline.core.errors import AuthError, CommandTimeout, TransportError
+from siteline.core.errors import CommandTimeout, TransportError
+from siteline.core.mqtt_client import (
+    TlsSettings,
+    close_leftover_socket,
+    connack_error,
+    connect_error,
+    early_close_error,
+    protocol_from_options,
+    tls_context,
+)
 from siteline.core.targets import Target
 from siteline.core.transports import mqtt_contract as contract
 from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
@@ -57,7 +66,12 @@ def parse_status(payload: bytes) -> tuple[str, Any] | None:
 
 
 class MqttTransport(StatefulLink):
-    """A link to one MQTT-managed device: ``mqtt[s]://broker:port/<device prefix>``."""
+    """A link to one MQTT-managed device: ``mqtt[s]://broker:port/<device prefix>``.
+
+    Target options: ``ca=``, ``cert=``, ``key=`` (PEM files for mqtts://), ``insecure=1`` (skip the
+    certificate's name check), ``v=5`` (MQTT 5: requests also carry a response topic and correlation
+    data; 3.1.1 by default, where the JSON ``reply_to`` and ``id`` do the same job).
+    """
 
     def __init__(
         self,
@@ -76,6 +90,8 @@ class MqttTransport(StatefulLink):
         self.client_id = f"siteline-{uuid.uuid4().hex[:16]}"
         self.prefix = target.topic
         self.reply_topic = contract.reply_topic(self.prefix, self.client_id)
+        self.tls = TlsSettings.from_options(target.options) if target.scheme == "mqtts" else None
+        self._last_error = ""  # paho's last error log line: the only trace of a TLS 1.3 client-cert refusal
         super().__init__()
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,16 +132,26 @@ class MqttTransport(StatefulLink):
         self._to_loop(self._if_current, c, self._suback, [code.is_failure for code in codes])
 
     def _on_message(self, c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        self._to_loop(self._if_current, c, self._message, msg.topic, bytes(msg.payload))
+        correlation = getattr(msg.properties, "CorrelationData", None) if msg.properties is not None else None
+        self._to_loop(self._if_current, c, self._message, msg.topic, bytes(msg.payload), correlation)
 
     def _on_disconnect(self, c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._to_loop(self._if_current, c, self._lost, f"lost the broker {self._where()} ({rc})")
+        self._to_loop(self._if_current, c, self._disconnected, rc)
+
+    def _on_log(self, _c: paho.Client, _u: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_ERR and not self._last_error:
+            self._last_error = text
 
     def _if_current(self, client: paho.Client, func: Callable[..., None], *args: Any) -> None:
         if client is self._client:
             func(*args)
 
     # -- the same events, on the loop ----------------------------------------------------------
+
+    def _disconnected(self, rc: ReasonCode) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(early_close_error(self._where(), rc, self.tls is not None, self._last_error))
+        self._lost(f"lost the broker {self._where()} ({rc})")
 
     def _connected(self, rc: ReasonCode) -> None:
         if self._connack is not None and not self._connack.done():
@@ -141,7 +167,7 @@ class MqttTransport(StatefulLink):
         else:
             self._subscribed.set_result(None)
 
-    def _message(self, topic: str, payload: bytes) -> None:
+    def _message(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
         if topic == contract.status_topic(self.prefix):
             status = parse_status(payload)
             if status is None:
@@ -157,7 +183,9 @@ class MqttTransport(StatefulLink):
             except contract.ContractError as exc:
                 self.log.info("dropped a reply that does not follow the contract: %s", exc)
                 return
-            fut = self._pending.pop(reply.id, None)
+            # MQTT 5: the correlation data we sent names the request even if a device rewrote the id.
+            key = correlation.decode("ascii", "replace") if correlation else reply.id
+            fut = self._pending.pop(key, None)
             if fut is None or fut.done():
                 self.log.debug("dropped a reply for unknown or finished request %s", reply.id)
                 return
@@ -169,12 +197,15 @@ class MqttTransport(StatefulLink):
         return f"{self.target.host}:{self.target.effective_port}"
 
     def _make_client(self) -> paho.Client:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311)
+        protocol = protocol_from_options(self.target.options)
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol)
         user = self.credentials.username or self.target.user  # mqtt://user@broker/... names the login too
         if user:
             client.username_pw_set(user, self.credentials.password)
-        if self.target.scheme == "mqtts":
-            client.tls_set_context(ssl.create_default_context())
+        if self.tls is not None:
+            client.tls_set_context(tls_context(self.tls))
+        self._last_error = ""
+        client.on_log = self._on_log
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -211,17 +242,8 @@ class MqttTransport(StatefulLink):
             # (nothing else would: paho's loop thread never starts for this client).
             pending.add_done_callback(lambda done: _close_socket(client, done))
             raise
-        except TimeoutError as exc:
-            raise TransportError(f"The broker {where} did not answer within {self.connect_timeout:g} s.",
-                                 "Check the address, the link and any firewall in between.") from exc
-        except ConnectionRefusedError as exc:
-            raise TransportError(f"The broker {where} refused the connection.",
-                                 "Is the broker running, and is the port right?") from exc
-        except ssl.SSLError as exc:
-            raise TransportError(f"TLS with the broker {where} failed: {exc}.",
-                                 "Check the broker's certificate, or use mqtt:// for a plain broker.") from exc
-        except (OSError, socket.gaierror) as exc:
-            raise TransportError(f"Cannot reach the broker {where}: {exc}.", "Check the address and the link.") from exc
+        except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError and socket.gaierror are OSErrors
+            raise connect_error(exc, where, self.connect_timeout, self.tls) from exc
         client.loop_start()
         try:
             rc = await asyncio.wait_for(self._connack, self.connect_timeout)
@@ -229,9 +251,7 @@ class MqttTransport(StatefulLink):
             raise TransportError(f"The broker {where} accepted TCP but never acknowledged the MQTT connect.",
                                  "Is this really an MQTT port (and TLS on mqtts://)?") from exc
         if rc.is_failure:
-            if rc.value in (4, 5, 134, 135):  # bad user name or password / not authorised (3.1.1 and 5)
-                raise AuthError(f"The broker {where} refused the login: {rc}.", "Check the user name and password.")
-            raise TransportError(f"The broker {where} refused the connection: {rc}.")
+            raise connack_error(rc, where)
 
     async def _await_online(self) -> None:
         assert self._client is not None
@@ -277,7 +297,8 @@ class MqttTransport(StatefulLink):
         fut: asyncio.Future[Result] = self._loop.create_future()
         self._pending[request_id] = fut
         try:
-            info = client.publish(contract.request_topic(self.prefix), request.encode(), qos=1)
+            info = client.publish(contract.request_topic(self.prefix), request.encode(), qos=1,
+                                  properties=_request_properties(client, self.reply_topic, request_id))
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise TransportError(f"Could not send the command to the broker: {paho.error_string(info.rc)}.")
             return await asyncio.wait_for(fut, timeout + REPLY_GRACE)
@@ -306,6 +327,7 @@ class MqttTransport(StatefulLink):
         client.disconnect()
         # loop_stop joins paho's thread; do it off the event loop.
         await asyncio.to_thread(client.loop_stop)
+        close_leftover_socket(client)
 
 
 def _close_socket(client: paho.Client, connected: asyncio.Future[Any]) -> None:
@@ -316,3 +338,13 @@ def _close_socket(client: paho.Client, connected: asyncio.Future[Any]) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.close()
+
+
+def _request_properties(client: paho.Client, reply_topic: str, request_id: str) -> Properties | None:
+    """MQTT 5's own request/response fields; None on 3.1.1, where the JSON payload carries them."""
+    if client.protocol != paho.MQTTv5:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho ships no annotations here
+    props.ResponseTopic = reply_topic
+    props.CorrelationData = request_id.encode("ascii")
+    return props

@@ -1,0 +1,110 @@
+"""`siteline mqtt pub|sub` as a script sees them, against a real Mosquitto (plain and TLS)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.integration.test_mqtt_tls import Pki, make_pki, start_tls_broker
+from tests.peers import free_port
+
+from siteline.simulator.broker import BrokerHandle, start_mosquitto
+
+pytestmark = [pytest.mark.peer("mosquitto")]
+# Until cli.py registers the parser, the module's own entry point runs the same code.
+ENTRY = [sys.executable, "-m", "siteline"]
+
+
+def mqtt(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SITELINE_PASSWORD"}
+    if password is not None:
+        env["SITELINE_PASSWORD"] = password
+    return subprocess.run([*ENTRY, "mqtt", *args], capture_output=True, text=True, timeout=60, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[BrokerHandle]:
+    handle = start_tls_broker(tmp_path / "mosquitto-tls", pki, require_certificate=True)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def _tls(pki: Pki) -> list[str]:
+    return ["--ca", str(pki.ca), "--cert", str(pki.client), "--key", str(pki.client_key)]
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("siteline: ")
+    return lines[0]
+
+
+def test_pub_then_sub_over_tls(tls_broker: BrokerHandle, pki: Pki) -> None:
+    url = f"mqtts://127.0.0.1:{tls_broker.port}"
+    pub = mqtt("pub", url, "edge/a/gw1/note", "kept", "--retain", "--qos", "1", *_tls(pki))
+    assert pub.returncode == 0, pub.stderr
+    sub = mqtt("sub", url, "edge/+/gw1/#", "--count", "1", "--duration", "10", *_tls(pki))
+    assert (sub.returncode, sub.stdout) == (0, "edge/a/gw1/note kept\n"), sub.stderr
+
+
+def test_sub_sees_live_messages_with_mqtt5(tls_broker: BrokerHandle, pki: Pki) -> None:
+    url = f"mqtts://127.0.0.1:{tls_broker.port}?v=5"
+    argv = [*ENTRY, "mqtt", "sub", url, "live/#", "--count", "2", "--duration", "20", *_tls(pki)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as sub:
+        deadline = time.monotonic() + 15
+        n = 0
+        # The subscriber's SUBACK is not visible from here: publish until it has seen two messages.
+        while sub.poll() is None and time.monotonic() < deadline:
+            assert mqtt("pub", url, f"live/{n}", f"m{n}", "--qos", "1", *_tls(pki)).returncode == 0
+            n += 1
+        out, err = sub.communicate(timeout=10)
+    assert sub.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("live/") for line in lines)
+
+
+def test_sub_ends_after_duration_when_count_is_not_reached(mosquitto: BrokerHandle) -> None:
+    done = mqtt("sub", f"mqtt://127.0.0.1:{mosquitto.port}", "quiet/#", "--count", "1", "--duration", "0.3")
+    assert "only 0 of 1 messages arrived within 0.3 s" in _one_error_line(done, 1)
+
+
+def test_exit_codes(tmp_path: Path, tls_broker: BrokerHandle, pki: Pki) -> None:
+    tls_url = f"mqtts://127.0.0.1:{tls_broker.port}"
+    line = _one_error_line(mqtt("pub", f"mqtt://127.0.0.1:{free_port()}", "t", "x", "--timeout", "3"), 4)
+    assert "refused the connection" in line
+    line = _one_error_line(mqtt("pub", tls_url, "t", "x", "--ca", str(pki.other_ca)), 4)
+    assert f"not signed by the CA in {pki.other_ca}" in line
+    line = _one_error_line(mqtt("pub", tls_url, "t", "x", "--ca", str(pki.ca)), 5)
+    assert "requires a client certificate" in line
+    line = _one_error_line(mqtt("pub", tls_url, "t", "x", "--ca", str(tmp_path / "missing.pem")), 2)
+    assert "does not exist" in line
+    assert "names no topic" in _one_error_line(mqtt("pub", f"{tls_url}/edge/a", "t", "x"), 2)
+    assert "need TLS" in _one_error_line(mqtt("pub", "mqtt://127.0.0.1:1", "t", "x", "--ca", str(pki.ca)), 2)
+    assert mqtt("pub", tls_url, "t", "x", "--qos", "3").returncode == 2  # argparse's own usage error
+
+
+def test_password_from_environment(tmp_path: Path) -> None:
+    broker = start_mosquitto(tmp_path / "mosquitto-auth", users={"tech": "s3cret"}, acl={"tech": [("readwrite", "#")]})
+    try:
+        url = f"mqtt://tech@127.0.0.1:{broker.port}"
+        assert mqtt("pub", url, "t", "x", password="s3cret").returncode == 0
+        line = _one_error_line(mqtt("pub", url, "t", "x", password="wrong"), 5)
+        assert "refused the login" in line
+    finally:
+        broker.stop()
