@@ -8,13 +8,17 @@ from hypothesis import strategies as st
 
 from siteline.core.errors import TransportError
 from siteline.core.transports.console import (
+    AUTOBAUD_RATES,
     AnsiStripper,
     CommandFrame,
     ConsoleState,
+    RebootWatch,
     classify,
     clean,
     looks_like_garbage,
     normalize_lines,
+    printable_share,
+    reads_as_text,
     strip_ansi,
     strip_kernel_lines,
 )
@@ -180,3 +184,90 @@ def test_fuzz_frame(command: str, output: str, code: int) -> None:
     assert result is not None
     assert (result.exit_code, result.stdout) == (code, clean_output)
     assert frame.parse(clean(output)) is None or frame.nonce in output
+
+
+# -- autobaud scoring ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "readable"),
+    [
+        (b"\r\ngw-01 login: ", True),
+        (b"Password: ", True),
+        (b"\x1b[01;32mroot@gw1\x1b[00m:~# ", True),
+        (b"=> ", True),  # U-Boot's prompt
+        (b"[   12.345678] usb 1-1: new device\r\n", True),  # kernel chatter is text too
+        (b"", False),
+        (b"\r\n", False),
+        (b"\xe3", False),  # one garbled echo byte
+        (bytes(range(0x80, 0xC0)), False),  # high-bit noise: the simulator's (and a UART's) wrong rate
+        (b"\x00\xff\x00\xfe\x80", False),
+        (b"ab\xff\xfe\xfd\xfc\xfb", False),
+    ],
+)
+def test_reads_as_text(raw: bytes, readable: bool) -> None:
+    assert reads_as_text(raw) is readable
+
+
+def test_printable_share_and_rates() -> None:
+    assert printable_share(b"") == 0.0
+    assert printable_share(b"ok\r\n") == 1.0
+    assert printable_share(b"a\x80") == 0.5
+    assert AUTOBAUD_RATES[0] == 115200
+    assert len(set(AUTOBAUD_RATES)) == 8
+
+
+@given(st.binary(max_size=400))
+def test_reads_as_text_never_raises(raw: bytes) -> None:
+    assert reads_as_text(raw) in (True, False)
+
+
+# -- reboot signs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\r\nU-Boot 2022.04-nwedge+g3f8a2c1 (Mar 05 2024 - 10:12:01 +0000)\r\n",
+        "U-Boot SPL 2021.01 (Jan 01 2021)\r\n",
+        "Starting kernel ...\r\n",
+        "[    0.000000] Booting Linux on physical CPU 0x0\r\n",
+        "[ 1234.567890] reboot: Restarting system\r\n",
+        "reboot: Restarting system\n",
+    ],
+)
+def test_boot_lines_mean_a_reboot(text: str) -> None:
+    assert RebootWatch().feed(text, idle=False)
+
+
+def test_boot_line_split_across_chunks() -> None:
+    watch = RebootWatch()
+    assert not watch.feed("output\r\nStarting ker", idle=False)
+    assert watch.feed("nel ...\r\n", idle=False)
+
+
+def test_fresh_login_counts_only_when_idle() -> None:
+    assert RebootWatch().feed("\r\ngw-01 login: ", idle=True)
+    assert not RebootWatch().feed("\r\ngw-01 login: ", idle=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ver=U-Boot 2022.04\n",  # fw_printenv output
+        "Last login: Fri Nov 27 05:07:35 2026 on ttymxc0\r\n",
+        "[   12.345678] usb 1-1: new device\r\n",
+        "root@gw-01:~# ",
+        "echo reboot: Restarting system\r\n",  # our own typing echoed
+        "the login: is here",
+    ],
+)
+def test_ordinary_text_is_not_a_reboot(text: str) -> None:
+    assert not RebootWatch().feed(text, idle=True)
+
+
+@given(st.lists(st.text(max_size=200), max_size=20), st.booleans())
+def test_reboot_watch_never_raises(chunks: list[str], idle: bool) -> None:
+    watch = RebootWatch()
+    for chunk in chunks:
+        assert watch.feed(chunk, idle) in (True, False)

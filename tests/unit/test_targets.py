@@ -158,3 +158,26 @@ def test_fuzz_only_target_error(prefix: str, rest: str) -> None:
         assert parse_target(str(target)) == target
         return
     assert message  # a rejection always says what is wrong
+
+
+@pytest.mark.parametrize("spelling", ["auto", "AUTO", "Auto"])
+def test_serial_autobaud(spelling: str) -> None:
+    target = parse_target(f"serial:///dev/ttyUSB0?baud={spelling}")
+    assert target.autobaud
+    assert target.baud == 115200  # the first rate tried
+    assert str(target) == "serial:///dev/ttyUSB0?baud=auto"
+    assert parse_target(str(target)) == target
+    assert not parse_target("serial:///dev/ttyUSB0?baud=9600").autobaud
+    assert not parse_target("serial:///dev/ttyUSB0").autobaud
+
+
+def test_serial_autobaud_typo_is_refused() -> None:
+    with pytest.raises(TargetError, match="not a baud rate") as info:
+        parse_target("serial:///dev/ttyUSB0?baud=autp")
+    assert "auto" in (info.value.hint or "")
+
+
+def test_mqtt_tls_and_version_options_are_accepted() -> None:
+    target = parse_target("mqtts://ops@broker:8883/edge/site-a/gw1?ca=/etc/ca.pem&cert=/k/c.pem&key=/k/c.key&v=5")
+    assert target.options == {"ca": "/etc/ca.pem", "cert": "/k/c.pem", "key": "/k/c.key", "v": "5"}
+    assert parse_target(str(target)) == target

@@ -21,13 +21,14 @@ Scheme = Literal["serial", "ssh", "mqtt", "mqtts"]
 SCHEMES: tuple[Scheme, ...] = ("serial", "ssh", "mqtt", "mqtts")
 DEFAULT_PORTS = {"ssh": 22, "mqtt": 1883, "mqtts": 8883}
 MAX_URL_LENGTH = 2048
+DEFAULT_BAUD = 115200
 _WINDOWS_COM = re.compile(r"^COM[1-9][0-9]{0,2}$", re.IGNORECASE)
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?)$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
 _TOPIC_LEVEL = re.compile(r"^[^#+\x00/]+$")
 SERIAL_OPTIONS = {"baud", "parity", "bytesize", "stopbits", "flow", "login"}
 SSH_OPTIONS = {"jump", "key"}
-MQTT_OPTIONS: set[str] = set()
+MQTT_OPTIONS = {"ca", "cert", "key", "insecure", "v"}  # TLS files, skip the name check, MQTT version
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,14 @@ class Target:
         return self.path
 
     @property
+    def autobaud(self) -> bool:
+        """``baud=auto``: the transport tries the common rates and keeps the one that reads as text."""
+        return self.options.get("baud", "").lower() == "auto"
+
+    @property
     def baud(self) -> int:
-        return int(self.options.get("baud", "115200"))
+        """The configured rate; with ``baud=auto`` the first rate tried (115200), until one is detected."""
+        return DEFAULT_BAUD if self.autobaud else int(self.options.get("baud", str(DEFAULT_BAUD)))
 
     @property
     def topic(self) -> str:
@@ -224,8 +231,10 @@ def _parse_serial(text: str) -> Target:
     elif ".." in path.split("/"):
         raise TargetError("A serial port path may not contain '..'.")
     options = _query(raw_query, SERIAL_OPTIONS, "serial")
-    if "baud" in options and (not options["baud"].isdigit() or not 50 <= int(options["baud"]) <= 4_000_000):
-        raise TargetError(f"'{options['baud']}' is not a baud rate.", "Common rates: 9600, 57600, 115200.")
+    if options.get("baud", "").lower() == "auto":
+        options["baud"] = "auto"  # canonical spelling, so str(target) round-trips
+    elif "baud" in options and (not options["baud"].isdigit() or not 50 <= int(options["baud"]) <= 4_000_000):
+        raise TargetError(f"'{options['baud']}' is not a baud rate.", "Common rates: 9600, 57600, 115200, or auto.")
     return Target(scheme="serial", path=path, options=options)
 
 

@@ -255,3 +255,63 @@ class CommandFrame:
             return None
         # The END printf starts with its own newline, so the output is exactly what lies in between.
         return Result(int(end.group(1)), strip_kernel_lines(text[start.end() : end.start()]))
+
+
+# -- autobaud and reboot signs --------------------------------------------------------------------
+
+AUTOBAUD_RATES = (115200, 57600, 38400, 19200, 9600, 230400, 460800, 921600)  # most likely first
+_ANSWERS = {ConsoleState.LOGIN, ConsoleState.PASSWORD, ConsoleState.SHELL, ConsoleState.BOOTLOADER,
+            ConsoleState.LOGIN_INCORRECT}
+
+
+def printable_share(raw: bytes) -> float:
+    """The share of bytes that are printable ASCII or line/tab controls (terminal escapes count as text)."""
+    if not raw:
+        return 0.0
+    good = sum(1 for b in raw if 0x20 <= b < 0x7F or b in (0x0A, 0x0D, 0x09, 0x1B))
+    return good / len(raw)
+
+
+def reads_as_text(raw: bytes) -> bool:
+    """Whether an answer to a wake-up convinces us the baud rate is right.
+
+    A prompt is proof; otherwise several visible characters, nearly all printable, will do (a
+    wrong rate gives high-bit noise, or a stray byte or two of echo).
+    """
+    if classify(raw) in _ANSWERS:
+        return True
+    visible = sum(1 for b in raw if 0x21 <= b < 0x7F)
+    return visible >= 4 and printable_share(raw) >= 0.9
+
+
+# A line that only a (re)booting device prints: bootloader banner, kernel start, the reboot itself.
+_BOOT_LINE = re.compile(
+    r"^(?:\[\s*\d+\.\d+\]\s*)?(?:U-Boot(?: SPL)? \d{4}\.\d{2}|Starting kernel \.\.\.|reboot: Restarting system"
+    r"|Booting Linux on physical CPU|Linux version \d)"
+)
+_FRESH_LOGIN = re.compile(r"^[\w.-]+ login:\s*$")
+MAX_PARTIAL = 1024
+
+
+class RebootWatch:
+    """Notices, in console text fed chunk by chunk, that the device rebooted under a logged-in session.
+
+    Boot lines count at any time. A fresh ``<host> login:`` prompt counts only while no command
+    runs (``idle``): a command's own output may print such text, a getty never prints it mid-output
+    without a reboot (or a logout, which we never cause while connected).
+    """
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def feed(self, text: str, idle: bool) -> bool:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()[-MAX_PARTIAL:]
+        if any(_BOOT_LINE.match(_visible(line)) for line in lines):
+            return True
+        return idle and bool(_FRESH_LOGIN.match(_visible(self._partial)))
+
+
+def _visible(line: str) -> str:
+    """What a terminal shows of a line: the part after the last carriage return, trailing CR/space gone."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1].strip()

@@ -23,13 +23,17 @@ from siteline.core.errors import AuthError, CommandTimeout, TransportError
 from siteline.core.targets import Target
 from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
 from siteline.core.transports.console import (
+    AUTOBAUD_RATES,
     AnsiStripper,
     CommandFrame,
     ConsoleState,
+    RebootWatch,
     classify,
     clean,
     last_line,
     normalize_lines,
+    printable_share,
+    reads_as_text,
 )
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,10 @@ COMMON_BAUDS = "9600, 57600 or 115200"
 MAX_LINE = 3500  # a canonical-mode tty line holds 4095 bytes; stay clear of it with the framing around
 MAX_BUFFER = 16 * 1024 * 1024
 READ_CHUNK = 4096  # the reader hands the loop batches this big, not the few bytes a pty has at a time
+AUTOBAUD_WINDOW = 0.6  # at most this long listening at each candidate rate
+AUTOBAUD_QUIET = 0.15  # an answer followed by this much silence is complete enough to judge
+AUTOBAUD_BUDGET = 8.0  # all rates together
+REBOOTED = "the device rebooted during the command"
 QUIET = 0.4  # a console that says nothing more for this long has finished answering
 PARITIES = {"n": serial.PARITY_NONE, "e": serial.PARITY_EVEN, "o": serial.PARITY_ODD,
             "m": serial.PARITY_MARK, "s": serial.PARITY_SPACE}
@@ -147,6 +155,10 @@ class SerialTransport(StatefulLink):
         self.wake_timeout = wake_timeout
         self.login_timeout = login_timeout
         self._settings = port_settings(target)
+        # From the target's baud=auto; code may also set it before connect(). (Not a constructor keyword:
+        # the factory passes **dict[str, float] timeouts, which mypy would match against a bool.)
+        self.autobaud = target.autobaud
+        self.detected_baud: int | None = None  # the rate autobaud found, kept for reconnects
         super().__init__()
         self._lock = asyncio.Lock()
         self._port: Any = None  # serial.Serial once open
@@ -161,6 +173,9 @@ class SerialTransport(StatefulLink):
         self._text = _Received()
         self._stripper = AnsiStripper()
         self._lost_reason: str | None = None
+        self._lost_hint = ""
+        self._reboots = RebootWatch()
+        self._watch_reboots = False  # off while we log in or out: the login prompts then are ours
         self._logged_in_by_us = False
         self.log = logging.LoggerAdapter(log, {"target": str(target)})
 
@@ -187,13 +202,26 @@ class SerialTransport(StatefulLink):
         self._raw_total += len(data)
         if len(self._raw) > MAX_BUFFER + MAX_BUFFER // 4:  # a runaway console must not eat the laptop's memory
             del self._raw[: len(self._raw) - MAX_BUFFER]
-        self._text.append(self._stripper.feed_bytes(data))
+        text = self._stripper.feed_bytes(data)
+        self._text.append(text)
+        if self._watch_reboots and self._reboots.feed(text, idle=not self._lock.locked()):
+            self._device_rebooted()
         self._changed.set()
+
+    def _device_rebooted(self) -> None:
+        """Boot lines or a fresh login prompt: our shell is gone; fail what runs, go DOWN to log in again."""
+        self.log.warning("the device on %s rebooted", self.target.device)
+        self._watch_reboots = False
+        self._lost_reason = REBOOTED
+        self._lost_hint = "Run it again once the device is back; Siteline logs in again by itself."
+        self._logged_in_by_us = False  # nothing to log out of: typing 'exit' now would answer the login prompt
+        self._state.set(ConnState.DOWN, "device rebooted")
 
     def _port_lost(self, reason: str, reader: threading.Event | None = None) -> None:
         if reader is not None and reader is not self._stop:
             return  # an old reader failing on an old port says nothing about the current link
         self._lost_reason = f"the serial port {self.target.device} went away ({reason}); is the cable unplugged?"
+        self._lost_hint = ""
         self._changed.set()
         if self._state.state.state is ConnState.UP:
             self._state.set(ConnState.DOWN, self._lost_reason)
@@ -222,7 +250,7 @@ class SerialTransport(StatefulLink):
             if found is not None:
                 return found
             if self._lost_reason:
-                raise TransportError(self._lost_reason)
+                raise TransportError(self._lost_reason, self._lost_hint)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -259,17 +287,21 @@ class SerialTransport(StatefulLink):
         self._state.set(ConnState.CONNECTING)
         try:
             await self._open()
+            if self.autobaud:
+                await self._detect_baud()
             await self._login()
         except BaseException as exc:
             await self._shutdown()
             self._state.set(ConnState.DOWN, str(exc))
             raise
         self.log.info("logged in on %s", self.target.device)
-        self._state.set(ConnState.UP)
+        self._reboots, self._watch_reboots = RebootWatch(), True
+        baud = self._settings["baudrate"]
+        self._state.set(ConnState.UP, f"{baud} baud (detected)" if self.autobaud else "")
 
     async def _open(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        self._lost_reason = None
+        self._lost_reason, self._lost_hint = None, ""
         # A fresh Event, never a cleared one: a reader whose join timed out must still see its own stop.
         stop = self._stop = threading.Event()
 
@@ -291,6 +323,53 @@ class SerialTransport(StatefulLink):
         self._reset_buffer()
         await self._write(data)
         return classify(await self._settle(timeout, quiet_ends))
+
+    async def _detect_baud(self) -> None:
+        """Wake the console at each common rate (the last one found first) and keep the first that reads as text."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + AUTOBAUD_BUDGET
+        rates = [r for r in (self.detected_baud,) if r] + [r for r in AUTOBAUD_RATES if r != self.detected_baud]
+        tried: list[int] = []
+        for rate in rates:
+            if loop.time() >= deadline:
+                break
+            tried.append(rate)
+            if reads_as_text(await self._probe(rate, min(AUTOBAUD_WINDOW, deadline - loop.time()))):
+                self.detected_baud = self._settings["baudrate"] = rate
+                self.log.info("autobaud: %s answers at %d baud", self.target.device, rate)
+                return
+        raise TransportError(
+            f"No readable response on {self.target.device} at any common baud rate "
+            f"(tried {', '.join(map(str, tried))}).",
+            "Check the cable, the port and whether the device is powered.")
+
+    async def _probe(self, rate: int, window: float) -> bytes:
+        """Switch the port to ``rate``, send a carriage return and return what comes back within ``window``."""
+        port = self._port
+        if port is None:
+            raise TransportError(f"The serial port {self.target.device} is closed.")
+
+        def switch() -> None:
+            port.baudrate = rate
+            port.reset_input_buffer()  # noise received at the previous rate says nothing about this one
+
+        try:
+            await asyncio.to_thread(switch)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TransportError(f"Cannot set {self.target.device} to {rate} baud: {exc}.") from exc
+        await asyncio.sleep(0.02)  # let the reader hand over what it read before the switch, then drop it
+        self._reset_buffer()
+        await self._write(b"\r")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        while loop.time() < deadline:
+            seen = self._raw_total
+            if seen and reads_as_text(bytes(self._raw)):
+                break
+            await self._wait_for(self._grew_past(seen), min(AUTOBAUD_QUIET, deadline - loop.time()))
+            if seen and self._raw_total == seen:
+                break  # answered, then quiet: judge what we have
+        return bytes(self._raw)
 
     async def _login(self) -> None:
         state = ConsoleState.SILENCE
@@ -321,9 +400,11 @@ class SerialTransport(StatefulLink):
         return state
 
     def _not_a_shell(self, state: ConsoleState) -> TransportError:
-        where, baud = self.target.device, self.target.baud
-        if state is ConsoleState.GARBAGE:
-            return TransportError(f"No readable response on {where} at {baud} baud.", f"Try {COMMON_BAUDS}.")
+        where, baud = self.target.device, self._settings["baudrate"]
+        # A wrong rate may answer a wake-up with only a garbled echo byte or two: too few for classify().
+        if state is ConsoleState.GARBAGE or (state is ConsoleState.UNKNOWN and printable_share(bytes(self._raw)) < 0.5):
+            return TransportError(f"No readable response on {where} at {baud} baud.",
+                                  f"Try {COMMON_BAUDS}, or baud=auto to let Siteline find the rate.")
         if state is ConsoleState.SILENCE:
             return TransportError(f"No answer on {where} at {baud} baud.",
                                   f"Is the device powered, and are TX/RX the right way round? Try {COMMON_BAUDS}.")
@@ -381,6 +462,7 @@ class SerialTransport(StatefulLink):
 
     async def close(self) -> None:
         had = self._port is not None
+        self._watch_reboots = False  # the login prompt after our 'exit' is no reboot
         if had and self._logged_in_by_us and self._lost_reason is None:
             # A console stays logged in after the cable is pulled: leave it at login: as we found it,
             # not as an open root shell for the next person at the cabinet.
