@@ -92,8 +92,18 @@ case "$cmd" in
     "$VENV/bin/ruff" check .
     say "mypy (core, simulator, plugins)"
     "$VENV/bin/mypy"
-    say "pytest"
-    exec "$VENV/bin/python" -m pytest "$@"
+    if [ $# -gt 0 ]; then
+      exec "$VENV/bin/python" -m pytest "$@"
+    fi
+    # Two processes: Qt's event dispatch must never run inside the non-GUI tests. Once a test has
+    # created the QApplication, pytest-qt processes Qt events after every later test, and a socket
+    # notifier left by a closed qasync loop can fire on a reused fd there (a segfault, seen once).
+    say "pytest: unit and integration tests (real peers, no Qt)"
+    rc=0
+    "$VENV/bin/python" -m pytest tests/unit tests/integration || rc=$?
+    say "pytest: GUI tests (pytest-qt, offscreen)"
+    "$VENV/bin/python" -m pytest tests/gui || rc=$((rc ? rc : $?))
+    exit "$rc"
     ;;
   *)
     echo "usage: ./run.sh demo|test|setup" >&2
