@@ -33,6 +33,7 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
                 seen["worst"] = window.loopwatch.worst_stall
                 seen["hostnames"] = {n: sessions.get(n).snapshots["system"].hostname for n in sessions.names()
                                      if "system" in sessions.get(n).snapshots}
+                seen["console"] = await _console_round_trip(window)
                 window.close()
 
             asyncio.get_running_loop().create_task(watch())
@@ -50,3 +51,28 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
     }
     assert seen["hostnames"] == {"gw-serial": "gw-serial", "gw-ssh": "gw-ssh", "gw-mqtt": "gw-mqtt"}
     assert seen["worst"] < STALL_LIMIT, f"the event loop was blocked for {seen['worst']:.2f} s during start-up"
+    assert seen["console"] is True, seen["console"]
+
+
+async def _console_round_trip(window) -> object:
+    """The Console tab on the SSH device, wired through the window: type a command, read the screen."""
+    window._select("gw-ssh")
+    console = window.page.console
+    window.page.tabs.setCurrentWidget(console)
+    await asyncio.sleep(0.05)
+    if not console.connect_button.isEnabled():
+        return f"Connect shell disabled: {console.status.text()}"
+    console.connect_button.click()
+    deadline = time.monotonic() + 15
+    while console.channel is None and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if console.channel is None:
+        return f"no shell: {console.status.text()}"
+    console.channel.write(b"echo con''sole-ok\r")
+    while time.monotonic() < deadline:
+        console.terminal.flush()
+        if any(line.strip() == "console-ok" for line in console.terminal.display_lines()):
+            await console.close_shell()
+            return True
+        await asyncio.sleep(0.05)
+    return f"not on screen: {console.terminal.display_lines()[:10]}"

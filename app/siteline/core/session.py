@@ -187,6 +187,18 @@ class DeviceSession:
             raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
         return await self._transport.run(command, timeout)
 
+    async def open_shell(self, cols: int, rows: int) -> Any:
+        """An interactive shell on the device (a ShellChannel), over the link in use now."""
+        if self._transport is None or self.state.state is not ConnState.UP:
+            raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
+        opener = getattr(self._transport, "open_shell", None)
+        if opener is None:
+            raise TransportError(
+                f"An interactive console over {self.target.scheme} is not available yet.",
+                "Reach the device over SSH for a console.",
+            )
+        return await opener(cols, rows)
+
     def context(self) -> DeviceContext:
         return make_context(self.entry.name, self.entry.target, self.run, log)
 

@@ -11,9 +11,12 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from siteline.core.device.system import System
+from siteline.core.errors import TargetError
 from siteline.core.inventory import DeviceEntry
 from siteline.core.plugins import PluginHost
+from siteline.core.targets import Target, parse_target
 from siteline.core.transports.base import ConnectionState, ConnState
+from siteline.ui.console_tab import ConsoleTab, ShellOpener
 from siteline.ui.icons import state_icon
 from siteline.ui.overview_tab import OverviewTab
 
@@ -25,7 +28,6 @@ LATER_TABS = (
     ("Network", "Which link is up (wired, Wi-Fi, cellular) and NetworkManager failover."),
     ("Slots", "The A/B root slots, boot counters and the booted slot (RAUC, U-Boot)."),
     ("Logs", "The device journal, live, with filters."),
-    ("Console", "An interactive shell over serial or SSH."),
     ("Update", "Flash a signed image with a tested way back."),
 )
 
@@ -55,6 +57,8 @@ class DevicePage(QWidget):
     ) -> None:
         super().__init__(parent)
         self.device: str | None = None
+        # Set by the window: device name -> a shell opener for its live SSH link (None when it has none).
+        self.console_opener: Callable[[str], ShellOpener | None] | None = None
         self._state_colour = state_colour
         self._title = QLabel()
         self._title.setObjectName("pageTitle")
@@ -69,8 +73,11 @@ class DevicePage(QWidget):
         self.tabs = QTabWidget()
         self.tabs.setObjectName("deviceTabs")
         self.tabs.addTab(self.overview, "Overview")
+        self.console = ConsoleTab()
         for title, text in LATER_TABS:
             self.tabs.addTab(placeholder(title, text), title)
+            if title == "Logs":  # the Console keeps its place between Logs and Update
+                self.tabs.addTab(self.console, "Console")
         self._add_plugin_panels(plugins)
         self._build_layout()
 
@@ -111,12 +118,20 @@ class DevicePage(QWidget):
         if entry.name != self.device:
             self.overview.clear()
         self.device = entry.name
+        self._show_console_target(entry)
         self._title.setText(entry.name)
         self._target.setText(f"{entry.target}   ·   site {entry.site}")
         self.show_state(state)
         system = snapshots.get("system")
         if isinstance(system, System):
             self.overview.show_system(system)
+
+    def _show_console_target(self, entry: DeviceEntry) -> None:
+        try:
+            target: Target | None = parse_target(entry.target)
+        except TargetError:
+            target = None
+        self.console.set_device(target, self.console_opener(entry.name) if self.console_opener else None)
 
     def show_state(self, state: ConnectionState) -> None:
         self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
@@ -27,11 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from siteline.core.errors import SitelineError
+from siteline.core.errors import SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry, Inventory
 from siteline.core.loopwatch import LoopWatch
 from siteline.core.plugins import PluginHost
 from siteline.core.transports.base import ConnState, Credentials
+from siteline.ui.console_tab import ShellOpener
 from siteline.ui.credentials_dialog import CredentialsDialog, PasswordPrompts
 from siteline.ui.delegates import TallRowDelegate
 from siteline.ui.device_dialog import DeviceDialog
@@ -114,6 +116,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.page)
+        self.page.console_opener = self._shell_opener
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
         self.splitter.addWidget(left)
@@ -316,6 +319,17 @@ class MainWindow(QMainWindow):
             self.open_device()
         else:
             self.tree.setExpanded(index, not self.tree.isExpanded(index))
+
+    def _shell_opener(self, name: str) -> ShellOpener:
+        """Resolved when the person clicks Connect, so it uses whatever link is up at that moment."""
+
+        async def open_shell(cols: int, rows: int) -> Any:
+            session = self.sessions.get(name)
+            if session is None:
+                raise TransportError(f"{name} is no longer in the device list.")
+            return await session.open_shell(cols, rows)
+
+        return open_shell
 
     def _on_session_state_changed(self, name: str) -> None:
         state = self.sessions.state(name)

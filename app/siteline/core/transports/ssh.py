@@ -400,3 +400,10 @@ class SshTransport(StatefulLink):
     def stream(self, command: str) -> LineStream:
         """``async with t.stream("journalctl -f") as lines: async for line in lines: ...``"""
         return stream_lines(self._device(), command)
+
+    async def open_shell(self, cols: int = 80, rows: int = 24) -> Any:
+        """An interactive PTY shell (a :class:`shell.ShellChannel`); see :func:`shell.open_ssh_shell`."""
+        # Imported here so this method stays a self-contained addition to the module.
+        from siteline.core.transports.shell import open_ssh_shell
+
+        return await open_ssh_shell(self._device(), cols=cols, rows=rows)
