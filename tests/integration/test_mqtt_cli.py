@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.test_mqtt_tls import Pki, make_pki, start_tls_broker
 from tests.peers import free_port
+from tests.peers.pki import Pki
 
 from siteline.simulator.broker import BrokerHandle, start_mosquitto
 
@@ -26,20 +25,6 @@ def mqtt(*args: str, password: str | None = None) -> subprocess.CompletedProcess
         env["SITELINE_PASSWORD"] = password
     return subprocess.run([*ENTRY, "mqtt", *args], capture_output=True, text=True, timeout=60, env=env,
                           stdin=subprocess.DEVNULL, check=False)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[BrokerHandle]:
-    handle = start_tls_broker(tmp_path / "mosquitto-tls", pki, require_certificate=True)
-    try:
-        yield handle
-    finally:
-        handle.stop()
 
 
 def _tls(pki: Pki) -> list[str]:

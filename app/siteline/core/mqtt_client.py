@@ -167,6 +167,17 @@ class Message:
     retain: bool
 
 
+async def await_connack(connack: asyncio.Future[Any], where: str, timeout: float) -> None:
+    """Wait for the broker's CONNACK; a silence or a refusal becomes an error a person can act on."""
+    try:
+        rc = await asyncio.wait_for(connack, timeout)
+    except TimeoutError as exc:
+        raise TransportError(f"The broker {where} accepted TCP but never acknowledged the MQTT connect.",
+                             "Is this really an MQTT port (and TLS on mqtts://)?") from exc
+    if rc.is_failure:
+        raise connack_error(rc, where)
+
+
 class MqttClient:
     """One paho client driven from asyncio: connect, publish (waits for the broker's ack), subscribe.
 
@@ -229,13 +240,7 @@ class MqttClient:
         except (OSError, ValueError) as exc:
             raise connect_error(exc, self.where, self.connect_timeout, self.tls) from exc
         c.loop_start()
-        try:
-            rc = await asyncio.wait_for(self._connack, self.connect_timeout)
-        except TimeoutError as exc:
-            raise TransportError(f"The broker {self.where} accepted TCP but never acknowledged the MQTT connect.",
-                                 "Is this really an MQTT port (and TLS on mqtts://)?") from exc
-        if rc.is_failure:
-            raise connack_error(rc, self.where)
+        await await_connack(self._connack, self.where, self.connect_timeout)
 
     async def _await_ack(self, mid: int, what: str) -> None:
         fut = self._acks.setdefault(mid, self._loop.create_future())

@@ -29,8 +29,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from siteline.core.errors import CommandTimeout, TransportError
 from siteline.core.mqtt_client import (
     TlsSettings,
+    await_connack,
     close_leftover_socket,
-    connack_error,
     connect_error,
     early_close_error,
     protocol_from_options,
@@ -245,13 +245,7 @@ class MqttTransport(StatefulLink):
         except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError and socket.gaierror are OSErrors
             raise connect_error(exc, where, self.connect_timeout, self.tls) from exc
         client.loop_start()
-        try:
-            rc = await asyncio.wait_for(self._connack, self.connect_timeout)
-        except TimeoutError as exc:
-            raise TransportError(f"The broker {where} accepted TCP but never acknowledged the MQTT connect.",
-                                 "Is this really an MQTT port (and TLS on mqtts://)?") from exc
-        if rc.is_failure:
-            raise connack_error(rc, where)
+        await await_connack(self._connack, where, self.connect_timeout)
 
     async def _await_online(self) -> None:
         assert self._client is not None
