@@ -181,3 +181,20 @@ def test_mqtt_tls_and_version_options_are_accepted() -> None:
     target = parse_target("mqtts://ops@broker:8883/edge/site-a/gw1?ca=/etc/ca.pem&cert=/k/c.pem&key=/k/c.key&v=5")
     assert target.options == {"ca": "/etc/ca.pem", "cert": "/k/c.pem", "key": "/k/c.key", "v": "5"}
     assert parse_target(str(target)) == target
+
+
+@pytest.mark.parametrize("url", ["ssh://root@10.0.0.1?keepalive=15", "mqtts://broker/edge/gw1?keepalive=60"])
+def test_keepalive_option_is_read_as_seconds(url: str) -> None:
+    target = parse_target(url)
+    assert target.keepalive in (15.0, 60.0)
+    assert parse_target(str(target)) == target
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "nan", "99999"])
+def test_keepalive_out_of_range_is_refused_with_a_hint(value: str) -> None:
+    with pytest.raises(TargetError, match="keepalive"):
+        parse_target(f"ssh://root@10.0.0.1?keepalive={value}")
+
+
+def test_keepalive_absent_means_transport_default() -> None:
+    assert parse_target("ssh://root@10.0.0.1").keepalive is None

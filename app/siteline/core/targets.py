@@ -27,8 +27,9 @@ _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
 _TOPIC_LEVEL = re.compile(r"^[^#+\x00/]+$")
 SERIAL_OPTIONS = {"baud", "parity", "bytesize", "stopbits", "flow", "login"}
-SSH_OPTIONS = {"jump", "key"}
-MQTT_OPTIONS = {"ca", "cert", "key", "insecure", "v"}  # TLS files, skip the name check, MQTT version
+SSH_OPTIONS = {"jump", "key", "keepalive"}
+# TLS files, skip the name check, MQTT version, seconds between keepalives
+MQTT_OPTIONS = {"ca", "cert", "key", "insecure", "v", "keepalive"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,12 @@ class Target:
     def baud(self) -> int:
         """The configured rate; with ``baud=auto`` the first rate tried (115200), until one is detected."""
         return DEFAULT_BAUD if self.autobaud else int(self.options.get("baud", str(DEFAULT_BAUD)))
+
+    @property
+    def keepalive(self) -> float | None:
+        """``?keepalive=SECONDS`` (SSH, MQTT): how often an idle link is checked; None = the transport's default."""
+        raw = self.options.get("keepalive")
+        return float(raw) if raw is not None else None
 
     @property
     def topic(self) -> str:
@@ -151,7 +158,20 @@ def _query(raw: str, allowed: set[str], what: str) -> dict[str, str]:
             known = ", ".join(sorted(allowed)) or "none"
             raise TargetError(f"'{key}' is not an option for {what} targets.", f"Known options: {known}.")
         options[key] = value
+    if "keepalive" in options:
+        _check_keepalive(options["keepalive"])
     return options
+
+
+def _check_keepalive(value: str) -> None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        raise TargetError(
+            f"'{value[:20]}' is not a keepalive interval.", "Give seconds between 1 and 3600, e.g. keepalive=30."
+        )
 
 
 def _port(raw: str | None, what: str) -> int | None:
