@@ -138,7 +138,7 @@ async def test_console_gone_sets_down(socat_shell: SocatShell) -> None:
     t.add_state_listener(lambda s: down.set() if s.state is ConnState.DOWN else None)
     socat_shell.stop()
     await asyncio.wait_for(down.wait(), 5)
-    assert "went away" in t.state.reason
+    assert t.state.reason == f"the serial cable was pulled ({socat_shell.path} is gone)"
     with pytest.raises(TransportError, match="Not connected"):
         await t.run("true")
     await t.close()
@@ -189,17 +189,17 @@ async def test_a_megabyte_of_output_is_fast_and_never_stalls_the_loop(socat_shel
 async def test_a_stale_reader_cannot_touch_the_new_connection(socat_shell: SocatShell) -> None:
     t = _transport(socat_shell)
     await t.connect()
-    first_stop = t._stop
+    first_stop = t._link.stop
     await t.close()
     await t.connect()
     try:
         # A reader whose join timed out keeps its own stop set: a reconnect never clears it.
         assert first_stop.is_set()
-        assert t._stop is not first_stop
-        assert not t._stop.is_set()
+        assert t._link.stop is not first_stop
+        assert not t._link.stop.is_set()
         # What that reader sends after failing on its old, closed port is ignored.
-        t._port_lost("[Errno 5] Input/output error", first_stop)
-        t._received(b"junk from the old port\r\n$ ", first_stop)
+        t._link.port_lost("[Errno 5] Input/output error", first_stop)
+        t._link.received(b"junk from the old port\r\n$ ", first_stop)
         assert t.state.state is ConnState.UP
         assert (await t.run("echo fine")).stdout == "fine\n"
     finally:
@@ -212,7 +212,7 @@ async def test_a_megabyte_in_tiny_chunks_costs_linear_time() -> None:
     data = (b"x" * 70 + b"\r\n") * 14_000
     started = time.perf_counter()
     for i in range(0, len(data), 16):
-        t._received(data[i : i + 16])
+        t._link.received(data[i : i + 16])
     took = time.perf_counter() - started
-    assert t._text.total == len(data)
+    assert t._link.text.total == len(data)
     assert took < 3.0, f"1 MB in 16-byte chunks took {took:.1f} s of event-loop time"
