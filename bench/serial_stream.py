@@ -157,11 +157,8 @@ def _table(rows: list[Row]) -> None:
         print(f"{r.label:<38} {r.payload:>10,} {r.wire:>11,} {r.seconds:>8.2f} {ratio}  {verdict}")
     print("ratio = wire bytes x 10 bits / baud / seconds (1.0 = the line never idle; base64 adds 35 % on top).")
     if any(not r.intact for r in rows):
-        print("Note: the simulator's SerialLine keeps at most MAX_BACKLOG (1 MiB) of output and drops the rest,")
-        print("and PtyProcess reads the shell's pty as fast as it can, so a command printing more than ~1 MiB")
-        print("faster than the line rate loses bytes. A real tty blocks the writer instead (flow control):")
-        print("pausing the pty reader (remove_reader) while the backlog is above a high-water mark would fix it.")
-
+        print("Lost bytes are a fault: the simulated line pauses the shell above 256 KiB of backlog and holds")
+        print("output back while the client reads slowly, so nothing should be dropped while a client reads.")
 
 if __name__ == "__main__":
     sys.exit(main())

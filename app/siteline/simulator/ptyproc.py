@@ -91,6 +91,15 @@ class PtyProcess:
             return
         self._finish_reading()
 
+    def pause_reading(self) -> None:
+        """Stop reading the program's output: its writes then block on the full pty, as on a slow tty."""
+        if self._loop is not None and self._master >= 0 and not self._closed.is_set():
+            self._loop.remove_reader(self._master)
+
+    def resume_reading(self) -> None:
+        if self._loop is not None and self._master >= 0 and not self._closed.is_set():
+            self._loop.add_reader(self._master, self._readable)
+
     def _finish_reading(self) -> None:
         if self._loop is not None and self._master >= 0:
             self._loop.remove_reader(self._master)

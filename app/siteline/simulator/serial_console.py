@@ -175,9 +175,11 @@ class SerialConsole:
         self._drain_input()
         shell.start(80, 24)
         self._shell = shell
+        self.line.set_flow(shell.pause_reading, shell.resume_reading)
         try:
             await shell.wait()
         finally:
+            self.line.set_flow(None, None)
             self._shell = None
             await shell.close()
         self.line.write(b"\r\n")

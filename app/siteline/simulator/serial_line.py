@@ -26,6 +26,11 @@ _SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios) if n.startswith
 BAUD_CONSTANTS = {bps: const for const, bps in _SPEEDS.items()}
 TICK = 0.01  # pace in slices of about 10 ms
 MAX_BACKLOG = 1024 * 1024  # output waiting to be sent; past this it is dropped, as a UART FIFO overflows
+# A program writing to a real tty blocks when the line is slower than it: the source is paused above
+# HIGH_WATER and resumed below LOW_WATER, so only sources without flow control (the kernel) can overflow.
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+GIVE_UP_AFTER = 1.0  # seconds the client's buffer may stay full before output is dropped (no reader)
 
 
 class SerialLinkError(FileExistsError, ValueError):
@@ -46,6 +51,15 @@ class SerialLine:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pause: Callable[[], None] | None = None
+        self._resume: Callable[[], None] | None = None
+        self._paused = False
+
+    def set_flow(self, pause: Callable[[], None] | None, resume: Callable[[], None] | None) -> None:
+        """Who to pause when the backlog is high (the shell's pty reader); None when that source ends."""
+        if self._paused and self._resume is not None:
+            self._resume()
+        self._pause, self._resume, self._paused = pause, resume, False
 
     @property
     def slave_path(self) -> str:
@@ -110,6 +124,9 @@ class SerialLine:
             data = data[: max(0, MAX_BACKLOG - len(self._out))]
         self._out += data
         self._wake.set()
+        if not self._paused and self._pause is not None and len(self._out) > HIGH_WATER:
+            self._paused = True
+            self._pause()
 
     async def drain(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -126,6 +143,7 @@ class SerialLine:
 
     async def _pace_out(self) -> None:
         next_at = time.monotonic()
+        blocked_since: float | None = None
         while True:
             if not self._out:
                 self._wake.clear()
@@ -135,16 +153,32 @@ class SerialLine:
             size = max(1, int(baud / 10 * TICK))
             piece = bytes(self._out[:size])
             del self._out[:size]
-            self._send(piece if baud == self.device_baud else self.garble(piece))
-            next_at += len(piece) * 10 / baud
+            if self._paused and len(self._out) < LOW_WATER and self._resume is not None:
+                self._paused = False
+                self._resume()
+            taken = self._send(piece if baud == self.device_baud else self.garble(piece))
+            if taken < len(piece):
+                # The client reads slower than the line (its buffer is full): hold the rest back, as
+                # RTS/CTS would, unless nobody has read for a while (no client: the bytes are lost).
+                now = time.monotonic()
+                blocked_since = blocked_since or now
+                if now - blocked_since < GIVE_UP_AFTER:
+                    self._out[:0] = piece[taken:]
+                piece = piece[:taken]
+            else:
+                blocked_since = None
+            next_at += max(len(piece), 1) * 10 / baud
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -1.0:
                 next_at = time.monotonic()  # we fell behind (a busy loop): do not burst to catch up
 
-    def _send(self, piece: bytes) -> None:
-        # Nobody reading the slave fills the kernel's buffer: the bytes are lost, as on a UART
-        # whose cable is unplugged.
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._master, piece)
+    def _send(self, piece: bytes) -> int:
+        """Write to the line; returns how many bytes the kernel took (all of them when the line is gone)."""
+        try:
+            return os.write(self._master, piece)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return len(piece)
