@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from siteline.core.errors import AuthError, SitelineError, TargetError, TransportError
-from siteline.core.mqtt_client import MqttClient, MqttSettingsError, TlsSettings, protocol_from_options
+from siteline.core.mqtt_client import (
+    MqttClient,
+    MqttSettingsError,
+    TlsSettings,
+    keepalive_from_options,
+    protocol_from_options,
+)
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH = 0, 2, 4, 5
-URL_OPTIONS = ("ca", "cert", "key", "insecure", "v")
+URL_OPTIONS = ("ca", "cert", "key", "insecure", "v", "keepalive")
 EPILOG = """exit codes:
   0  ok
   1  sub: fewer than --count messages arrived within --duration
@@ -130,7 +136,7 @@ async def _run(args: argparse.Namespace) -> int:
     broker = parse_broker_url(args.url, args)
     client = MqttClient(broker.host, broker.port, tls=broker.tls, protocol=protocol_from_options(broker.options),
                         username=broker.user, password=os.environ.get("SITELINE_PASSWORD"),
-                        connect_timeout=args.timeout)
+                        connect_timeout=args.timeout, keepalive=keepalive_from_options(broker.options))
     try:
         await client.connect()
         if args.mqtt_command == "pub":
@@ -144,6 +150,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _subscribe(client: MqttClient, args: argparse.Namespace) -> int:
     if args.count < 0 or args.duration < 0:
         raise TargetError("--count and --duration cannot be negative.")
+    client.on_link_change = lambda text: print(f"siteline: {text}", file=sys.stderr, flush=True)
     await client.subscribe(args.topics, args.qos)
     received = 0
     with contextlib.suppress(TimeoutError):

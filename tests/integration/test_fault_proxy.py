@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from tests.peers.faultproxy import FaultProxy
+from tests.peers.stall import assert_no_stall, measure_stalls
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -129,3 +131,24 @@ def test_cut_now_and_new_connections_still_work(proxy: FaultProxy) -> None:
             assert s.recv(10) == b""
     with _client(proxy) as s2:
         assert _echo(s2, b"b") == b"b"
+
+
+
+def test_reset_cut_is_an_rst(proxy: FaultProxy) -> None:
+    with _client(proxy) as s:
+        assert _echo(s, b"a") == b"a"
+        proxy.cut(reset=True)
+        s.settimeout(2)
+        with pytest.raises(ConnectionResetError):
+            s.recv(10)
+
+
+@pytest.mark.asyncio
+async def test_stall_helper_sees_a_block_right_before_it_ends() -> None:
+    """tests.peers.stall, the fault tests' other tool: a stall up to the end of the block still counts."""
+    async with measure_stalls() as watch:
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # noqa: ASYNC251 (the point: the loop is blocked, and the block ends at once)
+    assert 0.25 < watch.worst_stall < 1.0
+    with pytest.raises(AssertionError, match="worst event-loop stall"):
+        assert_no_stall(watch, "a blocking sleep", bound=0.1)

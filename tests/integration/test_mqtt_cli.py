@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -93,3 +94,71 @@ def test_password_from_environment(tmp_path: Path) -> None:
         assert "refused the login" in line
     finally:
         broker.stop()
+
+
+def test_pub_keeps_the_qos_it_was_given(mosquitto: BrokerHandle) -> None:
+    """QoS is chosen per use: what `pub --qos N` sends arrives at N for a subscriber that accepts up to 2."""
+    import queue
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: queue.Queue[paho.MQTTMessage] = queue.Queue()
+    sub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"qos-watch-{time.monotonic_ns()}")
+    sub.on_message = lambda _c, _u, m: got.put(m)
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.subscribe("qos/#", qos=2)
+    sub.loop_start()
+    try:
+        time.sleep(0.2)
+        url = f"mqtt://127.0.0.1:{mosquitto.port}?keepalive=5"
+        for qos in ("0", "1", "2"):
+            assert mqtt("pub", url, f"qos/{qos}", "x", "--qos", qos).returncode == 0
+        seen = {(m := got.get(timeout=5)).topic: m.qos for _ in range(3)}
+        assert seen == {"qos/0": 0, "qos/1": 1, "qos/2": 2}
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    bad = mqtt("pub", f"mqtt://127.0.0.1:{mosquitto.port}?keepalive=0", "t", "x")
+    assert "keepalive" in _one_error_line(bad, 2)
+
+
+def test_sub_survives_a_broker_restart(mosquitto: BrokerHandle) -> None:
+    """The broker restarts under `sub`: it says so on stderr, reconnects, subscribes again and keeps printing."""
+    import queue
+    import threading
+
+    url = f"mqtt://127.0.0.1:{mosquitto.port}?keepalive=2"
+    proc = subprocess.Popen([*ENTRY, "mqtt", "sub", url, "live/#", "--count", "2", "--duration", "25", "--qos", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stdout], daemon=True)
+    reader.start()
+
+    def publish_until_printed(payload: str, seconds: float) -> str:
+        """Publish until the subscriber prints something (a message sent before it subscribed is not seen)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            mqtt("pub", url, "live/x", payload, "--qos", "1")
+            with contextlib.suppress(queue.Empty):
+                return lines.get(timeout=0.5)
+        raise AssertionError(f"the subscriber printed nothing for '{payload}' within {seconds} s")
+
+    try:
+        assert publish_until_printed("before", 10) == "live/x before"
+        mosquitto.restart()
+        assert publish_until_printed("after", 15) == "live/x after"
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    reader.join(5)  # it has read to the end: the process is gone
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert "lost the broker" in err
+    assert "reconnected to the broker" in err

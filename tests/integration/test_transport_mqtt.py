@@ -37,12 +37,13 @@ class Device:
     def __init__(self, broker: BrokerHandle, prefix: str = PREFIX) -> None:
         self.prefix = prefix
         self.seen: list[contract.CommandRequest] = []
+        self.delivery: list[tuple[int, bool]] = []  # (QoS, retained) of each request as it arrived
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{time.monotonic_ns()}")
         offline = json.dumps({"state": "offline", "ts": time.time()})
         self.client.will_set(contract.status_topic(prefix), offline, qos=1, retain=True)
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
-        self.client.subscribe(contract.request_topic(prefix), qos=1)
+        self.client.subscribe(contract.request_topic(prefix), qos=2)  # the delivered QoS is the sender's
         self.client.loop_start()
         self.status("online")
 
@@ -53,6 +54,7 @@ class Device:
     def _on_message(self, client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
         req = contract.decode_request(msg.payload)
         self.seen.append(req)
+        self.delivery.append((msg.qos, bool(msg.retain)))
         if "NOREPLY" in req.cmd:
             return
         # A thread per command so one slow command does not hold up paho's network thread.
@@ -128,7 +130,7 @@ async def test_silent_device_is_refused(mosquitto: BrokerHandle) -> None:
 
 async def test_offline_device_is_refused(mosquitto: BrokerHandle, device: Device) -> None:
     device.status("offline")
-    with pytest.raises(TransportError, match="is offline: it last reported at 20"):
+    with pytest.raises(TransportError, match="is offline: the device reported offline at 20"):
         await _transport(mosquitto).connect()
 
 
@@ -269,5 +271,42 @@ async def test_late_disconnect_from_an_old_client_is_ignored(mosquitto: BrokerHa
         await asyncio.to_thread(t._on_disconnect, old, None, None, rc, None)
         assert (await running).stdout == "still here\n"
         assert t.state.state is ConnState.UP
+    finally:
+        await t.close()
+
+
+async def test_commands_go_at_qos1_not_retained(mosquitto: BrokerHandle, device: Device) -> None:
+    """A command must arrive once the broker has it (QoS 1) and never run again for a late subscriber (retained)."""
+    t = _transport(mosquitto)
+    await t.connect()
+    try:
+        await t.run("true")
+        assert device.delivery == [(1, False)]
+    finally:
+        await t.close()
+
+
+async def test_keepalive_option_reaches_paho(mosquitto: BrokerHandle, device: Device) -> None:
+    target = parse_target(f"mqtt://{mosquitto.host}:{mosquitto.port}/{PREFIX}?keepalive=7")
+    t = MqttTransport(target, Credentials())
+    assert (t.keepalive, _transport(mosquitto).keepalive) == (7, 30)
+    await t.connect()
+    try:
+        assert t._client is not None
+        assert t._client.keepalive == 7
+    finally:
+        await t.close()
+
+
+async def test_mqtt5_transport_with_a_311_device(mosquitto: BrokerHandle, device: Device) -> None:
+    """The 3.1.1 fallback: a device that ignores MQTT 5 properties still answers through the JSON reply_to and id."""
+    target = parse_target(f"mqtt://{mosquitto.host}:{mosquitto.port}/{PREFIX}?v=5")
+    t = MqttTransport(target, Credentials())
+    await t.connect()
+    try:
+        assert t._client is not None
+        assert t._client.protocol == paho.MQTTv5
+        results = await asyncio.gather(t.run("echo five"), t.run("echo six"))
+        assert [r.stdout for r in results] == ["five\n", "six\n"]
     finally:
         await t.close()

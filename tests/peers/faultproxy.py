@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -118,11 +120,16 @@ class _Conn:
         self.writers = (client, peer)
         self.tasks: list[asyncio.Task[None]] = []
 
-    def abort(self, graceful: bool = False) -> None:
+    def abort(self, graceful: bool = False, reset: bool = False) -> None:
         # A cut sends FIN after what was already forwarded: bytes that crossed the link were delivered
         # (an RST would make the kernel discard the peer's unread buffer, which no radio drop does).
         for w in self.writers:
-            if graceful:
+            sock = w.get_extra_info("socket")
+            if reset and sock is not None:
+                # Linger on, timeout 0: close() sends an RST instead of a FIN.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if graceful and not reset:
                 w.transport.close()
             else:
                 w.transport.abort()
@@ -222,9 +229,9 @@ class FaultProxy:
                 with contextlib.suppress(Exception):
                     await w.wait_closed()
 
-    def _cut_all(self, graceful: bool = False) -> None:
+    def _cut_all(self, graceful: bool = False, reset: bool = False) -> None:
         for conn in list(self._conns):
-            conn.abort(graceful)
+            conn.abort(graceful, reset)
 
     # -- faults (any thread) ----------------------------------------------------------------------
 
@@ -240,9 +247,10 @@ class FaultProxy:
         if down is not None:
             self.down.cut_at = self.down.sent + down
 
-    def cut(self) -> None:
-        """Close every open connection now (both sides)."""
-        self._soon(lambda: self._cut_all(graceful=True))
+    def cut(self, reset: bool = False) -> None:
+        """Close every open connection now (both sides): with FIN, or with ``reset`` an RST (a NAT or
+        firewall that forgot the connection answers the next packet so)."""
+        self._soon(lambda: self._cut_all(graceful=not reset, reset=reset))
 
     def black_hole(self) -> None:
         """Stop forwarding in both directions; sockets stay open, data waits (like a dead radio)."""

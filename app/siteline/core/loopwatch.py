@@ -64,6 +64,7 @@ class LoopWatch:
         self._on_stall = on_stall
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._sleeping_since: float | None = None  # when the sample in progress began
 
     @property
     def worst_stall(self) -> float:
@@ -78,15 +79,23 @@ class LoopWatch:
             self._task = asyncio.get_running_loop().create_task(self.watch(), name="loopwatch")
 
     async def stop(self) -> None:
+        """Stop watching. A stall still going on (the loop blocked right before this call) is counted too:
+        the cancel would otherwise reach the watcher before it wakes up and sees how late it is."""
         task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait(task)
+        if task is None:
+            return
+        since = self._sleeping_since
+        await cancel_and_wait(task)
+        if since is not None:
+            self._record(max(0.0, self._clock() - since - self.interval))
+        self._sleeping_since = None
 
     async def watch(self) -> None:
         """Run until cancelled; usable directly as a task body."""
         while True:
-            before = self._clock()
+            self._sleeping_since = before = self._clock()
             await asyncio.sleep(self.interval)
+            self._sleeping_since = None
             lateness = max(0.0, self._clock() - before - self.interval)
             self._record(lateness)
 

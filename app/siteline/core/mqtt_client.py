@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from siteline.core.errors import AuthError, TransportError
 
+log = logging.getLogger(__name__)
+
+KEEPALIVE = 30  # seconds between pings on an idle link: paho drops one that stays silent for about two of them
 VERSIONS = {"3.1.1": paho.MQTTv311, "4": paho.MQTTv311, "311": paho.MQTTv311, "5": paho.MQTTv5}
 AUTH_CODES = (4, 5, 134, 135)  # bad user name or password / not authorised, in 3.1.1 and 5
 _UNTRUSTED = (2, 18, 19, 20, 21, 27)  # OpenSSL verify codes for "no path to a trusted CA"
@@ -59,6 +63,20 @@ def protocol_from_options(options: Mapping[str, str]) -> MQTTProtocolVersion:
     if raw not in VERSIONS:
         raise MqttSettingsError(f"MQTT version '{raw[:20]}' is not supported.", "Use v=5 or v=3.1.1.")
     return VERSIONS[raw]
+
+
+def keepalive_from_options(options: Mapping[str, str], default: int = KEEPALIVE) -> int:
+    """Option ``keepalive=SECONDS`` (1..3600) as paho wants it (whole seconds), else ``default``."""
+    raw = options.get("keepalive")
+    if raw is None:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        raise MqttSettingsError(f"'{raw[:20]}' is not a keepalive interval.", "Give seconds between 1 and 3600.")
+    return max(1, round(seconds))
 
 
 def _readable(path: str, what: str) -> str:
@@ -167,6 +185,32 @@ class Message:
     retain: bool
 
 
+async def connect_socket(client: paho.Client, host: str, port: int, keepalive: int, timeout: float,
+                         tls: TlsSettings | None) -> None:
+    """paho's blocking connect (TCP, then the TLS handshake) in an executor, so a slow broker never stalls the loop.
+
+    paho's own ``connect_timeout`` bounds the executor call. If the caller is cancelled meanwhile, the
+    thread cannot be stopped: once it has connected, the socket it made is closed (nothing else would:
+    paho's loop thread never starts for this client).
+    """
+    loop = asyncio.get_running_loop()
+    client.connect_timeout = timeout
+    pending = loop.run_in_executor(None, client.connect, host, port, keepalive)
+    try:
+        await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        pending.add_done_callback(lambda done: _close_after_cancel(client, done))
+        raise
+    except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError and socket.gaierror are OSErrors
+        raise connect_error(exc, f"{host}:{port}", timeout, tls) from exc
+
+
+def _close_after_cancel(client: paho.Client, connected: asyncio.Future[Any]) -> None:
+    if connected.cancelled() or connected.exception() is not None:
+        return  # no socket was made (and the error is consumed, so asyncio does not log it)
+    close_leftover_socket(client)
+
+
 async def await_connack(connack: asyncio.Future[Any], where: str, timeout: float) -> None:
     """Wait for the broker's CONNACK; a silence or a refusal becomes an error a person can act on."""
     try:
@@ -182,13 +226,16 @@ class MqttClient:
     """One paho client driven from asyncio: connect, publish (waits for the broker's ack), subscribe.
 
     paho's network thread runs the socket; callbacks hop onto the loop with call_soon_threadsafe.
+    When the broker goes away (a restart), paho reconnects by itself and the subscriptions are made
+    again (the session is clean, so the broker has forgotten them); ``reconnects`` counts those.
     """
 
     def __init__(self, host: str, port: int, *, tls: TlsSettings | None = None,
                  protocol: MQTTProtocolVersion = paho.MQTTv311, username: str | None = None,
-                 password: str | None = None, connect_timeout: float = 10.0) -> None:
+                 password: str | None = None, connect_timeout: float = 10.0, keepalive: int = KEEPALIVE) -> None:
         self.where = f"{host}:{port}"
         self.host, self.port, self.tls, self.connect_timeout = host, port, tls, connect_timeout
+        self.keepalive = keepalive
         self.messages: asyncio.Queue[Message] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._client = c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"siteline-cli-{uuid.uuid4().hex[:12]}",
@@ -200,7 +247,14 @@ class MqttClient:
         self._connack: asyncio.Future[ReasonCode] = self._loop.create_future()
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._last_error = ""
-        c.on_connect = lambda _c, _u, _f, rc, _p: self._hop(self._on_connack, rc)
+        self._subscriptions: list[tuple[str, int]] = []  # read in paho's thread to subscribe again
+        self._was_connected = False  # paho's thread only
+        self.reconnects = 0
+        self._closing = False
+        # Told (on the loop) when the link drops and when it is back: a subscriber should not just fall silent.
+        self.on_link_change: Callable[[str], None] | None = None
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        c.on_connect = self._on_connect
         c.on_disconnect = lambda _c, _u, _f, rc, _p: self._hop(self._on_disconnect, rc)
         c.on_publish = lambda _c, _u, mid, _rc, _p: self._hop(self._ack, mid)
         c.on_subscribe = lambda _c, _u, mid, _codes, _p: self._hop(self._ack, mid)
@@ -216,6 +270,20 @@ class MqttClient:
         if level == paho.MQTT_LOG_ERR and not self._last_error:
             self._last_error = text
 
+    def _on_connect(self, c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        """paho's thread: the first CONNACK goes to connect(); after a reconnect, subscribe again right here."""
+        if self._was_connected:
+            if not rc.is_failure:
+                self.reconnects += 1
+                log.info("reconnected to the broker %s; subscribing again to %d topics", self.where,
+                         len(self._subscriptions))
+                if self._subscriptions:
+                    c.subscribe(list(self._subscriptions))
+                self._hop(self._tell, f"reconnected to the broker {self.where}")
+            return
+        self._was_connected = not rc.is_failure
+        self._hop(self._on_connack, rc)
+
     def _on_connack(self, rc: ReasonCode) -> None:
         if not self._connack.done():
             self._connack.set_result(rc)
@@ -223,6 +291,8 @@ class MqttClient:
     def _on_disconnect(self, rc: ReasonCode) -> None:
         if not self._connack.done():
             self._connack.set_exception(early_close_error(self.where, rc, self.tls is not None, self._last_error))
+        elif not self._closing:
+            self._tell(f"lost the broker {self.where} ({rc}); reconnecting")
         for fut in self._acks.values():
             if not fut.done():
                 fut.set_exception(TransportError(f"Lost the broker {self.where} ({rc}).", "Retry."))
@@ -234,11 +304,7 @@ class MqttClient:
 
     async def connect(self) -> None:
         c = self._client
-        c.connect_timeout = self.connect_timeout
-        try:
-            await asyncio.to_thread(c.connect, self.host, self.port, 30)
-        except (OSError, ValueError) as exc:
-            raise connect_error(exc, self.where, self.connect_timeout, self.tls) from exc
+        await connect_socket(c, self.host, self.port, self.keepalive, self.connect_timeout, self.tls)
         c.loop_start()
         await await_connack(self._connack, self.where, self.connect_timeout)
 
@@ -257,12 +323,19 @@ class MqttClient:
         await self._await_ack(info.mid, "publish")
 
     async def subscribe(self, topics: Sequence[str], qos: int = 0) -> None:
-        result, mid = self._client.subscribe([(t, qos) for t in topics])
+        wanted = [(t, qos) for t in topics]
+        result, mid = self._client.subscribe(wanted)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise TransportError(f"Could not subscribe: {paho.error_string(result)}.")
         await self._await_ack(mid, "subscription")
+        self._subscriptions = [*self._subscriptions, *wanted]  # a new list: paho's thread may be reading the old
+
+    def _tell(self, text: str) -> None:
+        if self.on_link_change is not None:
+            self.on_link_change(text)
 
     async def close(self) -> None:
+        self._closing = True
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         close_leftover_socket(self._client)

@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,15 +82,18 @@ class MqttAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._telemetry: asyncio.Task[None] | None = None
         self._jobs = asyncio.Semaphore(MAX_CONCURRENT)
-        self._running: set[Future[None]] = set()
+        # The device loop's own tasks (not the thread-side futures): stop() must wait until each has
+        # really ended, or a killed command's pipes outlive the loop.
+        self._running: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}/{self.prefix}"
 
-    def _status(self, state: str) -> bytes:
-        return json.dumps({"state": state, "ts": time.time()}).encode()
+    def _status(self, state: str, will: bool = False) -> bytes:
+        # The will is set at connect but sent when the link breaks: a time in it would be a lie.
+        return json.dumps({"state": state} if will else {"state": state, "ts": time.time()}).encode()
 
     async def start(self) -> None:
         if self._client is not None:
@@ -100,7 +102,7 @@ class MqttAgent:
         self.connected.clear()
         client_id = f"sim-{self.state.config.site}-{self.state.config.name}"
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-        client.will_set(contract.status_topic(self.prefix), self._status("offline"), qos=1, retain=True)
+        client.will_set(contract.status_topic(self.prefix), self._status("offline", will=True), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if self.username:
             client.username_pw_set(self.username, load_broker_password(self.state.root))
@@ -122,7 +124,7 @@ class MqttAgent:
             self._telemetry.cancel()
             await asyncio.gather(self._telemetry, return_exceptions=True)
             self._telemetry = None
-        running = [asyncio.wrap_future(job) for job in list(self._running)]
+        running = list(self._running)
         if running and grace > 0:
             await asyncio.wait(running, timeout=grace)
         for job in running:
@@ -167,7 +169,11 @@ class MqttAgent:
             return
         if self._loop is None or self._loop.is_closed():
             return
-        job = asyncio.run_coroutine_threadsafe(self._answer(request), self._loop)
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and now
+            self._loop.call_soon_threadsafe(self._start_job, request)
+
+    def _start_job(self, request: contract.CommandRequest) -> None:
+        job = asyncio.get_running_loop().create_task(self._answer(request), name=f"mqtt command {request.id}")
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 

@@ -47,6 +47,9 @@ def interactive_shell_argv(state: DeviceState) -> list[str]:
     return device_argv(state, ["/bin/sh", "-i"])
 
 
+REAP_LIMIT = 5.0
+
+
 async def run_streamed(state: DeviceState, command: str, *, on_out: Sink, on_err: Sink,
                        stdin: bytes | StdinPump | None = None, hangup: Awaitable[object] | None = None,
                        timeout: float | None = None) -> int:
@@ -79,8 +82,22 @@ async def run_streamed(state: DeviceState, command: str, *, on_out: Sink, on_err
         tasks = [t for t in (feeder, outputs, finished, hung) if t is not None]
         for task in tasks:
             task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(asyncio.gather(proc.wait(), *tasks, return_exceptions=True))
+        await _reap(proc, tasks)
+
+
+async def _reap(proc: asyncio.subprocess.Process, tasks: list[asyncio.Future[Any]]) -> None:
+    """Wait until the process and its pipes are done, even through repeated cancels (then re-raise)."""
+    ending = asyncio.ensure_future(asyncio.gather(proc.wait(), *tasks, return_exceptions=True))
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + REAP_LIMIT  # a killed group is gone in milliseconds; never wait forever
+    cancelled = False
+    while not ending.done() and loop.time() < give_up:
+        try:
+            await asyncio.wait({ending}, timeout=give_up - loop.time())
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()
 
 
 async def run_command(state: DeviceState, command: str, *, stdin: bytes | None = None,

@@ -28,10 +28,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from siteline.core.errors import CommandTimeout, TransportError
 from siteline.core.mqtt_client import (
+    KEEPALIVE,
     TlsSettings,
     await_connack,
     close_leftover_socket,
-    connect_error,
+    connect_socket,
     early_close_error,
     protocol_from_options,
     tls_context,
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 STATUS_TIMEOUT = 3.0  # how long a retained "online" status may take to arrive after subscribing
-KEEPALIVE = 30
 REPLY_GRACE = 1.0  # the device enforces ``timeout`` itself; allow for the round trip on top
 
 
@@ -52,6 +52,13 @@ def _when(ts: Any) -> str:
     if isinstance(ts, int | float) and not isinstance(ts, bool) and 0 < ts < 2**33:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return "an unknown time"
+
+
+def _offline(ts: Any) -> str:
+    # A will has no time: the broker sends it when the device's link breaks, long after it was set.
+    if ts is None:
+        return "the device dropped off the broker (its last will)"
+    return f"the device reported offline at {_when(ts)}"
 
 
 def parse_status(payload: bytes) -> tuple[str, Any] | None:
@@ -70,7 +77,8 @@ class MqttTransport(StatefulLink):
 
     Target options: ``ca=``, ``cert=``, ``key=`` (PEM files for mqtts://), ``insecure=1`` (skip the
     certificate's name check), ``v=5`` (MQTT 5: requests also carry a response topic and correlation
-    data; 3.1.1 by default, where the JSON ``reply_to`` and ``id`` do the same job).
+    data; 3.1.1 by default, where the JSON ``reply_to`` and ``id`` do the same job), ``keepalive=SECONDS``
+    (30 by default: how soon a silent link is found dead).
     """
 
     def __init__(
@@ -91,6 +99,9 @@ class MqttTransport(StatefulLink):
         self.prefix = target.topic
         self.reply_topic = contract.reply_topic(self.prefix, self.client_id)
         self.tls = TlsSettings.from_options(target.options) if target.scheme == "mqtts" else None
+        # paho pings after one idle keepalive and drops the link when the next passes with no answer:
+        # a black-holed radio is noticed within about two intervals.
+        self.keepalive = KEEPALIVE if target.keepalive is None else max(1, round(target.keepalive))
         self._last_error = ""  # paho's last error log line: the only trace of a TLS 1.3 client-cert refusal
         super().__init__()
         self._client: paho.Client | None = None
@@ -152,6 +163,10 @@ class MqttTransport(StatefulLink):
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(early_close_error(self._where(), rc, self.tls is not None, self._last_error))
         self._lost(f"lost the broker {self._where()} ({rc})")
+        if self._client is not None:
+            # Else paho reconnects by itself, behind a state that says DOWN, and a dead link keeps a hidden
+            # connection going: reconnecting is the session's decision (with its backoff and its new subscriptions).
+            self._client.disconnect()
 
     def _connected(self, rc: ReasonCode) -> None:
         if self._connack is not None and not self._connack.done():
@@ -176,7 +191,7 @@ class MqttTransport(StatefulLink):
             self._status = status
             self._status_seen.set()
             if status[0] == "offline":
-                self._lost(f"the device reported offline at {_when(status[1])}")
+                self._lost(_offline(status[1]))
         elif topic == self.reply_topic:
             try:
                 reply = contract.decode_reply(payload)
@@ -231,21 +246,10 @@ class MqttTransport(StatefulLink):
         loop = asyncio.get_running_loop()
         self._client = client = self._make_client()
         self._connack = loop.create_future()
-        where = self._where()
-        # paho's own connect timeout bounds the executor call, so no socket is left behind in a thread.
-        client.connect_timeout = self.connect_timeout
-        pending = loop.run_in_executor(None, client.connect, self.target.host, self.target.effective_port, KEEPALIVE)
-        try:
-            await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            # The executor thread cannot be stopped: once it has connected, close the socket it made
-            # (nothing else would: paho's loop thread never starts for this client).
-            pending.add_done_callback(lambda done: _close_socket(client, done))
-            raise
-        except (OSError, ValueError) as exc:  # ssl.SSLError, TimeoutError and socket.gaierror are OSErrors
-            raise connect_error(exc, where, self.connect_timeout, self.tls) from exc
+        host, port = self.target.host, self.target.effective_port
+        await connect_socket(client, host, port, self.keepalive, self.connect_timeout, self.tls)
         client.loop_start()
-        await await_connack(self._connack, where, self.connect_timeout)
+        await await_connack(self._connack, self._where(), self.connect_timeout)
 
     async def _await_online(self) -> None:
         assert self._client is not None
@@ -273,7 +277,7 @@ class MqttTransport(StatefulLink):
             )
         if self._status[0] != "online":
             raise TransportError(
-                f"The device {name} is offline: it last reported at {_when(self._status[1])}.",
+                f"The device {name} is offline: {_offline(self._status[1])}.",
                 "Check the device's power and network; it reconnects to the broker by itself when it is back.",
             )
 
@@ -322,16 +326,6 @@ class MqttTransport(StatefulLink):
         # loop_stop joins paho's thread; do it off the event loop.
         await asyncio.to_thread(client.loop_stop)
         close_leftover_socket(client)
-
-
-def _close_socket(client: paho.Client, connected: asyncio.Future[Any]) -> None:
-    """Close the socket a connect left behind after its caller was cancelled."""
-    if connected.cancelled() or connected.exception() is not None:
-        return  # no socket was made (and the error is consumed, so asyncio does not log it)
-    sock = client.socket()
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
 
 
 def _request_properties(client: paho.Client, reply_topic: str, request_id: str) -> Properties | None:

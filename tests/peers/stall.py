@@ -1,0 +1,36 @@
+"""Measure the worst event-loop stall during a block of test code.
+
+    async with measure_stalls() as watch:
+        ...  # the fault
+    assert_no_stall(watch, "broker restart")
+
+It uses the app's own :class:`siteline.core.loopwatch.LoopWatch`, sampling every 10 ms, so a test
+sees what the GUI's watchdog would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from siteline.core.loopwatch import LoopWatch
+
+STALL_BOUND = 0.5  # seconds: a loop blocked longer than this is a frozen UI a technician notices
+
+
+@contextlib.asynccontextmanager
+async def measure_stalls(interval: float = 0.01) -> AsyncIterator[LoopWatch]:
+    watch = LoopWatch(interval=interval, threshold=STALL_BOUND)
+    watch.start()
+    try:
+        yield watch
+    finally:
+        await watch.stop()
+
+
+def assert_no_stall(watch: LoopWatch, what: str, bound: float = STALL_BOUND) -> None:
+    """Fail naming the fault when the loop was blocked for longer than ``bound`` seconds."""
+    stats = watch.stats
+    assert stats.samples > 0, f"{what}: the stall watch never ran"
+    assert stats.worst < bound, f"{what}: {stats.describe()} (bound {bound * 1000:.0f} ms)"
+    print(f"{what}: {stats.describe()}")
