@@ -63,3 +63,46 @@ def test_newer_format_is_refused_and_left_alone(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="newer Siteline"):
         Inventory(path).load()
     assert json.loads(path.read_text())["version"] == 99
+
+
+def test_fallbacks_round_trip_in_order_as_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    entry = DeviceEntry("gw", "ssh://root@10.0.0.5?jump=ops@bastion:2222",
+                        fallbacks=("serial:///dev/ttyUSB0", "mqtts://broker/edge/site-a/gw"))
+    saved = Inventory(path).upsert(entry)
+    assert saved.targets[0] == saved.target
+    assert saved.fallbacks == ("serial:///dev/ttyUSB0", "mqtts://broker/edge/site-a/gw")
+    assert json.loads(path.read_text())["devices"][0]["fallbacks"] == list(saved.fallbacks)
+    again = Inventory(path)
+    assert again.load() == []
+    assert again.get("gw") == saved
+
+
+def test_a_path_listed_twice_is_refused_even_spelled_differently(tmp_path: Path) -> None:
+    entry = DeviceEntry("gw", "ssh://root@10.0.0.5", fallbacks=("serial:///dev/ttyUSB0", "SSH://root@10.0.0.5"))
+    with pytest.raises(InventoryError, match=r"lists the path ssh://root@10.0.0.5 twice"):
+        Inventory(tmp_path / "d.json").upsert(entry)
+
+
+def test_a_bad_fallback_is_refused_like_a_bad_target(tmp_path: Path) -> None:
+    with pytest.raises(SitelineError, match=r".+"):
+        Inventory(tmp_path / "d.json").upsert(DeviceEntry("gw", "ssh://h", fallbacks=("ftp://h",)))
+    too_many = tuple(f"ssh://h{i}" for i in range(8))
+    with pytest.raises(InventoryError, match="at most 8"):
+        Inventory(tmp_path / "d.json").upsert(DeviceEntry("gw", "ssh://h", fallbacks=too_many))
+
+
+def test_file_without_fallbacks_loads_and_a_wrong_type_skips_only_that_entry(tmp_path: Path) -> None:
+    path = tmp_path / "devices.json"
+    doc = {"version": 1, "devices": [
+        {"name": "old", "target": "ssh://h"},
+        {"name": "odd", "target": "ssh://h", "fallbacks": "serial:///dev/ttyUSB0"},
+        {"name": "nums", "target": "ssh://h", "fallbacks": [7]},
+    ]}
+    path.write_text(json.dumps(doc))
+    inv = Inventory(path)
+    warnings = inv.load()
+    assert [d.name for d in inv.devices] == ["old"]
+    assert inv.get("old") == DeviceEntry("old", "ssh://h")
+    assert len(warnings) == 2
+    assert "not a list of target URLs" in warnings[0]

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 8 * 1024 * 1024
 _NAME = re.compile(r"^[\w][\w .:@()-]{0,63}$")
+# More paths than this is a typo or a pasted list, not a device someone reaches eight ways.
+MAX_PATHS = 8
 
 
 class InventoryError(SitelineError):
@@ -31,6 +33,13 @@ class DeviceEntry:
     username: str | None = None  # for serial logins; ssh/mqtt carry it in the target
     notes: str = ""
     tags: tuple[str, ...] = field(default=())
+    # Further targets in order of preference after ``target`` (the preferred one): serial cable, MQTT ...
+    fallbacks: tuple[str, ...] = field(default=())
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every path to the device, the preferred one first."""
+        return (self.target, *self.fallbacks)
 
     def validated(self) -> DeviceEntry:
         name = self.name.strip()
@@ -39,8 +48,25 @@ class DeviceEntry:
             raise InventoryError(f"'{name[:40]}' is not a usable device name.", "Use letters, digits, '-', '_' or '.'.")
         if not _NAME.match(site):
             raise InventoryError(f"'{site[:40]}' is not a usable site name.")
-        target = str(parse_target(self.target))
-        return DeviceEntry(name, target, site, self.username, self.notes, tuple(self.tags))
+        targets = _validated_targets(name, self.targets)
+        return DeviceEntry(name, targets[0], site, self.username, self.notes, tuple(self.tags), targets[1:])
+
+
+def _validated_targets(name: str, texts: tuple[str, ...]) -> tuple[str, ...]:
+    """Each target in its canonical form; one listed twice (even spelled differently) is refused."""
+    if len(texts) > MAX_PATHS:
+        raise InventoryError(
+            f"{name} has {len(texts)} paths; Siteline keeps at most {MAX_PATHS}.", "Remove the paths you do not use."
+        )
+    seen: list[str] = []
+    for text in texts:
+        canonical = str(parse_target(str(text)))
+        if canonical in seen:
+            raise InventoryError(
+                f"{name} lists the path {canonical} twice.", "Keep it once, in the place of preference you want."
+            )
+        seen.append(canonical)
+    return tuple(seen)
 
 
 class Inventory:
@@ -112,6 +138,7 @@ class Inventory:
 def _entry_to_json(entry: DeviceEntry) -> dict[str, Any]:
     d = asdict(entry)
     d["tags"] = list(entry.tags)
+    d["fallbacks"] = list(entry.fallbacks)
     return d
 
 
@@ -125,4 +152,14 @@ def _entry_from_json(item: Any) -> DeviceEntry:
         username=str(item["username"]) if item.get("username") else None,
         notes=str(item.get("notes") or ""),
         tags=tuple(str(t) for t in item.get("tags") or ()),
+        fallbacks=_string_list(item.get("fallbacks"), "fallbacks"),
     )
+
+
+def _string_list(value: Any, what: str) -> tuple[str, ...]:
+    # Files written before fallbacks existed have no key at all; a wrong type skips the entry, not the file.
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"'{what}' is not a list of target URLs")
+    return tuple(value)

@@ -1,20 +1,31 @@
-"""One device's live session: keeps the link up, retries with backoff, runs probes.
+"""One device's live session: keeps a link up over the best path that answers, retries, runs probes.
 
-The UI watches :attr:`DeviceSession.state` through listeners; nothing here knows about Qt.
+The UI watches :attr:`DeviceSession.state`, :attr:`DeviceSession.paths` and path events through
+listeners; nothing here knows about Qt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from siteline.core.backoff import Backoff
-from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
+from siteline.core.errors import SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry
+from siteline.core.paths import (
+    NEEDS_PERSON,
+    PathBook,
+    PathLinks,
+    PathListener,
+    PathStatus,
+    SupersededError,
+    TransportFactory,
+    retry_order,
+    short,
+)
 from siteline.core.plugin_api import DeviceContext, make_context
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
@@ -23,17 +34,23 @@ from siteline.core.transports.base import ConnectionState, ConnState, Credential
 
 log = logging.getLogger(__name__)
 
-TransportFactory = Callable[[Target, Credentials], Transport]
+__all__ = ["NEEDS_PERSON", "DeviceSession", "PathStatus", "SnapshotListener", "TransportFactory"]
+
 SnapshotListener = Callable[[str, Any], None]  # (probe kind, snapshot)
 
 # A probe that takes longer is abandoned so a hung command cannot hide a dead link.
 PROBE_TIMEOUT = 90.0
 
-# Errors a retry cannot fix: the person must act (type the password, accept the new host key).
-NEEDS_PERSON = (AuthError, HostKeyError)
-
 
 class DeviceSession:
+    """Keeps one device reachable over the first of its paths that answers, and moves between them.
+
+    Paths are ``entry.targets`` in order of preference. When the path in use drops, the others are
+    tried at once; when none answers, all of them again after a backoff wait. While on a fallback the
+    more preferred paths are tried in the background every ``preferred_retry`` seconds, and the link
+    moves back (the old one closed only once the new one is up and its running commands are done).
+    """
+
     def __init__(
         self,
         entry: DeviceEntry,
@@ -41,15 +58,19 @@ class DeviceSession:
         credentials: Credentials,
         plugins: PluginHost,
         backoff: Backoff | None = None,
+        preferred_retry: float = 60.0,
     ) -> None:
         self.entry = entry
-        self.target = parse_target(entry.target)
-        self._factory = factory
-        self.credentials = credentials
+        self.targets = tuple(parse_target(t) for t in entry.targets)
+        self.target = self.targets[0]  # the preferred one
         self._plugins = plugins
         self._backoff = backoff or Backoff()
+        self._preferred_retry = preferred_retry
         self._state = StateHolder()
-        self._transport: Transport | None = None
+        self.log = logging.LoggerAdapter(log, {"device": entry.name})
+        self._book = PathBook(self.targets)
+        self._links = PathLinks(self._book, factory, credentials, self.log)
+        self._last_drop: tuple[int, str] | None = None  # (path, why) until the next path is up
         self._task: asyncio.Task[None] | None = None
         # Every start/reconnect/stop makes a new generation; a keep-up loop of an older one exits (and
         # closes what it opened), so a loop that survived its cancel can never fight the current one.
@@ -57,10 +78,8 @@ class DeviceSession:
         # Ending the previous loops runs as its own task, chained: cancelling a _restart (a second
         # reconnect) cannot stop the cancelling of the loop before it.
         self._ending: asyncio.Task[None] | None = None
-        self._link_lost = asyncio.Event()
         self._snapshot_listeners: list[SnapshotListener] = []
         self.snapshots: dict[str, Any] = {}
-        self.log = logging.LoggerAdapter(log, {"device": entry.name})
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -68,8 +87,31 @@ class DeviceSession:
     def state(self) -> ConnectionState:
         return self._state.state
 
+    @property
+    def credentials(self) -> Credentials:
+        return self._links.credentials
+
+    @credentials.setter
+    def credentials(self, value: Credentials) -> None:
+        self._links.credentials = value
+
+    @property
+    def active_target(self) -> Target | None:
+        """The path in use now, or None while no path is up."""
+        active = self._links.active
+        return None if active is None or self._links.transport is None else self.targets[active]
+
+    @property
+    def paths(self) -> list[PathStatus]:
+        """Every path in order of preference, with its state and why."""
+        return self._book.paths
+
     def add_state_listener(self, listener: Callable[[ConnectionState], None]) -> Callable[[], None]:
         return self._state.add_state_listener(listener)
+
+    def add_path_listener(self, listener: PathListener) -> Callable[[], None]:
+        """Call ``listener`` with a :class:`PathEvent` whenever a path changes; returns a remover."""
+        return self._book.add_listener(listener)
 
     def add_snapshot_listener(self, listener: SnapshotListener) -> None:
         self._snapshot_listeners.append(listener)
@@ -78,6 +120,8 @@ class DeviceSession:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
+            self._links.needs_person.clear()
+            self._last_drop = None
             self._generation += 1
             ending = self._ending
             coro = self._keep_up(self._generation) if ending is None else self._restart(ending, self._generation)
@@ -88,13 +132,18 @@ class DeviceSession:
         ending = self._end_previous()
         # Shielded: if this stop is itself cancelled, the old loop is still cancelled to the end.
         await asyncio.shield(ending)
-        await self._drop_transport()
+        await self._links.close_all()
+        changed = [self._book.set(i, ConnState.DOWN, "disconnected") for i in range(len(self._book))]
+        if any(changed):
+            self._book.tell("dropped", 0, f"{self.entry.name} disconnected", None)
         self._state.set(ConnState.DOWN, "disconnected")
 
     def reconnect(self, credentials: Credentials | None = None) -> None:
         """Start over now (e.g. after the person typed a password), skipping any backoff wait."""
         if credentials is not None:
             self.credentials = credentials
+        self._links.needs_person.clear()
+        self._last_drop = None
         self._backoff.reset()
         self._generation += 1
         ending = self._end_previous()
@@ -117,90 +166,145 @@ class DeviceSession:
     def _stale(self, generation: int) -> bool:
         return generation != self._generation
 
+    # -- keeping a path up ---------------------------------------------------------------------
+
     async def _keep_up(self, generation: int) -> None:
+        count, needs_person = len(self.targets), self._links.needs_person
+        order = retry_order(count, None, set())
         while not self._stale(generation):
-            self._state.set(ConnState.CONNECTING)
             try:
-                await self._connect_once(generation)
-            except NEEDS_PERSON as exc:
-                self.log.warning("connection refused for a reason a retry cannot fix: %s", exc)
-                self._state.set(ConnState.DOWN, str(exc))
+                index = await self._connect_first(order, generation) if order else None
+            except SupersededError:
                 return
-            except _SupersededError:
-                return
-            except (TransportError, OSError) as exc:
-                await self._wait_retry(_short(exc), exc, generation)
-                continue
-            except Exception as exc:  # a bug, not the network: say so, keep trying, never hang on "connecting"
-                self.log.error("unexpected error while connecting", exc_info=exc)
-                await self._wait_retry(f"internal error: {_short(exc)}", exc, generation)
+            if index is None:
+                if len(needs_person) == count:
+                    first = needs_person[min(needs_person)]
+                    self.log.warning("every path needs a person: %s", first)
+                    self._state.set(ConnState.DOWN, first)
+                    return
+                await self._wait_retry(generation)
+                order = retry_order(count, None, set(needs_person))
                 continue
             self._backoff.reset()
-            self._state.set(ConnState.UP)
-            await self.refresh()
-            await self._link_lost.wait()
-            if self._stale(generation):
+            self._announce_up(index)
+            dropped = await self._stay_up(generation)
+            if dropped is None:
                 return  # the link is the newer loop's now: leave it alone
-            reason = self._transport.state.reason if self._transport else ""
-            await self._drop_transport()
-            await self._wait_retry(reason or "link lost", None, generation)
+            order = retry_order(count, dropped, set(needs_person))
 
-    async def _wait_retry(self, reason: str, exc: BaseException | None, generation: int) -> None:
+    async def _connect_first(self, order: list[int], generation: int) -> int | None:
+        """Try the paths in ``order``; the index of the first that answers (now in use), else None."""
+        several = len(self.targets) > 1
+        for position, index in enumerate(order):
+            url = self._book.url(index)
+            if several:
+                self._state.set(ConnState.CONNECTING, f"trying {url}")
+            elif position == 0:
+                self._state.set(ConnState.CONNECTING)
+            self._links.mark(index, ConnState.CONNECTING, "connecting", "trying", f"trying {url}")
+            transport = await self._links.try_path(index, lambda: self._stale(generation))
+            if transport is not None:
+                self._links.install(index, transport)
+                return index
+        return None
+
+    def _announce_up(self, index: int) -> None:
+        book, url = self._book, self._book.url(index)
+        if len(book) > 1 and self._last_drop is not None and self._last_drop[0] != index:
+            lost, why = self._last_drop
+            book.tell("switched", index, f"{book.name(lost)} dropped ({why}); continuing on {url}", index)
+        elif index == 0:
+            book.tell("connected", index, f"connected on the preferred path {url}", index)
+        else:
+            words = f"connected on fallback {url}; preferred {book.url(0)} down: {book[0].reason}"
+            book.tell("connected", index, words, index)
+        self._last_drop = None
+        self._state.set(ConnState.UP, self._up_reason())
+
+    def _up_reason(self) -> str:
+        active = self._links.active
+        return self._book.fallback_reason(active) if active else ""
+
+    async def _stay_up(self, generation: int) -> int | None:
+        """Wait until the path in use drops; its index (after closing it), or None when superseded."""
+        watcher = None
+        if self._links.active and self._preferred_retry > 0:
+            watcher = asyncio.get_running_loop().create_task(
+                self._watch_preferred(generation), name=f"preferred path {self.entry.name}"
+            )
+        try:
+            await self.refresh()
+            while True:
+                await self._links.lost.wait()
+                if self._stale(generation):
+                    return None
+                transport = self._links.transport
+                if transport is None or transport.state.state is ConnState.DOWN:
+                    break
+                self._links.lost.clear()  # the old link dropped as the background moved to a better one
+        finally:
+            if watcher is not None:
+                await cancel_and_wait(watcher)
+        self._last_drop = await self._links.drop()
+        return self._last_drop[0]
+
+    async def _watch_preferred(self, generation: int) -> None:
+        """While on a fallback, try the more preferred paths now and then, without touching the link in use."""
+        while not self._stale(generation):
+            await asyncio.sleep(self._preferred_retry)
+            active = self._links.active
+            if not active:
+                return
+            for index in range(active):
+                if index in self._links.needs_person:
+                    continue
+                transport = await self._links.try_path(index, lambda: self._stale(generation))
+                if transport is not None:
+                    self._move_back(index, transport)
+                    break
+            if self.state.state is ConnState.UP and self.state.reason != self._up_reason():
+                self._state.set(ConnState.UP, self._up_reason())  # why the preferred path is down changed
+
+    def _move_back(self, index: int, transport: Transport) -> None:
+        self._links.install(index, transport)
+        url = self._book.url(index)
+        words = f"back on the preferred path {url}" if index == 0 else f"back on {url}, a more preferred path"
+        self.log.info("%s", words)
+        self._book.tell("back", index, words, index)
+        self._state.set(ConnState.UP, self._up_reason())
+
+    async def _wait_retry(self, generation: int) -> None:
         if self._stale(generation):
             return  # the state is the newer loop's to tell
         delay = self._backoff.next_delay()
-        self.log.info("%s; retrying in %.1f s", reason if exc is None else f"connect failed ({exc})", delay)
+        reason = self._book.summary(range(len(self._book))) or "no answer"
+        self.log.info("%s; retrying in %.1f s", reason, delay)
         self._state.set(ConnState.RETRYING, reason, retry_at=time.monotonic() + delay)
         await asyncio.sleep(delay)
-
-    async def _connect_once(self, generation: int) -> None:
-        await self._drop_transport()
-        transport = self._factory(self.target, self.credentials)
-        self._link_lost.clear()
-
-        def on_transport_state(state: ConnectionState) -> None:
-            if state.state is ConnState.DOWN and self._transport is transport:
-                self._link_lost.set()
-
-        try:
-            await transport.connect()
-            if self._stale(generation):
-                raise _SupersededError()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await transport.close()
-            raise
-        self._transport = transport
-        transport.add_state_listener(on_transport_state)
-        on_transport_state(transport.state)  # it may have dropped between connect() and now
-
-    async def _drop_transport(self) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                await transport.close()
 
     # -- using -------------------------------------------------------------------------------
 
     async def run(self, command: str, timeout: float = 30.0) -> Result:
-        if self._transport is None or self.state.state is not ConnState.UP:
+        if self._links.transport is None or self.state.state is not ConnState.UP:
             raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
-        return await self._transport.run(command, timeout)
+        return await self._links.run(command, timeout)
 
     async def open_shell(self, cols: int, rows: int) -> Any:
         """An interactive shell on the device (a ShellChannel), over the link in use now."""
-        if self._transport is None or self.state.state is not ConnState.UP:
+        transport = self._links.transport
+        if transport is None or self.state.state is not ConnState.UP:
             raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
-        opener = getattr(self._transport, "open_shell", None)
+        opener = getattr(transport, "open_shell", None)
         if opener is None:
+            scheme = (self.active_target or self.target).scheme
             raise TransportError(
-                f"An interactive console over {self.target.scheme} is not available yet.",
+                f"An interactive console over {scheme} is not available yet.",
                 "Reach the device over SSH for a console.",
             )
         return await opener(cols, rows)
 
     def context(self) -> DeviceContext:
-        return make_context(self.entry.name, self.entry.target, self.run, log)
+        return make_context(self.entry.name, str(self.active_target or self.target), self.run, log)
 
     async def refresh(self, kind: str | None = None) -> None:
         """Run every probe (or those of one kind) and tell listeners; a failing probe is reported, not fatal."""
@@ -211,7 +315,7 @@ class DeviceSession:
                     snapshot = await self._plugins.run_probe(entry, ctx)
             except (SitelineError, OSError, TimeoutError) as exc:
                 # The link is the likely culprit: the transport reports DOWN and _keep_up reconnects.
-                self.log.info("probe %s stopped: %s", entry.item.name, _short(exc))
+                self.log.info("probe %s stopped: %s", entry.item.name, short(exc))
                 return
             if snapshot is None:
                 continue
@@ -220,18 +324,9 @@ class DeviceSession:
                 listener(entry.item.kind, snapshot)
 
 
-class _SupersededError(Exception):
-    """A newer start/reconnect/stop took over while this loop was connecting."""
-
-
 async def _end_loop(old: asyncio.Task[None] | None, previous: asyncio.Task[None] | None) -> None:
     """End ``old`` fully, and wait for the ending of the loops before it (their transports close there)."""
     if old is not None:
         await cancel_and_wait(old)
     if previous is not None:
         await asyncio.wait({previous})
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
