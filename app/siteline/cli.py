@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("target")
 
+    _add_device_parsers(sub, connect)
+
     sub.add_parser("plugins", help="list plugins and their status")
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
 
@@ -74,6 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_sim_parser(sub)
     sim_cli.add_demo_parser(sub)
     return parser
+
+
+def _add_device_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                        connect: argparse.ArgumentParser) -> None:
+    """shell, put, get, forward: the commands that work with one device's shell, files and ports."""
+
+    def add(name: str, help_text: str, description: str, *positionals: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, parents=[connect], help=help_text, description=description,
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        for positional in positionals:
+            parser.add_argument(positional)
+        return parser
+
+    files = "SFTP over ssh://; checked chunks over serial:// and mqtt:// (small files). A second run resumes " \
+        "a cut transfer. Prints the SHA-256 of the result on stdout."
+    add("shell", "the device's interactive shell in this terminal (ssh, serial)",
+        "Type ~. at the start of a line to disconnect.", "target")
+    add("put", "copy a file to the device (resumes a cut upload)", files, "target", "local", "remote")
+    add("get", "copy a file from the device (resumes a cut download)", files, "target", "remote", "local")
+    fwd = add("forward", "reach a port of the device on localhost (ssh)",
+              "Forwards 127.0.0.1:LOCAL_PORT (default: any free port) to REMOTE_PORT on the device until Ctrl-C.",
+              "target")
+    fwd.add_argument("spec", metavar="[LOCAL_PORT:]REMOTE_PORT")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from siteline.commands import run_or_probe
 
         return asyncio.run(run_or_probe(args))
+    if command == "shell":
+        from siteline.shell_cli import shell_command
+
+        return asyncio.run(shell_command(args))
+    if command in ("put", "get"):
+        from siteline.transfer_cli import put_or_get
+
+        try:
+            return asyncio.run(put_or_get(args))
+        except KeyboardInterrupt:
+            print(f"\nsiteline: the {command} was interrupted; run it again to resume.", file=sys.stderr)
+            return 130
+    if command == "forward":
+        from siteline.commands import forward
+
+        return asyncio.run(forward(args))
     if command == "plugins":
         from siteline.commands import list_plugins
 

@@ -1,13 +1,15 @@
-"""The headless subcommands behind `siteline run|probe|plugins`."""
+"""The headless subcommands behind `siteline run|probe|plugins`, and the connect and exit-code rules they share."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +18,7 @@ from siteline.core.errors import AuthError, HostKeyError, SitelineError, Transpo
 from siteline.core.plugin_api import make_context
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
-from siteline.core.transports.base import Credentials, Result, Transport
+from siteline.core.transports.base import ConnState, Credentials, Result, Transport
 from siteline.core.transports.factory import open_transport
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,25 @@ async def _connect(args: argparse.Namespace, target: Target) -> Transport:
     raise AssertionError("unreachable")
 
 
+async def connect_or_code(args: argparse.Namespace, target: Target) -> Transport | int:
+    """A connected transport, or the exit code after one line on stderr (shared by every command that connects)."""
+    try:
+        return await _connect(args, target)
+    except HostKeyError as exc:
+        return _fail(EXIT_REFUSED_FOR_SAFETY, exc)
+    except AuthError as exc:
+        return _fail(EXIT_AUTH_FAILED, exc)
+    except TimeoutError:
+        return _fail(EXIT_UNREACHABLE, TransportError(f"{target} did not answer within {args.timeout:g} s."))
+    except (SitelineError, OSError) as exc:
+        return _fail(EXIT_UNREACHABLE, exc)
+
+
+def fail(code: int, exc: BaseException) -> int:
+    """Say what happened on stderr (one line, prefixed) and return ``code``."""
+    return _fail(code, exc)
+
+
 async def run_or_probe(args: argparse.Namespace) -> int:
     command = command_line(list(args.cmd)) if args.command == "run" else ""
     if command is None:
@@ -93,16 +114,9 @@ async def run_or_probe(args: argparse.Namespace) -> int:
         target = parse_target(args.target)
     except SitelineError as exc:
         return _fail(EXIT_USAGE, exc)
-    try:
-        transport = await _connect(args, target)
-    except HostKeyError as exc:
-        return _fail(EXIT_REFUSED_FOR_SAFETY, exc)
-    except AuthError as exc:
-        return _fail(EXIT_AUTH_FAILED, exc)
-    except TimeoutError:
-        return _fail(EXIT_UNREACHABLE, TransportError(f"{target} did not answer within {args.timeout:g} s."))
-    except (SitelineError, OSError) as exc:
-        return _fail(EXIT_UNREACHABLE, exc)
+    transport = await connect_or_code(args, target)
+    if isinstance(transport, int):
+        return transport
     try:
         if args.command == "run":
             result = await transport.run(command, args.timeout)
@@ -151,3 +165,55 @@ def list_plugins() -> int:
         status = "enabled" if info.enabled else f"disabled ({info.error})"
         print(f"{info.name:20} {info.version:10} {status:30} {info.source}")
     return 0
+
+
+def parse_forward_spec(spec: str) -> tuple[int, int] | None:
+    """``[LOCAL_PORT:]REMOTE_PORT`` to (local, remote); local 0 means any free port. None: not that form."""
+    local, sep, remote = spec.rpartition(":")
+    if not remote.isdigit() or (sep and not local.isdigit()):
+        return None
+    ports = (int(local) if sep else 0, int(remote))
+    return ports if 0 <= ports[0] < 65536 and 0 < ports[1] < 65536 else None
+
+
+async def forward(args: argparse.Namespace) -> int:
+    """`siteline forward TARGET [LOCAL_PORT:]REMOTE_PORT`: a device port on localhost until Ctrl-C."""
+    ports = parse_forward_spec(args.spec)
+    if ports is None:
+        print(f"siteline: '{args.spec}' is not [LOCAL_PORT:]REMOTE_PORT, e.g. 8080:80 or 80.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        target = parse_target(args.target)
+    except SitelineError as exc:
+        return _fail(EXIT_USAGE, exc)
+    if not target.is_ssh:
+        return _fail(EXIT_USAGE, SitelineError(f"Port forwarding needs SSH; {target.scheme}:// cannot carry TCP.",
+                                               "Use the device's ssh:// target."))
+    transport = await connect_or_code(args, target)
+    if isinstance(transport, int):
+        return transport
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        from siteline.core.transports.ssh import SshTransport
+
+        if not isinstance(transport, SshTransport):
+            raise TransportError(f"{target} did not give an SSH connection.")
+        fwd = await transport.forward_local("127.0.0.1", ports[1], ports[0])
+        print(f"Open {fwd.url} (Ctrl-C to stop)", flush=True)
+        # Ends on Ctrl-C, or when the link to the device is gone (nothing could be carried any more).
+        while not stop.is_set() and transport.state.state is ConnState.UP:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        if not stop.is_set():
+            return _fail(EXIT_UNREACHABLE, TransportError(f"The link to {target} was lost: "
+                                                          f"{transport.state.describe()}.", "Run it again."))
+        return EXIT_OK
+    except (SitelineError, OSError) as exc:
+        return _fail(EXIT_UNREACHABLE, exc)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await transport.close()

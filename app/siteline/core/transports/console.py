@@ -247,7 +247,9 @@ class CommandFrame:
 
     def parse(self, text: str) -> Result | None:
         """The command's Result once ``text`` (cleaned console text) holds both markers, else None."""
-        start = re.search(rf"(?:^|\n){re.escape(self.begin)}\n", text)
+        # Not anchored to a line start: a line typed before the previous prompt arrived is run after
+        # it, so the marker can follow that prompt on one line. The echo cannot match (it has a space).
+        start = re.search(rf"{re.escape(self.begin)}\n", text)
         if start is None:
             return None
         end = re.compile(rf"\n__SL_END_{re.escape(self.nonce)}_(\d{{1,3}})\n").search(text, start.end())
