@@ -13,7 +13,8 @@ from siteline.core.targets import parse_target
 from siteline.core.transports.base import Credentials
 from siteline.core.transports.ssh import SshTransport
 from siteline.ui.console_tab import ConsoleTab
-from siteline.ui.terminal_widget import ANSI, TerminalWidget
+from siteline.ui.terminal_paint import ANSI
+from siteline.ui.terminal_widget import TerminalWidget
 from tests.gui.conftest import Loop, until
 from tests.peers.sshd import SshdHandle
 
@@ -107,12 +108,15 @@ def test_flood_is_parsed_in_slices_and_scrollback_works(qtbot) -> None:
     assert _screen(term)[rows - 2] == "line 2899"
 
 
-def test_serial_device_says_console_comes_next(qtbot) -> None:
+def test_serial_device_has_a_console_and_mqtt_says_why_not(qtbot) -> None:
     tab = ConsoleTab()
     qtbot.addWidget(tab)
     tab.set_device(parse_target("serial:///dev/ttyUSB0"), None)
-    assert "next version" in tab.status.text()
+    assert tab.connect_button.isEnabled()
+    assert "Connect shell" in tab.status.text()
+    tab.set_device(parse_target("mqtt://127.0.0.1:1883/edge/site-a/gw1"), None)
     assert not tab.connect_button.isEnabled()
+    assert tab.status.text().startswith("Console not available: MQTT has no interactive console; use Run")
 
 
 @pytest.mark.skipif(not os.environ.get("SITELINE_CONSOLE_SHOT"), reason="screenshot only on request")

@@ -1,7 +1,9 @@
-"""The Console tab: an interactive shell on the device in a terminal widget (SSH for now).
+"""The Console tab: an interactive shell on the device (SSH or the serial console) in a terminal widget.
 
-The tab gets a *shell opener* (``await opener(cols, rows)`` -> a ShellChannel from
-``siteline.core.transports.shell``); the byte stream and the protocol stay in core.
+The tab gets a *shell opener* (``await opener(cols, rows)`` -> a channel with the protocol of
+``siteline.core.transports.shell.ShellChannel``; the serial transport's SerialShell keeps it too);
+the byte stream and the protocol stay in core. Search in the scrollback and the session log live
+here as a find bar and a toggle.
 """
 
 from __future__ import annotations
@@ -9,19 +11,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Protocol
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
+from siteline.ui.session_log import SessionLog, SessionLogError, default_log_path
+from siteline.ui.terminal_screen import HISTORY_LINES
+from siteline.ui.terminal_search import FindBar
 from siteline.ui.terminal_widget import TerminalWidget
 
 log = logging.getLogger(__name__)
+MQTT_NO_CONSOLE = "Console not available: MQTT has no interactive console; use Run… to send a command."
 
 
 class Channel(Protocol):
-    """What the tab needs of a shell (``siteline.core.transports.shell.ShellChannel`` is one)."""
+    """What the tab needs of a shell (``ShellChannel`` over SSH and ``SerialShell`` are two)."""
 
     closed: bool
 
@@ -33,58 +41,92 @@ class Channel(Protocol):
 
 
 ShellOpener = Callable[[int, int], Awaitable[Channel]]
+PathChooser = Callable[[Path], Path | None]  # proposed path -> chosen path, None when the person cancels
+
+
+def _has_console(target: Target | None) -> bool:
+    return target is not None and (target.is_ssh or target.is_serial)
 
 
 class ConsoleTab(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, history_lines: int = HISTORY_LINES) -> None:
         super().__init__(parent)
-        self.terminal = TerminalWidget()
+        self.terminal = TerminalWidget(history=history_lines)
         self.channel: Channel | None = None
+        self.session_log: SessionLog | None = None
+        self.choose_log_path: PathChooser = self._ask_log_path  # tests and scripts replace the dialog
         self._opener: ShellOpener | None = None
         self._target: Target | None = None
+        self._name = ""
         self._task: asyncio.Future[None] | None = None
         self._closing: asyncio.Future[None] | None = None
-        self.status = QLabel("Select an SSH device to open a shell.")
+        self.status = QLabel("Select an SSH or serial device to open a shell.")
         self.status.setWordWrap(True)
+        self.log_status = QLabel("")
+        self.log_status.setWordWrap(True)
         self.connect_button = QPushButton("Connect &shell")
-        self.connect_button.setToolTip("Open an interactive shell on the device over SSH")
+        self.connect_button.setToolTip("Open an interactive shell on the device (SSH or the serial console)")
         self.connect_button.clicked.connect(self.start_shell)
         self.disconnect_button = QPushButton("&Hang up")
         self.disconnect_button.clicked.connect(self.stop_shell)
+        self.find_button = QPushButton("&Find…")
+        self.find_button.setToolTip("Search the scrollback (Ctrl+Shift+F)")
+        self.find_button.clicked.connect(self.open_find)
+        self.log_button = QPushButton("&Log to file…")
+        self.log_button.setCheckable(True)
+        self.log_button.setToolTip("Write everything the device prints to a text file (terminal codes removed)")
+        self.log_button.toggled.connect(self._on_log_button_toggled)
+        self.find_bar = FindBar()
+        self.find_bar.sig_query_changed.connect(self._on_find_query_changed)
+        self.find_bar.sig_step_requested.connect(self._on_find_step_requested)
+        self.find_bar.sig_closed.connect(self._on_find_closed)
         self.terminal.sig_input.connect(self._on_input)
         self.terminal.sig_resized.connect(self._on_resized)
-        row = QHBoxLayout()
-        row.addWidget(self.connect_button)
-        row.addWidget(self.disconnect_button)
-        row.addWidget(self.status, 1)
-        layout = QVBoxLayout(self)
-        layout.addLayout(row)
-        layout.addWidget(self.terminal, 1)
+        self.terminal.sig_find_requested.connect(self.open_find)
+        self.terminal.sig_search_updated.connect(self._on_terminal_search_updated)
+        shortcut = QShortcut(QKeySequence("Ctrl+Shift+F"), self)  # also when the find bar has the focus
+        shortcut.activated.connect(self.open_find)
+        self._layout(self._toolbar())
         self._update_buttons()
 
-    def set_device(self, target: Target | None, opener: ShellOpener | None = None) -> None:
-        """Show the tab for this device; ``opener`` is None until its SSH link is available."""
+    def _toolbar(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        for button in (self.connect_button, self.disconnect_button, self.find_button, self.log_button):
+            row.addWidget(button)
+        row.addWidget(self.status, 1)
+        return row
+
+    def _layout(self, toolbar: QHBoxLayout) -> None:
+        layout = QVBoxLayout(self)
+        layout.addLayout(toolbar)
+        layout.addWidget(self.log_status)
+        layout.addWidget(self.find_bar)
+        layout.addWidget(self.terminal, 1)
+        self.log_status.hide()
+
+    def set_device(self, target: Target | None, opener: ShellOpener | None = None, name: str = "") -> None:
+        """Show the tab for this device; ``opener`` is None until a link that has a shell is up."""
         if target != self._target:
             self.stop_shell()
         self._target = target
         self._opener = opener
+        self._name = name or _name_for(target)
         if target is None:
             self.status.setText("Select a device to open a shell.")
-        elif not target.is_ssh:
-            kind = "serial" if target.is_serial else "MQTT"
-            self.status.setText(
-                f"The console over {kind} comes in the next version of Siteline; over SSH it works now."
-            )
+        elif target.is_mqtt:
+            self.status.setText(MQTT_NO_CONSOLE)
         elif self.channel is None:
             self.status.setText("Press Connect shell to open a shell on the device.")
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        ssh = self._target is not None and self._target.is_ssh
+        usable = _has_console(self._target)
         running = self.channel is not None and not self.channel.closed
-        self.connect_button.setEnabled(ssh and not running and self._task is None)
+        self.connect_button.setEnabled(usable and not running and self._task is None)
         self.disconnect_button.setEnabled(running)
-        self.terminal.setEnabled(ssh)
+        self.terminal.setEnabled(usable)
+
+    # -- the shell -----------------------------------------------------------------------------
 
     def start_shell(self) -> None:
         if self._opener is None:
@@ -108,11 +150,20 @@ class ConsoleTab(QWidget):
             self._task = None
             self._update_buttons()
         self.channel = channel
-        channel.add_output_listener(self.terminal.feed)
+        channel.add_output_listener(self._on_output)
         channel.add_closed_listener(self._on_closed)
-        self.status.setText("Shell open. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Shift+PgUp scrolls back.")
+        self.status.setText("Shell open. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Ctrl+Shift+F finds, "
+                            "Shift+PgUp scrolls back.")
         self._update_buttons()
         self.terminal.setFocus()
+
+    def _on_output(self, data: bytes) -> None:
+        self.terminal.feed(data)
+        if self.session_log is not None:
+            try:
+                self.session_log.write(data)
+            except SessionLogError as exc:  # the log stops; the terminal goes on
+                self._log_stopped(str(exc))
 
     def _on_closed(self, reason: str) -> None:
         self.status.setText(f"The shell ended ({reason}). Press Connect shell to open a new one.")
@@ -133,10 +184,83 @@ class ConsoleTab(QWidget):
         self._update_buttons()
 
     async def close_shell(self) -> None:
-        """Hang up and wait for it (window close, tests)."""
+        """Hang up and wait for it (window close, tests); the session log is closed too."""
         channel, self.channel = self.channel, None
         if channel is not None:
             await channel.close()
         if self._closing is not None:
             await self._closing
+        self.stop_log()
         self._update_buttons()
+
+    # -- search --------------------------------------------------------------------------------
+
+    def open_find(self) -> None:
+        self.find_bar.open_bar(self.terminal.selected_text().split("\n")[0])
+        self._on_find_query_changed()
+
+    def _on_find_query_changed(self) -> None:
+        self.terminal.search(self.find_bar.query, self.find_bar.case_sensitive)
+
+    def _on_find_step_requested(self, forward: bool) -> None:
+        self.terminal.step_match(forward)
+
+    def _on_find_closed(self) -> None:
+        self.terminal.clear_search()
+        self.terminal.setFocus()
+
+    def _on_terminal_search_updated(self) -> None:
+        self.find_bar.show_count(self.terminal.current_match, len(self.terminal.matches))
+
+    # -- session log ---------------------------------------------------------------------------
+
+    def _on_log_button_toggled(self, on: bool) -> None:
+        if on and self.session_log is None:
+            self.start_log()
+        elif not on and self.session_log is not None:
+            self.stop_log()
+
+    def start_log(self, path: Path | None = None) -> bool:
+        """Start logging to ``path`` (or ask, proposing ``<device>-<time>.log``); False if cancelled or failed."""
+        chosen = path or self.choose_log_path(default_log_path(self._name))
+        if chosen is None:
+            self.log_button.setChecked(False)
+            return False
+        try:
+            self.session_log = SessionLog(chosen)
+        except SessionLogError as exc:
+            self._log_stopped(str(exc))
+            return False
+        self.log_button.setChecked(True)
+        self.log_status.setText(f"Logging to {chosen}")
+        self.log_status.setToolTip(str(chosen))
+        self.log_status.show()
+        return True
+
+    def stop_log(self) -> None:
+        session_log, self.session_log = self.session_log, None
+        if session_log is not None:
+            session_log.close()
+            self.log_status.setText(f"Session logged to {session_log.path}")
+        self.log_button.setChecked(False)
+
+    def _log_stopped(self, message: str) -> None:
+        if self.session_log is not None:
+            self.session_log.close()
+            self.session_log = None
+        self.log_button.setChecked(False)
+        self.log_status.setText(message)
+        self.log_status.show()
+
+    def _ask_log_path(self, proposed: Path) -> Path | None:
+        chosen, _ = QFileDialog.getSaveFileName(self, "Log this session to a file", str(proposed),
+                                                "Log files (*.log *.txt);;All files (*)")
+        return Path(chosen) if chosen else None
+
+
+def _name_for(target: Target | None) -> str:
+    if target is None:
+        return "device"
+    if target.is_serial:
+        return Path(target.device).name or "serial"
+    return target.host or "device"
