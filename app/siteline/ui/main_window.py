@@ -147,6 +147,8 @@ class MainWindow(QMainWindow):
         self.act_reconnect = self._action("Re&connect", "Ctrl+R", self.reconnect_device)
         self.act_open = self._action("&Open device", None, self.open_device, "Move to the device's tabs")
         self.act_plugins = self._action("&Plugins…", None, self.show_plugins, "Loaded plugins and their errors")
+        self.act_mqtt = self._action("&MQTT Explorer…", None, self.show_mqtt_explorer,
+                                     "Browse a broker's topics live, inspect and publish")
         self.act_quit = self._action("&Quit", keys.Quit, self.close)
         self.act_refresh.setShortcuts([QKeySequence("F5"), QKeySequence(QKeySequence.StandardKey.Refresh)])
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # Del in a text field edits text
@@ -169,6 +171,8 @@ class MainWindow(QMainWindow):
             action.setChecked((self.theme.mode if self.theme else "system") == mode)
             self._theme_group.addAction(action)
         self._theme_group.triggered.connect(self._on_theme_triggered)
+        tools_menu = menu.addMenu("&Tools")
+        tools_menu.addAction(self.act_mqtt)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_plugins)
         self._update_actions()
@@ -296,6 +300,15 @@ class MainWindow(QMainWindow):
         self.plugins_dialog.open()
 
     # -- slots -------------------------------------------------------------------------------
+
+    def show_mqtt_explorer(self) -> None:
+        # Its own window (not modal): a technician watches topics while working on a device. Imported
+        # here: most sessions never open it, and startup stays quick.
+        from siteline.ui.mqtt_explorer import MqttExplorer
+
+        window = MqttExplorer(parent=self)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        window.show()
 
     def _on_refresh_triggered(self) -> None:
         name = self.selected_device()

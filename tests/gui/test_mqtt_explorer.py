@@ -1,0 +1,205 @@
+"""The MQTT topic model (checked by qtmodeltester) and the explorer window against a real Mosquitto flood."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from PySide6.QtCore import QModelIndex, Qt
+
+from siteline.core.loopwatch import LoopWatch
+from siteline.core.mqtt_topics import RawMessage, TopicTree
+from siteline.core.transports.base import ConnState
+from siteline.simulator.broker import BrokerHandle
+from siteline.ui.mqtt_explorer import MqttExplorer
+from siteline.ui.mqtt_tree_model import COL_COUNT, COL_PAYLOAD, COL_TOPIC, MqttTreeModel
+from tests.gui.conftest import Loop, until
+from tests.peers import free_port
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def _restore_switch_interval() -> Iterator[None]:
+    """The model lowers the GIL switch interval when it starts draining; other tests keep the default."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+class FakeBuffer:
+    """Stands in for the subscriber's buffer: the model only needs drain(limit)."""
+
+    def __init__(self) -> None:
+        self.items: deque[RawMessage] = deque()
+
+    def put(self, topic: str, payload: bytes = b"1", t: float = T0) -> None:
+        self.items.append((topic, payload, 0, False, t))
+
+    def drain(self, limit: int) -> list[RawMessage]:
+        return [self.items.popleft() for _ in range(min(limit, len(self.items)))]
+
+
+def test_model_passes_qtmodeltester_while_growing(qtmodeltester) -> None:
+    model = MqttTreeModel(clock=lambda: T0 + 1)
+    buf = FakeBuffer()
+    model._source = buf.drain  # ticks driven by hand, no timer
+    buf.put("first/topic")
+    model.tick()
+    qtmodeltester.check(model, force_py=True)  # stays connected: every later signal is checked as it comes
+    for step in range(3):
+        for i in range(8):
+            buf.put(f"site/{i % 3}/dev/{(i + step) % 4}/m{step}", b'{"v": %d}' % i)
+        buf.put("/lead/empty")
+        model.tick()
+    assert model.rowCount() == 3
+    assert model.data(model.index(1, COL_TOPIC)) == "site"
+    assert model.data(model.index(1, COL_COUNT)) == "24"
+    assert model.data(model.index(2, COL_TOPIC)) == "(empty)"
+
+
+def test_model_emits_one_insert_per_parent_and_ranged_changes(qtbot) -> None:
+    model = MqttTreeModel(clock=lambda: T0 + 1)
+    buf = FakeBuffer()
+    model._source = buf.drain
+    inserts: list[tuple[int, int]] = []
+    changes: list[tuple[int, int]] = []
+    model.rowsInserted.connect(lambda _p, first, last: inserts.append((first, last)))
+    model.dataChanged.connect(lambda tl, br, _r: changes.append((tl.row(), br.row())))
+    for i in range(50):
+        buf.put(f"a/{i}/x")
+    model.tick()
+    assert inserts == [(0, 0)]  # 'a' arrives with its whole subtree in one signal
+    a = model.index(0, 0)
+    assert model.rowCount(a) == 50
+    assert model.rowCount(model.index(7, 0, a)) == 1
+    inserts.clear()
+    changes.clear()
+    for i in range(50, 53):
+        buf.put(f"a/{i}/x")
+    buf.put("a/3/x")
+    model.tick()
+    assert inserts == [(50, 52)]
+    assert (0, 52) in changes  # one range for all changed siblings under 'a' (rates of the last tick move too)
+    assert len(changes) <= 1 + 1 + 53  # 'a', its children, one per a/<i>: never one per message
+
+
+def test_payload_preview_column(qtbot) -> None:
+    model = MqttTreeModel(TopicTree(), clock=lambda: T0)
+    model.tree.ingest_batch([("bin", bytes(range(10)), 0, False, T0), ("txt", b"line1\nline2", 0, True, T0)])
+    model.tick()
+    assert model.data(model.index(0, COL_PAYLOAD)).startswith("0x0001")
+    assert model.data(model.index(1, COL_PAYLOAD)) == "[retained] line1 line2"
+    assert model.data(QModelIndex()) is None
+
+
+def _flood(broker: BrokerHandle, topics: int, per_topic: int, stop: threading.Event) -> None:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{time.monotonic_ns()}")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    try:
+        for n in range(per_topic):
+            for t in range(topics):
+                if stop.is_set():
+                    return
+                c.publish(f"site/{t % 10}/dev/{t}/metric", b'{"n": %d, "ok": true}' % n)
+            time.sleep(0.01)
+        c.publish("done", b"1", qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_explorer_absorbs_a_flood_and_shows_payloads(qtbot, aloop: Loop, mosquitto: BrokerHandle) -> None:
+    win = MqttExplorer(mosquitto.url, "site/#, done")
+    qtbot.addWidget(win)
+    win.show()
+    watch = LoopWatch(interval=0.01)
+
+    async def scenario() -> None:
+        assert await win.connect_broker()
+        assert win.subscriber is not None
+        assert win.subscriber.state.state is ConnState.UP
+        watch.start()
+        stop = threading.Event()
+        flood = threading.Thread(target=_flood, args=(mosquitto, 200, 20, stop))
+        flood.start()
+        try:
+            await until(lambda: win.model.tree.find("done") is not None, timeout=20, what="the flood")
+        finally:
+            stop.set()
+            flood.join()
+        await until(lambda: win.model.tree.root.total >= 4001, what="every message")
+        await watch.stop()
+        assert win.select_topic("site/3/dev/13/metric")
+        await until(lambda: "\n  " in win.payload_view.toPlainText(), what="pretty JSON")
+        assert '"ok": true' in win.payload_view.toPlainText()
+        assert win.history.count() == 10
+        win.pub_topic.setText("site/echo")
+        win.pub_payload.setText("hi")
+        win._on_publish_clicked()
+        await until(lambda: win.model.tree.find("site/echo") is not None, what="our own message")
+        assert "messages on" in win.stats.text()
+        await win.disconnect_broker()
+
+    aloop.run(scenario(), timeout=40)
+    assert win.subscriber is None
+    assert win.connect_button.text() == "Connect"
+    # A loose bound: this checks that nothing blocks the loop for long; bench/mqtt_topics.py measures the stall.
+    assert watch.worst_stall < 1.0, watch.stats.describe()
+
+
+def test_explorer_explains_a_refused_connection(qtbot, aloop: Loop) -> None:
+    win = MqttExplorer(f"mqtt://127.0.0.1:{free_port()}", "#")
+    qtbot.addWidget(win)
+    assert not aloop.run(win.connect_broker())
+    assert "refused" in win.stats.text()
+    assert win.url_edit.isEnabled()
+    win.url_edit.setText("ssh://host")
+    assert not aloop.run(win.connect_broker())
+    assert "MQTT" in win.stats.text()
+    win.url_edit.setText("mqtt://127.0.0.1:1")
+    win.filters_edit.setText("a/#/b")
+    assert not aloop.run(win.connect_broker())
+    assert "'#' must be" in win.stats.text()
+
+
+@pytest.mark.parametrize("role", [Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.TextAlignmentRole])
+def test_model_roles_never_raise(qtbot, role: Qt.ItemDataRole) -> None:
+    model = MqttTreeModel(clock=lambda: T0)
+    model.tree.ingest_batch([("a/b", b"x", 0, False, T0)])
+    model.tick()
+    for col in range(4):
+        model.data(model.index(0, col), role)
+
+
+def test_topics_sort_naturally_in_a_proxy(qtbot) -> None:
+    from PySide6.QtCore import QSortFilterProxyModel
+
+    from siteline.ui.mqtt_tree_model import SORT_ROLE
+
+    model = MqttTreeModel(clock=lambda: T0)
+    model.tree.ingest_batch([(f"dev/{n}", b"", 0, False, T0) for n in (10, 2, 1, 33, 3)])
+    model.tick()
+    proxy = QSortFilterProxyModel()
+    proxy.setSourceModel(model)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.sort(COL_TOPIC, Qt.SortOrder.AscendingOrder)
+    dev = proxy.index(0, 0)
+    assert [proxy.index(r, 0, dev).data() for r in range(proxy.rowCount(dev))] == ["1", "2", "3", "10", "33"]
+
+
+def test_closing_the_window_closes_the_link(qtbot, aloop: Loop, mosquitto: BrokerHandle) -> None:
+    win = MqttExplorer(mosquitto.url, "#")
+    qtbot.addWidget(win)
+    assert aloop.run(win.connect_broker())
+    sub = win.subscriber
+    assert sub is not None
+    win.close()
+    aloop.run(until(lambda: sub.state.state is ConnState.DOWN, what="the link closed"))
