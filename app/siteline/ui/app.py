@@ -155,7 +155,7 @@ async def run_window(
         if shot is not None:
             shot.cancel()
     finally:
-        await window.page.console.close_shell()
+        await window.page.console.close_shell()  # hang up the console (and close its log) before the links
         await window.sessions.close_all()
         await watch.stop()
         log.info("%s", watch.stats.describe())

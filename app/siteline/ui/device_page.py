@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from siteline.core.device.system import System
-from siteline.core.errors import TargetError
+from siteline.core.errors import HostKeyProblem, TargetError
 from siteline.core.inventory import DeviceEntry
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
@@ -19,6 +19,10 @@ from siteline.core.transports.base import ConnectionState, ConnState
 from siteline.ui.console_tab import ConsoleTab, ShellOpener
 from siteline.ui.icons import state_icon
 from siteline.ui.overview_tab import OverviewTab
+from siteline.ui.path_view import active_path, path_line, paths_tooltip
+
+if TYPE_CHECKING:
+    from siteline.ui.sessions import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class DevicePage(QWidget):
     sig_reconnect_requested = Signal()
     sig_edit_requested = Signal()
     sig_password_requested = Signal()
+    sig_host_key_review_requested = Signal()  # reopen the host-key question of the shown device
 
     def __init__(
         self,
@@ -69,6 +74,13 @@ class DevicePage(QWidget):
         self._state.setTextFormat(Qt.TextFormat.PlainText)  # reasons quote what the device or network said
         self._state.setObjectName("pageState")
         self._state.setWordWrap(True)
+        self._sessions: SessionManager | None = None
+        self.path = QLabel()
+        self.path.setObjectName("pagePath")
+        self.path.setTextFormat(Qt.TextFormat.PlainText)
+        self.path.setWordWrap(True)
+        self.path.hide()
+        self._build_host_key_bar()
         self.overview = OverviewTab()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("deviceTabs")
@@ -80,6 +92,22 @@ class DevicePage(QWidget):
                 self.tabs.addTab(self.console, "Console")
         self._add_plugin_panels(plugins)
         self._build_layout()
+
+    def _build_host_key_bar(self) -> None:
+        self.host_key_bar = QFrame()
+        self.host_key_bar.setObjectName("hostKeyBar")
+        self.host_key_text = QLabel()
+        self.host_key_text.setObjectName("hostKeyText")
+        self.host_key_text.setTextFormat(Qt.TextFormat.PlainText)
+        self.host_key_button = QPushButton("Re&view…")
+        self.host_key_button.setToolTip("Show the device's host key and decide whether to trust it")
+        self.host_key_button.clicked.connect(self.sig_host_key_review_requested.emit)
+        row = QHBoxLayout(self.host_key_bar)
+        row.setContentsMargins(6, 3, 6, 3)
+        row.addWidget(self.host_key_text)
+        row.addWidget(self.host_key_button)
+        row.addStretch(1)
+        self.host_key_bar.hide()
 
     def _build_layout(self) -> None:
         buttons = QHBoxLayout()
@@ -102,7 +130,9 @@ class DevicePage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._title)
         layout.addWidget(self._target)
+        layout.addWidget(self.path)
         layout.addLayout(state_row)
+        layout.addWidget(self.host_key_bar)
         layout.addLayout(buttons)
         layout.addWidget(self.tabs, 1)
 
@@ -113,6 +143,59 @@ class DevicePage(QWidget):
                 self.tabs.addTab(widget, contribution.item.title)
             except Exception:  # a plugin's panel must not take the page down
                 log.exception("panel '%s' of plugin %s failed", contribution.item.title, contribution.plugin)
+
+    def follow(self, sessions: SessionManager) -> None:
+        """Keep the path line and the host-key bar of the shown device current from ``sessions``' signals."""
+        self._sessions = sessions
+        sessions.sig_paths_changed.connect(self._on_sessions_changed)
+        sessions.sig_host_key_problem.connect(self._on_sessions_changed)
+        sessions.sig_state_changed.connect(self._on_sessions_changed)
+
+    def _on_sessions_changed(self, name: str, *_args: object) -> None:
+        if name == self.device:
+            self._refresh_from_sessions()
+
+    def _refresh_from_sessions(self) -> None:
+        if self._sessions is None or self.device is None:
+            return
+        self.show_paths(self._sessions.paths(self.device), self._sessions.active_target(self.device))
+        self.show_host_key_problem(self._sessions.host_key_problem(self.device))
+
+    def show_paths(self, paths: list[Any], active_target: Any = None) -> None:
+        """The "Path" line: shown for a device with more than one path (one path is the target line)."""
+        if len(paths) < 2:
+            self.path.hide()
+            return
+        self.path.setText(f"Path: {path_line(paths, active_target)}")
+        self.path.setToolTip(paths_tooltip(paths, active_target))
+        found = active_path(paths, active_target)
+        preferred = found is not None and found[0] == 0
+        # On a fallback the link may be slower or metered: the line takes the "retrying" colour to be noticed.
+        self._paint(self.path, None if preferred else "retrying" if found else "down")
+        self.path.show()
+
+    def _paint(self, label: QLabel, state: str | None) -> None:
+        colour = self._state_colour(state) if state and self._state_colour else None
+        pal = label.palette()
+        pal.setColor(QPalette.ColorRole.WindowText, colour or self.palette().color(QPalette.ColorRole.WindowText))
+        label.setPalette(pal)
+
+    def show_host_key_problem(self, problem: HostKeyProblem | None) -> None:
+        if problem is None:
+            self.host_key_bar.hide()
+            return
+        if problem.kind == "changed":
+            text = "⚠ Host key CHANGED — not connecting: this may be an attack —"
+        else:
+            text = "Host key not trusted yet —"
+        self.host_key_bar.setToolTip(f"{problem.display_name}: offered {problem.offered_fingerprint}")
+        self.host_key_text.setText(text)
+        state = "down" if problem.kind == "changed" else "retrying"
+        border = self._state_colour(state).name() if self._state_colour else "#c0392b"
+        text_rule = f" #hostKeyText {{ color: {border}; font-weight: bold; }}" if problem.kind == "changed" else ""
+        self.host_key_bar.setStyleSheet(f"#hostKeyBar {{ border: 1px solid {border}; border-radius: 3px; }}{text_rule}")
+        self.host_key_bar.show()
+        self.password_button.hide()  # the password is not what stops this device
 
     def show_device(self, entry: DeviceEntry, state: ConnectionState, snapshots: dict[str, Any]) -> None:
         if entry.name != self.device:
@@ -125,13 +208,18 @@ class DevicePage(QWidget):
         system = snapshots.get("system")
         if isinstance(system, System):
             self.overview.show_system(system)
+        if self._sessions is None:
+            self.show_host_key_problem(None)
+            self.show_paths([])
+        self._refresh_from_sessions()
 
     def _show_console_target(self, entry: DeviceEntry) -> None:
         try:
             target: Target | None = parse_target(entry.target)
         except TargetError:
             target = None
-        self.console.set_device(target, self.console_opener(entry.name) if self.console_opener else None)
+        opener = self.console_opener(entry.name) if self.console_opener else None
+        self.console.set_device(target, opener, name=entry.name)
 
     def show_state(self, state: ConnectionState) -> None:
         self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))
@@ -141,7 +229,7 @@ class DevicePage(QWidget):
             pal = self._state.palette()
             pal.setColor(QPalette.ColorRole.WindowText, self._state_colour(state.state.value))
             self._state.setPalette(pal)
-        self.password_button.setVisible(state.state is ConnState.DOWN)
+        self.password_button.setVisible(state.state is ConnState.DOWN and self.host_key_bar.isHidden())
         if not self.overview.filled:
             waiting = {
                 ConnState.UP: "Connected; reading the device…",

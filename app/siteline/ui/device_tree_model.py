@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
@@ -18,6 +18,10 @@ from siteline.core.inventory import DeviceEntry
 from siteline.core.targets import parse_target
 from siteline.core.transports.base import ConnectionState, ConnState
 from siteline.ui.icons import icon, state_icon, transport_icon
+from siteline.ui.path_view import active_path, describe_target, paths_tooltip, transport_word
+
+if TYPE_CHECKING:
+    from siteline.ui.sessions import SessionManager
 
 NAME_COLUMN, STATE_COLUMN = 0, 1
 HEADERS = ("Device", "State")
@@ -25,6 +29,7 @@ NameRole = Qt.ItemDataRole.UserRole + 1  # device name, or None on a site row
 StateRole = Qt.ItemDataRole.UserRole + 2  # ConnState value ("up", "retrying" ...)
 TargetRole = Qt.ItemDataRole.UserRole + 3
 SiteRole = Qt.ItemDataRole.UserRole + 4
+PathRole = Qt.ItemDataRole.UserRole + 5  # the target in use now ("" when no path is up)
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
@@ -32,6 +37,22 @@ AnyIndex = QModelIndex | QPersistentModelIndex
 class _Device:
     entry: DeviceEntry
     state: ConnectionState = field(default_factory=lambda: ConnectionState(ConnState.CONNECTING))
+    paths: list[Any] = field(default_factory=list)  # PathStatus items, in order of preference
+    active: str | None = None  # the session's active target
+    host_key: str = ""  # "unknown" / "changed" while an SSH host key waits for the person
+
+    def in_use(self) -> str:
+        """The target in use now: the active path of a several-path device, else its one target when up."""
+        found = active_path(self.paths, self.active) if self.paths else None
+        if found is not None:
+            return str(found[1].target)
+        return self.entry.target if self.state.state is ConnState.UP and not self.paths else ""
+
+    def via(self) -> str:
+        """" via serial" for a device with several paths that is up; "" otherwise."""
+        used = self.in_use()
+        several_up = len(self.paths) > 1 and self.state.state is ConnState.UP
+        return f" via {transport_word(used)}" if several_up and used else ""
 
 
 @dataclass
@@ -46,6 +67,7 @@ class DeviceTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self._sites: list[_Site] = []
         self._ids = itertools.count(1)
+        self._sessions: SessionManager | None = None
 
     # -- Qt model interface ------------------------------------------------------------------
 
@@ -135,6 +157,33 @@ class DeviceTreeModel(QAbstractItemModel):
         self.remove_device(old_name)
         self._place(entry, state=state, signal=True)
 
+    def follow(self, sessions: SessionManager) -> None:
+        """Show each device's path in use, and a host key waiting for the person, as ``sessions`` reports them."""
+        self._sessions = sessions
+        sessions.sig_paths_changed.connect(
+            lambda name: self.set_paths(name, sessions.paths(name), sessions.active_target(name))
+        )
+        sessions.sig_host_key_problem.connect(lambda name, _problem: self._on_sessions_host_key(name))
+
+    def _on_sessions_host_key(self, name: str) -> None:
+        found = self._find(name)
+        if found is None or self._sessions is None:
+            return
+        problem = self._sessions.host_key_problem(name)
+        found[1].host_key = problem.kind if problem is not None else ""
+        first = self.index_of(name, NAME_COLUMN)
+        self.dataChanged.emit(first, first.siblingAtColumn(STATE_COLUMN))
+
+    def set_paths(self, name: str, paths: list[Any], active_target: Any = None) -> None:
+        """A device's paths changed (one dropped, a fallback took over): its row says which one is in use."""
+        found = self._find(name)
+        if found is None:
+            return
+        found[1].paths = list(paths)
+        found[1].active = str(active_target) if active_target else None
+        first = self.index_of(name, NAME_COLUMN)
+        self.dataChanged.emit(first, first.siblingAtColumn(STATE_COLUMN))
+
     def remove_device(self, name: str) -> bool:
         found = self._find(name)
         if found is None:
@@ -156,6 +205,9 @@ class DeviceTreeModel(QAbstractItemModel):
         if found is None:
             return
         found[1].state = state
+        if self._sessions is not None:  # a trusted key (or a removed question) ends with a state change
+            problem = self._sessions.host_key_problem(name)
+            found[1].host_key = problem.kind if problem is not None else ""
         first = self.index_of(name, NAME_COLUMN)
         self.dataChanged.emit(first, first.siblingAtColumn(STATE_COLUMN))
         site_index = self.createIndex(self._sites.index(found[0]), STATE_COLUMN, 0)
@@ -212,11 +264,14 @@ class DeviceTreeModel(QAbstractItemModel):
     def _device_data(self, device: _Device, column: int, role: int) -> Any:
         entry, state = device.entry, device.state
         if role == Qt.ItemDataRole.DisplayRole:
-            return entry.name if column == NAME_COLUMN else _state_text(state)
+            return entry.name if column == NAME_COLUMN else _row_text(device)
         if role == Qt.ItemDataRole.DecorationRole:
-            return _transport_icon(entry.target) if column == NAME_COLUMN else state_icon(state.state)
+            shown = device.in_use() or entry.target
+            return _transport_icon(shown) if column == NAME_COLUMN else state_icon(state.state)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{entry.name} — {entry.target}\n{state.describe()}"
+            return _tooltip(device)
+        if role == PathRole:
+            return device.in_use()
         if role == NameRole:
             return entry.name
         if role == StateRole:
@@ -226,8 +281,25 @@ class DeviceTreeModel(QAbstractItemModel):
         if role == SiteRole:
             return entry.site
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"{entry.name}, {state.describe()}"
+            return f"{entry.name}, {state.describe()}{device.via()}"
         return None
+
+
+def _row_text(device: _Device) -> str:
+    """The state column: the connection state, the path in use, or the host key that stops the device."""
+    key = {"changed": "⚠ HOST KEY CHANGED", "unknown": "host key to check"}.get(device.host_key, "")
+    if key and device.state.state is not ConnState.UP:
+        return key
+    return _state_text(device.state) + device.via() + (f" · {key}" if key else "")
+
+
+def _tooltip(device: _Device) -> str:
+    entry, state = device.entry, device.state
+    if len(device.paths) > 1:
+        used = device.in_use()
+        now = f"in use: {describe_target(used)}" if used else "no path in use"
+        return f"{entry.name} — {now}\n{state.describe()}\n\nPaths:\n{paths_tooltip(device.paths, device.active)}"
+    return f"{entry.name} — {entry.target}\n{state.describe()}"
 
 
 def _state_text(state: ConnectionState, now: float | None = None) -> str:

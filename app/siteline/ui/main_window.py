@@ -39,6 +39,7 @@ from siteline.ui.delegates import TallRowDelegate
 from siteline.ui.device_dialog import DeviceDialog
 from siteline.ui.device_page import DevicePage
 from siteline.ui.device_tree_model import NAME_COLUMN, STATE_COLUMN, DeviceTreeModel, NameRole
+from siteline.ui.host_key_dialog import HostKeyPrompts
 from siteline.ui.icons import icon
 from siteline.ui.plugins_dialog import PluginsDialog
 from siteline.ui.sessions import SessionManager
@@ -189,6 +190,11 @@ class MainWindow(QMainWindow):
         self.page.sig_edit_requested.connect(self.edit_device)
         self.page.sig_password_requested.connect(self._on_page_password_requested)
         self.status.sig_plugins_clicked.connect(self.show_plugins)
+        self.host_keys = HostKeyPrompts(self.sessions, self)
+        self.page.follow(self.sessions)
+        self.model.follow(self.sessions)
+        self.sessions.sig_path_event.connect(self.status.show_path_event)
+        self.page.sig_host_key_review_requested.connect(self._on_host_key_review_requested)
 
     # -- devices -----------------------------------------------------------------------------
 
@@ -300,6 +306,9 @@ class MainWindow(QMainWindow):
         self.plugins_dialog.open()
 
     # -- slots -------------------------------------------------------------------------------
+
+    def _on_host_key_review_requested(self) -> None:
+        self.host_keys.review(self.page.device)
 
     def show_mqtt_explorer(self) -> None:
         # Its own window (not modal): a technician watches topics while working on a device. Imported

@@ -16,8 +16,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from siteline.core.backoff import Backoff
-from siteline.core.errors import AuthError, TransportError
+from siteline.core.errors import AuthError, HostKeyError, HostKeyProblem, TransportError
 from siteline.core.inventory import DeviceEntry
+from siteline.core.paths import PathEvent, PathStatus
 from siteline.core.plugins import PluginHost
 from siteline.core.session import DeviceSession, TransportFactory
 from siteline.core.targets import Target
@@ -27,12 +28,16 @@ from siteline.core.transports.factory import open_transport
 log = logging.getLogger(__name__)
 
 
-def default_factory(known_hosts: Path) -> TransportFactory:
-    """The real transports; a transport module that cannot be imported becomes a retryable error."""
+def default_factory(known_hosts: Path, accept_new_host_key: bool = False) -> TransportFactory:
+    """The real transports; a transport module that cannot be imported becomes a retryable error.
+
+    An unknown SSH host key is refused (``accept_new_host_key`` False): the window asks the person,
+    who compares the fingerprint, instead of trusting whatever answers first.
+    """
 
     def make(target: Target, credentials: Credentials) -> Transport:
         try:
-            return open_transport(target, credentials, known_hosts)
+            return open_transport(target, credentials, known_hosts, accept_new_host_key=accept_new_host_key)
         except ImportError as exc:
             raise TransportError(
                 f"The {target.scheme} transport is not available in this Siteline ({exc}).",
@@ -42,12 +47,26 @@ def default_factory(known_hosts: Path) -> TransportFactory:
     return make
 
 
-class _WatchedTransport:
-    """Delegates to a transport and reports a refused login, so the UI can ask for a password."""
+def _all_of(*removers: Callable[[], None]) -> Callable[[], None]:
+    def remove() -> None:
+        for remover in removers:
+            remover()
 
-    def __init__(self, inner: Transport, on_auth_error: Callable[[AuthError], None]) -> None:
+    return remove
+
+
+class _WatchedTransport:
+    """Delegates to a transport and reports what a person must settle: a refused login, a host key."""
+
+    def __init__(
+        self,
+        inner: Transport,
+        on_auth_error: Callable[[AuthError], None],
+        on_host_key_error: Callable[[HostKeyError], None] | None = None,
+    ) -> None:
         self._inner = inner
         self._on_auth_error = on_auth_error
+        self._on_host_key_error = on_host_key_error
 
     @property
     def state(self) -> ConnectionState:
@@ -61,6 +80,10 @@ class _WatchedTransport:
             await self._inner.connect()
         except AuthError as exc:
             self._on_auth_error(exc)
+            raise
+        except HostKeyError as exc:
+            if self._on_host_key_error is not None:
+                self._on_host_key_error(exc)
             raise
 
     async def run(self, command: str, timeout: float = 30.0) -> Result:
@@ -79,6 +102,10 @@ class SessionManager(QObject):
     sig_state_changed = Signal(str)  # device name; read the state with state(name)
     sig_snapshot_received = Signal(str, str)  # device name, probe kind
     sig_password_needed = Signal(str, str)  # device name, what the device said
+    sig_host_key_problem = Signal(str, object)  # device name, HostKeyProblem: unknown or changed key
+    sig_paths_changed = Signal(str)  # device name; read them with paths(name)
+    sig_path_event = Signal(str, str)  # device name, what happened in words ("SSH via bastion dropped ...")
+    sig_device_removed = Signal(str)  # device name: prompts about it close
 
     def __init__(
         self,
@@ -93,6 +120,10 @@ class SessionManager(QObject):
         self._backoff = backoff
         self._sessions: dict[str, DeviceSession] = {}
         self._unlisten: dict[str, Callable[[], None]] = {}
+        # The host-key question each device waits on, until the person answers or the device goes.
+        self._host_key_problems: dict[str, HostKeyProblem] = {}
+        # The path (target URL) each question is about: with several paths the device may be up on another.
+        self._host_key_targets: dict[str, str] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         # The stop still running per device name: a new session for that name starts only after it,
         # because the old one may still hold the serial port's lock (a false "port busy").
@@ -115,6 +146,21 @@ class SessionManager(QObject):
         session = self._sessions.get(name)
         return session.state if session else ConnectionState(ConnState.DOWN, "no session")
 
+    def host_key_problem(self, name: str) -> HostKeyProblem | None:
+        """The unknown or changed host key that stops ``name``, until the person settles it."""
+        return self._host_key_problems.get(name)
+
+    def paths(self, name: str) -> list[PathStatus]:
+        """The device's paths in order of preference, each with its state and why."""
+        session = self._sessions.get(name)
+        return session.paths if session is not None else []
+
+    def active_target(self, name: str) -> str | None:
+        """The target URL in use now, None while no path is up."""
+        session = self._sessions.get(name)
+        active = session.active_target if session is not None else None
+        return str(active) if active is not None else None
+
     def all_up(self) -> bool:
         return bool(self._sessions) and all(s.state.state is ConnState.UP for s in self._sessions.values())
 
@@ -134,10 +180,16 @@ class SessionManager(QObject):
         name = entry.name
 
         def factory(target: Target, creds: Credentials) -> Transport:
-            return _WatchedTransport(self._factory(target, creds), lambda exc: self._on_auth_error(name, exc))
+            return _WatchedTransport(
+                self._factory(target, creds),
+                lambda exc: self._on_auth_error(name, exc),
+                lambda exc: self._on_host_key_error(name, str(target), exc),
+            )
 
         session = DeviceSession(entry, factory, creds, self._plugins, backoff=self._backoff())
-        self._unlisten[name] = session.add_state_listener(lambda _s: self.sig_state_changed.emit(name))
+        unlisten_state = session.add_state_listener(lambda s: self._on_session_state(name, s))
+        unlisten_paths = session.add_path_listener(lambda event: self._on_path_event(name, session, event))
+        self._unlisten[name] = _all_of(unlisten_state, unlisten_paths)
         session.add_snapshot_listener(lambda kind, _snap: self._on_snapshot(name, kind))
         self._sessions[name] = session
         if start:
@@ -161,10 +213,12 @@ class SessionManager(QObject):
         """Forget a device now and stop its session in the background (close_all waits for it)."""
         session = self._sessions.pop(name, None)
         unlisten = self._unlisten.pop(name, None)
+        self._forget_host_key(name)
         if session is None:
             return None
         if unlisten:
             unlisten()
+        self.sig_device_removed.emit(name)
         task = asyncio.get_running_loop().create_task(session.stop(), name=f"stop {name}")
         self._track(task)
         self._stop_by_name[name] = task
@@ -188,6 +242,42 @@ class SessionManager(QObject):
         session = self._sessions.get(name)
         if session is not None:
             session.reconnect(replace(session.credentials, password=password))
+
+    def trust_host_key(self, name: str, problem: HostKeyProblem) -> None:
+        """The person compared the fingerprint of an unknown key and trusts it: pin it and connect."""
+        from siteline.core.transports.known_hosts import KnownHosts  # asyncssh only when an answer comes
+
+        if problem.kind != "unknown":
+            raise ValueError("a changed host key is only replaced through replace_host_key")
+        KnownHosts(Path(problem.known_hosts_path)).pin(problem.host, problem.port, problem.offered_key)
+        log.warning(
+            "%s: the user trusted the host key %s of %s after comparing it; pinned in %s",
+            name, problem.offered_fingerprint, problem.display_name, problem.known_hosts_path,
+        )
+        self._settled(name, problem)
+
+    def replace_host_key(self, name: str, problem: HostKeyProblem, typed_name: str) -> None:
+        """The person explicitly replaced a changed key (and typed the device's name to confirm it)."""
+        from siteline.core.transports.known_hosts import KnownHosts
+
+        if problem.kind != "changed" or typed_name.strip() != name:
+            raise ValueError("replacing a pinned host key needs the device's name typed as confirmation")
+        log.warning(
+            "%s: the user replaced the pinned host key of %s (was %s) with %s, confirmed by typing the name",
+            name, problem.display_name, ", ".join(problem.pinned_fingerprints) or "none",
+            problem.offered_fingerprint,
+        )
+        KnownHosts(Path(problem.known_hosts_path)).replace(problem.host, problem.port, problem.offered_key)
+        self._settled(name, problem)
+
+    def _settled(self, name: str, problem: HostKeyProblem) -> None:
+        if self._host_key_problems.get(name) == problem:
+            self._forget_host_key(name)
+        self.reconnect(name)
+
+    def _forget_host_key(self, name: str) -> None:
+        self._host_key_problems.pop(name, None)
+        self._host_key_targets.pop(name, None)
 
     def reconnect(self, name: str) -> None:
         session = self._sessions.get(name)
@@ -216,6 +306,37 @@ class SessionManager(QObject):
     def _on_snapshot(self, name: str, kind: str) -> None:
         if name in self._sessions:
             self.sig_snapshot_received.emit(name, kind)
+
+    def _on_session_state(self, name: str, state: ConnectionState) -> None:
+        if state.state is ConnState.UP:
+            self._clear_if_in_use(name)
+        self.sig_state_changed.emit(name)
+
+    def _clear_if_in_use(self, name: str) -> None:
+        """The questioned path is up after all (e.g. the CLI pinned the key): the question is settled."""
+        session = self._sessions.get(name)
+        target = self._host_key_targets.get(name)
+        if session is None or target is None:
+            return
+        if str(session.active_target or session.target) == target:
+            self._forget_host_key(name)
+
+    def _on_path_event(self, name: str, session: DeviceSession, event: PathEvent) -> None:
+        if self._sessions.get(name) is not session:
+            return
+        if event.active is not None and event.active == self._host_key_targets.get(name):
+            self._clear_if_in_use(name)
+        self.sig_paths_changed.emit(name)
+        # Only news for a device with somewhere to fall back to; "trying ..." is the state line's job.
+        if event.message and len(session.targets) > 1 and event.kind != "trying":
+            self.sig_path_event.emit(name, event.message)
+
+    def _on_host_key_error(self, name: str, target: str, exc: HostKeyError) -> None:
+        if name not in self._sessions or exc.problem is None:
+            return
+        self._host_key_problems[name] = exc.problem
+        self._host_key_targets[name] = target
+        self.sig_host_key_problem.emit(name, exc.problem)
 
     def _on_auth_error(self, name: str, exc: AuthError) -> None:
         if name in self._sessions:

@@ -56,6 +56,10 @@ class StatusBar(QStatusBar):
     def update_devices(self, up: int, total: int) -> None:
         self.devices.setText(f"{up} of {total} devices up" if total else "No devices yet — press Ctrl+N to add one")
 
+    def show_path_event(self, device: str, message: str) -> None:
+        """A path dropped or took over ("SSH via bastion dropped (...); continuing on serial ..."): said for a while."""
+        self.showMessage(f"{device}: {message}", 15000)
+
     def show_stall(self, count: int, worst: float) -> None:
         self.stall.setText(f"⚠ UI stalled {count}× (worst {worst:.1f} s)")
         self.stall.setToolTip("The window stopped responding for a while; this is a bug: please report it.")
