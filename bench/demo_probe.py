@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
+from siteline import paths
 from siteline.core.loopwatch import LoopWatch
 from siteline.simulator.demo import start_site
 from siteline.ui.app import overview_ready, run_gui
@@ -20,6 +22,8 @@ def main() -> int:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="siteline-bench-") as folder:
         site = start_site(Path(folder))
+        os.environ["SITELINE_HOME"] = str(Path(folder) / "home")  # never the technician's own lists
+        site.pin_host_keys(paths.data_dir() / "known_hosts")
         try:
             figures["site_ready_s"] = time.monotonic() - t0
             shown_at = 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from siteline import paths
 from siteline.core.transports.base import ConnState
 from siteline.simulator.demo import start_site
 from siteline.ui.app import overview_ready, run_gui
@@ -19,6 +20,7 @@ STALL_LIMIT = 2.0
 def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> None:
     require_tool("mosquitto")
     site = start_site(tmp_path / "demo")
+    site.pin_host_keys(paths.data_dir() / "known_hosts")
     seen: dict[str, object] = {}
     try:
 

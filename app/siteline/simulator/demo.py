@@ -29,6 +29,7 @@ from typing import Any
 import asyncssh
 
 from siteline.core.inventory import DeviceEntry
+from siteline.core.targets import parse_target
 from siteline.core.transports.base import Credentials
 from siteline.simulator.broker import (
     BrokerHandle,
@@ -40,6 +41,7 @@ from siteline.simulator.broker import (
 )
 from siteline.simulator.private import write_private
 from siteline.simulator.runner import MQTT_PASSWORD_ENV, PASSWORD_ENV, READY
+from siteline.simulator.ssh_server import HOST_KEY_NAME
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 20.0
@@ -85,14 +87,32 @@ class DemoSite:
                 found.append((DeviceEntry(dev.name, target, SITE, username=USER),
                               Credentials(username=USER, password=self.password, use_agent=False)))
             elif dev.transport == "ssh":
-                found.append((DeviceEntry(dev.name, target, SITE),
-                              Credentials(username=USER, key_path=str(self.client_key), use_agent=False)))
+                # SSH preferred, the serial cable as the way in when the network is down.
+                cable = dev.urls.get("serial")
+                found.append((DeviceEntry(dev.name, target, SITE, username=USER,
+                                          fallbacks=(cable,) if cable else ()),
+                              Credentials(username=USER, key_path=str(self.client_key),
+                                          password=self.password if cable else None, use_agent=False)))
             else:
                 mqtt_target = self.mqtt_target(dev.name) or target
                 secret = self.broker_users.get(SITELINE_MQTT_USER)
                 found.append((DeviceEntry(dev.name, mqtt_target, SITE, username=SITELINE_MQTT_USER),
                               Credentials(username=SITELINE_MQTT_USER, password=secret, use_agent=False)))
         return found
+
+    def pin_host_keys(self, known_hosts: Path) -> None:
+        """Trust the demo's own SSH devices: the demo made their keys, so there is nothing to compare."""
+        from siteline.core.transports.known_hosts import KnownHosts
+
+        store = KnownHosts(known_hosts)
+        for dev in self.devices:
+            ssh, state = dev.urls.get("ssh"), dev.urls.get("state")
+            if not ssh or not state:
+                continue
+            target = parse_target(ssh)
+            key = (Path(state) / f"{HOST_KEY_NAME}.pub").read_text(encoding="utf-8")
+            # A re-run reuses the folder but the port changes; replace keeps one line per host and port.
+            store.replace(target.host, target.effective_port, key)
 
     def stop(self) -> None:
         for dev in self.devices:
@@ -202,7 +222,8 @@ def start_site(folder: Path) -> DemoSite:
         login = {PASSWORD_ENV: site.password}
         site.devices.append(_spawn(site, "gw-serial", "serial", ["--serial-link", str(folder / "ttyGW0")], env=login))
         site.devices.append(_spawn(site, "gw-ssh", "ssh", ["--ssh-port", "0", "--ssh-keys-only",
-                                                           "--authorized-key", str(site.client_key) + ".pub"]))
+                                                           "--authorized-key", str(site.client_key) + ".pub",
+                                                           "--serial-link", str(folder / "ttyGW1")], env=login))
         if site.broker is not None:
             user = _device_broker_user("gw-mqtt")
             url = f"mqtt://{user}@{site.broker.host}:{site.broker.port}"
@@ -222,9 +243,11 @@ def _print_site(site: DemoSite) -> None:
               "(logins and ACLs required)", flush=True)
     for entry, creds in site.entries():
         broker = "broker " if entry.target.startswith("mqtt") else ""
-        how = (f"{broker}login {creds.username} / {creds.password}" if creds.password
-               else f"key {creds.key_path}" if creds.key_path else "no login")
+        how = (f"key {creds.key_path}" if creds.key_path
+               else f"{broker}login {creds.username} / {creds.password}" if creds.password else "no login")
         print(f"  {entry.name:<10} {entry.target}    ({how})", flush=True)
+        for fallback in entry.fallbacks:
+            print(f"  {'':<10} then {fallback}    (login {creds.username} / {creds.password})", flush=True)
     print("Press Ctrl-C to stop the site.", flush=True)
 
 
@@ -268,7 +291,10 @@ def run_demo(args: argparse.Namespace) -> int:
         home = folder / "siteline-home"
         home.mkdir(exist_ok=True)
         os.environ["SITELINE_HOME"] = str(home)  # the technician's own device list stays untouched
+        from siteline import paths
         from siteline.ui.app import run_gui
+
+        site.pin_host_keys(paths.data_dir() / "known_hosts")
 
         result: int = run_gui(devices=site.entries(), title="Siteline — demo site")
         return result
