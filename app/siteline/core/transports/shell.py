@@ -118,7 +118,11 @@ async def open_ssh_shell(
 ) -> ShellChannel:
     """Start the login shell on a PTY of ``cols`` x ``rows`` with TERM=``term``."""
     try:
-        process = await conn.create_process(term_type=term, term_size=(cols, rows), encoding=None)
+        # The terminal decodes UTF-8, so ask for a UTF-8 locale as OpenSSH's SendEnv LANG would (C.UTF-8
+        # exists on glibc and musl alike; a server without AcceptEnv LANG simply ignores it).
+        process = await conn.create_process(
+            term_type=term, term_size=(cols, rows), encoding=None, env={"LANG": "C.UTF-8"}
+        )
     except (OSError, asyncssh.Error) as exc:
         raise TransportError(
             f"Cannot open a shell on the device: {exc}.", "Check that the account has a login shell."
