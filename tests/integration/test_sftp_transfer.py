@@ -15,6 +15,7 @@ from tests.peers.sshd import SshdHandle
 from siteline.core.errors import TransportError
 from siteline.core.targets import parse_target
 from siteline.core.transports.base import Credentials
+from siteline.core.transports.integrity import BLOCK_SIZE
 from siteline.core.transports.ssh import SshTransport
 from siteline.core.transports.transfer import Progress
 
@@ -87,7 +88,7 @@ async def test_put_and_get_with_progress(sshd: SshdHandle, proxy: FaultProxy, tm
 async def test_cut_at_half_then_resume_sends_little_more_than_the_file(
     sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    size = 32 * MIB
+    size = 64 * MIB  # the 2 MiB in flight at the cut may be lost: 3 % of this file, well inside the 5 % bound
     src = _file(tmp_path / "src.bin", size)
     remote = str(tmp_path / "dst.bin")
     t = _transport(sshd, proxy, tmp_path)
@@ -127,6 +128,27 @@ async def test_corrupted_part_tail_is_sent_again(sshd: SshdHandle, proxy: FaultP
     assert _sha(Path(remote)) == _sha(src)
 
 
+async def test_holes_in_the_last_window_are_filled_and_good_blocks_kept(
+    sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    src = _file(tmp_path / "src.bin", 6 * MIB)
+    remote = str(tmp_path / "dst.bin")
+    part = bytearray(src.read_bytes()[: 4 * MIB])
+    hole = 4 * MIB - 5 * BLOCK_SIZE  # a request that never landed, with later ones that did
+    part[hole : hole + BLOCK_SIZE] = bytes(BLOCK_SIZE)
+    _write(Path(remote + ".part"), bytes(part))
+    t = _transport(sshd, proxy, tmp_path)
+    await t.connect()
+    try:
+        proxy.reset_counters()
+        result = await t.put(src, remote)
+    finally:
+        await t.close()
+    assert _sha(Path(remote)) == _sha(src)
+    assert result.resumed_from == 4 * MIB - BLOCK_SIZE  # everything but the hole was kept
+    assert proxy.bytes_up < 2 * MIB + 4 * BLOCK_SIZE, "only the hole and the missing end were sent"
+
+
 async def test_get_resumes_from_a_checked_local_part(sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path) -> None:
     remote = _file(tmp_path / "far.bin", 5 * MIB)
     local = tmp_path / "near.bin"
@@ -157,3 +179,51 @@ async def test_clear_errors(sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path)
             await t.put(src, "/proc/siteline-test.bin")
     finally:
         await t.close()
+
+
+async def test_transfers_run_over_two_sftp_sessions(sshd_bastion: SshdHandle, tmp_path: Path) -> None:
+    device = sshd_bastion  # the sshd that logs at DEBUG1, where each subsystem request shows
+    src = _file(tmp_path / "src.bin", 3 * MIB)
+    offset = _size(device.log_file)
+    target = parse_target(f"ssh://{device.user}@127.0.0.1:{device.port}")
+    t = SshTransport(target, Credentials(key_path=str(device.client_key), use_agent=False), tmp_path / "known_hosts")
+    await t.connect()
+    try:
+        up = await t.put(src, str(tmp_path / "dst.bin"))
+        down = await t.get(str(tmp_path / "dst.bin"), tmp_path / "back.bin")
+    finally:
+        await t.close()
+    assert up.sha256 == down.sha256 == _sha(tmp_path / "back.bin") == _sha(src)
+    assert device.log_text(offset).count("request subsystem") == 4  # put: 2 sessions, get: 2
+
+
+def _limit_sessions(sshd: SshdHandle, sessions: int) -> None:
+    """Restart sshd with MaxSessions (a small device's limit on channels per connection)."""
+    sshd.stop()
+    write = sshd._write_config
+
+    def limited() -> Path:
+        cfg = write()
+        cfg.write_text(cfg.read_text() + f"MaxSessions {sessions}\n")
+        return cfg
+
+    sshd._write_config = limited  # type: ignore[method-assign]
+    sshd.start()
+
+
+async def test_a_device_allowing_one_session_still_gets_checked_files(
+    sshd: SshdHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _limit_sessions(sshd, 1)
+    src = _file(tmp_path / "src.bin", 3 * MIB)
+    target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
+    t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "known_hosts")
+    await t.connect()
+    try:
+        with caplog.at_level("DEBUG", logger="siteline.core.transports.transfer"):
+            up = await t.put(src, str(tmp_path / "dst.bin"))
+            down = await t.get(str(tmp_path / "dst.bin"), tmp_path / "back.bin")
+    finally:
+        await t.close()
+    assert up.sha256 == down.sha256 == _sha(src) == _sha(tmp_path / "back.bin")
+    assert "using 1 SFTP session(s)" in caplog.text

@@ -244,3 +244,85 @@ async def test_known_hosts_file_is_read_forgivingly(tmp_path: Path) -> None:
     assert len(kh.keys_for("10.0.0.9", 22)) == 1
     assert kh.keys_for("nowhere", 22) == []
     assert KnownHosts(tmp_path / "missing").keys_for("h", 22) == []
+
+
+async def test_unknown_key_problem_then_pin_lets_the_next_connect_in(sshd: SshdHandle, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
+    creds = Credentials(key_path=str(sshd.client_key), use_agent=False)
+    with pytest.raises(HostKeyError) as info:
+        await SshTransport(target, creds, known, accept_new_host_key=False).connect()
+    problem = info.value.problem
+    assert problem is not None
+    assert (problem.kind, problem.host, problem.port) == ("unknown", "127.0.0.1", sshd.port)
+    assert problem.display_name == f"[127.0.0.1]:{sshd.port}"
+    assert problem.offered_fingerprint == sshd.host_fingerprint
+    assert problem.offered_key.split() == sshd.host_key.with_name("host_key.pub").read_text().split()[:2]
+    assert problem.pinned_fingerprints == ()
+    assert problem.known_hosts_path == str(known)
+    # The user accepted it in the dialog:
+    KnownHosts(Path(problem.known_hosts_path)).pin(problem.host, problem.port, problem.offered_key)
+    t = SshTransport(target, creds, known, accept_new_host_key=False)
+    await t.connect()
+    await t.close()
+
+
+async def test_changed_key_problem_then_explicit_replace(sshd: SshdHandle, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    first = _transport(sshd, known)
+    await first.connect()  # first contact pins the key
+    await first.close()
+    old = sshd.host_fingerprint
+    sshd.regenerate_host_key()
+    with pytest.raises(HostKeyError) as info:
+        await _transport(sshd, known).connect()
+    problem = info.value.problem
+    assert problem is not None
+    assert problem.kind == "changed"
+    assert problem.pinned_fingerprints == (old,)
+    assert problem.offered_fingerprint == sshd.host_fingerprint
+    KnownHosts(known).replace(problem.host, problem.port, problem.offered_key)
+    t = _transport(sshd, known)
+    await t.connect()
+    assert (await t.run("echo ok")).stdout == "ok\n"
+    await t.close()
+    assert [fingerprint(k) for k in KnownHosts(known).keys_for("127.0.0.1", sshd.port)] == [sshd.host_fingerprint]
+
+
+async def test_changed_key_behind_a_bastion_names_the_jump_chain(
+    sshd: SshdHandle, sshd_bastion: SshdHandle, tmp_path: Path
+) -> None:
+    sshd_bastion.authorize(sshd.client_key)
+    known = tmp_path / "known_hosts"
+    jump = f"{sshd_bastion.user}@127.0.0.1:{sshd_bastion.port}"
+    first = _transport(sshd, known, jump=jump)
+    await first.connect()
+    await first.close()
+    sshd.regenerate_host_key()
+    with pytest.raises(HostKeyError) as info:
+        await _transport(sshd, known, jump=jump).connect()
+    problem = info.value.problem
+    assert problem is not None
+    assert (problem.kind, problem.host) == ("changed", f"127.0.0.1%{jump}")
+    KnownHosts(known).replace(problem.host, problem.port, problem.offered_key)
+    t = _transport(sshd, known, jump=jump)
+    await t.connect()
+    await t.close()
+
+
+async def test_a_key_of_another_type_is_reported_as_changed(sshd: SshdHandle, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    rsa = asyncssh.generate_private_key("ssh-rsa").export_public_key().decode()
+    KnownHosts(known).pin("127.0.0.1", sshd.port, rsa)  # the device now has only an ed25519 key
+    with pytest.raises(HostKeyError, match="CHANGED") as info:
+        await _transport(sshd, known).connect()
+    assert info.value.problem is not None
+    assert info.value.problem.offered_fingerprint == sshd.host_fingerprint
+
+
+async def test_keepalive_comes_from_the_target_or_the_openssh_default(tmp_path: Path) -> None:
+    creds = Credentials(use_agent=False)
+    assert SshTransport(parse_target("ssh://r@h"), creds, tmp_path / "kh").keepalive_interval == 30
+    assert SshTransport(parse_target("ssh://r@h?keepalive=7"), creds, tmp_path / "kh").keepalive_interval == 7
+    explicit = SshTransport(parse_target("ssh://r@h?keepalive=7"), creds, tmp_path / "kh", keepalive_interval=2)
+    assert (explicit.keepalive_interval, explicit.keepalive_count_max) == (2, 3)

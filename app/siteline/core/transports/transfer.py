@@ -10,25 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import logging
 import os
 import posixpath
-import re
-import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
 from siteline.core.errors import TransportError
+from siteline.core.transports.integrity import (
+    BLOCK_SIZE,
+    good_prefix,
+    local_hash,
+    matching_blocks,
+    raw_bytes,
+    remote_hash,
+)
 
-BLOCK_SIZE = 131072  # OpenSSH's sftp-server drops the connection for 256 KiB requests
-PARALLEL = 16
+log = logging.getLogger(__name__)
+
+PARALLEL = 16  # requests in flight, over all channels
+CHANNELS = 2  # SFTP sessions: each is its own sftp-server process on the device, so writes overlap
+SESSION_RETRY = (0.05, 0.2, 0.5)  # seconds between tries to open a refused SFTP session
 PROGRESS_INTERVAL = 0.1  # at most 10 callbacks a second: a UI must not drown in them
-HASH_PIECE = 1 << 20
-_HEX64 = re.compile(r"^([0-9a-f]{64})\b")
 
 
 @dataclass(frozen=True)
@@ -82,85 +89,6 @@ class _Tracker:
         self.last_call = now
         if self.callback is not None:
             self.callback(Progress(self.done, self.total, rate, eta))
-
-
-# -- hashing -------------------------------------------------------------------------------------
-
-
-def _local_prefix_hashes(path: Path, cuts: list[int]) -> dict[int, str]:
-    """SHA-256 of the first ``n`` bytes of ``path`` for every ``n`` in ``cuts``, in one pass."""
-    h = hashlib.sha256()
-    out: dict[int, str] = {}
-    pos = 0
-    with path.open("rb") as fh:
-        for cut in sorted(set(cuts)):
-            while pos < cut:
-                piece = fh.read(min(HASH_PIECE, cut - pos))
-                if not piece:
-                    return out
-                h.update(piece)
-                pos += len(piece)
-            out[cut] = h.copy().hexdigest()
-    return out
-
-
-def _local_hash(path: Path) -> str:
-    size = path.stat().st_size
-    return _local_prefix_hashes(path, [size])[size]
-
-
-async def _remote_hash(
-    conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, path: str, length: int | None = None
-) -> str:
-    """SHA-256 of ``path`` (or its first ``length`` bytes) on the device: ``sha256sum`` there, else read back."""
-    q = shlex.quote(path)
-    cmd = f"sha256sum < {q}" if length is None else f"head -c {length} < {q} | sha256sum"
-    with contextlib.suppress(asyncssh.ChannelOpenError, asyncssh.ProcessError, TimeoutError):
-        done = await conn.run(cmd, check=False, timeout=120)
-        text = done.stdout if isinstance(done.stdout, str) else ""
-        if done.exit_status == 0 and (m := _HEX64.match(text.strip())):
-            return m.group(1)
-    h = hashlib.sha256()
-    async with sftp.open(path, "rb", encoding=None, block_size=BLOCK_SIZE) as fh:
-        left = length
-        while left is None or left > 0:
-            piece = _raw(await fh.read(HASH_PIECE if left is None else min(HASH_PIECE, left)))
-            if not piece:
-                break
-            h.update(piece)
-            left = None if left is None else left - len(piece)
-    return h.hexdigest()
-
-
-def _raw(data: bytes | str) -> bytes:
-    # Files are opened with encoding=None, so asyncssh hands back bytes; the type says AnyStr.
-    return data if isinstance(data, bytes) else data.encode()
-
-
-def _candidates(have: int, size: int, window: int) -> list[int]:
-    """Prefix lengths worth checking, longest first: all of it, minus the in-flight window, then halves."""
-    if have <= 0 or have > size:
-        return []
-    out = [have, have - window]
-    n = have // 2
-    while n >= window:
-        out.append(n)
-        n //= 2
-    return [c for c in dict.fromkeys(out) if c > 0]
-
-
-async def _good_prefix(
-    local: Path, have: int, size: int, window: int, remote_hash: Callable[[int], Awaitable[str]]
-) -> int:
-    """How many bytes of the destination's partial file match the source (0: start over)."""
-    cuts = _candidates(have, size, window)
-    if not cuts:
-        return 0
-    mine = await asyncio.to_thread(_local_prefix_hashes, local, cuts)
-    for cut in cuts:
-        if cut in mine and await remote_hash(cut) == mine[cut]:
-            return cut
-    return 0
 
 
 # -- the pipeline --------------------------------------------------------------------------------
@@ -243,6 +171,53 @@ def _local_missing(local: Path) -> TransportError:
     return TransportError(f"The local file {local} does not exist.", "Check the path.")
 
 
+# -- several SFTP sessions on one connection --------------------------------------------------------
+
+
+async def _extra_handles(
+    stack: contextlib.AsyncExitStack, conn: asyncssh.SSHClientConnection, path: str, mode: str, block: int, count: int
+) -> list[asyncssh.SFTPClientFile]:
+    """Up to ``count`` more handles on ``path``, each over its own SFTP session; fewer if the device refuses.
+
+    A device may cap sessions (sshd's MaxSessions, small embedded servers): one channel still works.
+    """
+    handles: list[asyncssh.SFTPClientFile] = []
+    for _ in range(count):
+        try:
+            sftp = await stack.enter_async_context(conn.start_sftp_client())
+            handles.append(await stack.enter_async_context(sftp.open(path, mode, encoding=None, block_size=block)))
+        except (asyncssh.ChannelOpenError, asyncssh.SFTPError) as exc:
+            log.debug("using %d SFTP session(s): another was refused (%s)", len(handles) + 1, exc)
+            break
+    return handles
+
+
+@contextlib.asynccontextmanager
+async def _sftp_session(conn: asyncssh.SSHClientConnection) -> AsyncIterator[asyncssh.SFTPClient]:
+    """An SFTP session; a refused open is tried again shortly, as a device with a session limit
+    (sshd's MaxSessions) frees the slot of a session that just ended a moment after it ended."""
+    for delay in SESSION_RETRY:
+        try:
+            client = await conn.start_sftp_client()
+            break
+        except asyncssh.ChannelOpenError:
+            await asyncio.sleep(delay)
+    else:
+        client = await conn.start_sftp_client()
+    async with client:
+        yield client
+
+
+def _hash_alongside(local: Path) -> asyncio.Future[str]:
+    """Start hashing ``local`` in a thread now, so it overlaps the transfer instead of following it."""
+    return asyncio.ensure_future(asyncio.to_thread(local_hash, local))
+
+
+async def _dropped(task: asyncio.Future[str]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 # -- put / get -----------------------------------------------------------------------------------
 
 
@@ -263,13 +238,19 @@ async def sftp_put(
     part = remote + ".part"
     began = time.monotonic()
     try:
-        async with conn.start_sftp_client() as sftp:
+        async with _sftp_session(conn) as sftp:
             try:
-                start = await _resume_point_put(conn, sftp, local, part, size, block_size * parallel)
-                tracker = _Tracker(size, start, progress)
-                await _upload(sftp, local, part, start, size, block_size, parallel, tracker)
-                digest = await asyncio.to_thread(_local_hash, local)
-                if await _remote_hash(conn, sftp, part) != digest:
+                start, keep = await _resume_point_put(conn, sftp, local, part, size, block_size, parallel)
+                kept = start + sum(min(block_size, size - offset) for offset in keep)
+                tracker = _Tracker(size, kept, progress)
+                hashing = _hash_alongside(local)
+                try:
+                    await _upload(conn, sftp, local, part, (start, keep), size, block_size, parallel, tracker)
+                except BaseException:
+                    await _dropped(hashing)
+                    raise
+                digest = await hashing
+                if await remote_hash(conn, sftp, part) != digest:
                     with contextlib.suppress(asyncssh.Error):
                         await sftp.remove(part)
                     raise TransportError(
@@ -284,32 +265,43 @@ async def sftp_put(
                 raise await _sftp_error(exc, sftp, remote, "upload") from exc
     except (asyncssh.Error, OSError) as exc:
         raise _link_error(exc, remote, "upload") from exc
-    return TransferResult(size, size - start, start, digest, time.monotonic() - began)
+    return TransferResult(size, size - kept, kept, digest, time.monotonic() - began)
 
 
 async def _resume_point_put(
-    conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, local: Path, part: str, size: int, window: int
-) -> int:
+    conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, local: Path, part: str,
+    size: int, block: int, parallel: int,
+) -> tuple[int, frozenset[int]]:
+    """The checked prefix of a partial upload, and the blocks after it that are already right."""
     try:
         have = (await sftp.stat(part)).size or 0
     except asyncssh.SFTPNoSuchFile:
-        return 0
-    return await _good_prefix(local, have, size, window, lambda n: _remote_hash(conn, sftp, part, n))
+        return 0, frozenset()
+    window = block * parallel
+    start = await good_prefix(local, have, size, window, lambda n: remote_hash(conn, sftp, part, n))
+    if 0 < start < have <= start + window:
+        return start, await matching_blocks(sftp, part, local, start, min(have, size), size, block)
+    return start, frozenset()
 
 
 async def _upload(
-    sftp: asyncssh.SFTPClient, local: Path, part: str, start: int,
-    size: int, block: int, parallel: int, tracker: _Tracker,
+    conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, local: Path, part: str,
+    resume: tuple[int, frozenset[int]], size: int, block: int, parallel: int, tracker: _Tracker,
 ) -> None:
-    # "r+b" keeps the checked prefix; a fresh upload truncates whatever was there.
+    start, keep = resume  # send from ``start``, except the blocks at offsets in ``keep`` (already there)
+    # "r+b" keeps the checked prefix; a fresh upload truncates whatever was there (first handle only).
     mode = "r+b" if start > 0 else "wb"
     with local.open("rb") as src:
         fd = src.fileno()
-        async with sftp.open(part, mode, encoding=None, block_size=block) as dst:
+        async with contextlib.AsyncExitStack() as stack:
+            first = await stack.enter_async_context(sftp.open(part, mode, encoding=None, block_size=block))
+            dst = [first, *await _extra_handles(stack, conn, part, "r+b", block, CHANNELS - 1)]
 
             async def one(offset: int, n: int) -> int:
+                if offset in keep:
+                    return 0  # counted in the tracker's start already
                 data = os.pread(fd, n, offset)  # page-cache reads of 128 KiB: microseconds
-                await dst.write(data, offset)
+                await dst[(offset // block) % len(dst)].write(data, offset)
                 return len(data)
 
             await _pipeline(start, size, block, parallel, one, tracker)
@@ -341,17 +333,17 @@ async def sftp_get(
         raise TransportError(f"The local folder {local.parent} does not exist.", "Create it or pick another path.")
     began = time.monotonic()
     try:
-        async with conn.start_sftp_client() as sftp:
+        async with _sftp_session(conn) as sftp:
             try:
                 size = (await sftp.stat(remote)).size or 0
                 have = part.stat().st_size if part.exists() else 0
-                start = await _good_prefix(
-                    part, have, size, block_size * parallel, lambda n: _remote_hash(conn, sftp, remote, n)
+                start = await good_prefix(
+                    part, have, size, block_size * parallel, lambda n: remote_hash(conn, sftp, remote, n)
                 )
                 tracker = _Tracker(size, start, progress)
-                await _download(sftp, remote, part, start, size, block_size, parallel, tracker)
-                digest = await asyncio.to_thread(_local_hash, part)
-                if await _remote_hash(conn, sftp, remote) != digest:
+                await _download(conn, sftp, remote, part, start, size, block_size, parallel, tracker)
+                digest = await asyncio.to_thread(local_hash, part)
+                if await remote_hash(conn, sftp, remote) != digest:
                     part.unlink(missing_ok=True)
                     raise TransportError(
                         f"The downloaded {remote} does not match the device's file (SHA-256 differs).",
@@ -371,17 +363,19 @@ async def sftp_get(
 
 
 async def _download(
-    sftp: asyncssh.SFTPClient, remote: str, part: Path, start: int,
+    conn: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, remote: str, part: Path, start: int,
     size: int, block: int, parallel: int, tracker: _Tracker,
 ) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (0 if start > 0 else os.O_TRUNC)
     fd = os.open(part, flags, 0o644)
     try:
         os.ftruncate(fd, start)  # drop an unchecked tail so the final size is exactly the source's
-        async with sftp.open(remote, "rb", encoding=None, block_size=block) as src:
+        async with contextlib.AsyncExitStack() as stack:
+            first = await stack.enter_async_context(sftp.open(remote, "rb", encoding=None, block_size=block))
+            src = [first, *await _extra_handles(stack, conn, remote, "rb", block, CHANNELS - 1)]
 
             async def one(offset: int, n: int) -> int:
-                data = _raw(await src.read(n, offset))
+                data = raw_bytes(await src[(offset // block) % len(src)].read(n, offset))
                 if len(data) != n:
                     raise TransportError(f"{remote} changed size on the device during the download.", "Try again.")
                 os.pwrite(fd, data, offset)
