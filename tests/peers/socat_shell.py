@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.peers import find_tool
-from tests.peers.process import stop_tree
+from tests.peers.process import die_with_test_run, stop_tree
 
 # \[ \] mark non-printing parts for readline; \e]0;...\a sets a window title; \e[1;32m is bold green.
 FANCY_PS1 = r"\[\e]0;sim-console\a\]\[\e[1;32m\]root@sim\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]# "
@@ -57,7 +57,7 @@ def start_socat_shell(
            f"EXEC:{program},pty,stderr,setsid,sigint,sane"]
     with (workdir / "socat.log").open("ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=home,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_test_run())
     shell = SocatShell(workdir, link, proc)
     deadline = time.monotonic() + timeout
     while not link.exists():

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.peers import find_tool, free_port
-from tests.peers.process import stop_tree
+from tests.peers.process import die_with_test_run, stop_tree
 
 _UNSHARE_OK: bool | None = None
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -121,7 +121,8 @@ class SshdHandle:
             offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             with self.log_file.open("ab") as log:
                 self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                                start_new_session=True)  # stop_tree ends the whole group
+                                                start_new_session=True,  # stop_tree ends the whole group
+                                                preexec_fn=die_with_test_run())
             if self._wait_ready(10.0, offset):
                 return
             self.stop()
