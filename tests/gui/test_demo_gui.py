@@ -73,7 +73,9 @@ async def _console_round_trip(window) -> object:
     console.channel.write(b"echo con''sole-ok\r")
     while time.monotonic() < deadline:
         console.terminal.flush()
-        if any(line.strip() == "console-ok" for line in console.terminal.display_lines()):
+        # Typed before the prompt came, the output can follow that prompt on one line; the echo of
+        # what we typed (con''sole-ok) never ends with the word itself.
+        if any(line.rstrip().endswith("console-ok") for line in console.terminal.display_lines()):
             await console.close_shell()
             return True
         await asyncio.sleep(0.05)

@@ -85,8 +85,12 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
     try:
         demo.wait_for("Press Ctrl-C", timeout=30)
         text = "\n".join(demo.lines)
-        targets = [parse_target(t) for t in re.findall(r"\b((?:serial|ssh|mqtt)://\S+)", text)]
+        # Each device's preferred target starts its line; "then ..." lines are fallback paths.
+        targets = [parse_target(t) for t in re.findall(r"^  gw-\S+\s+((?:serial|ssh|mqtt)://\S+)", text, re.M)]
         assert sorted(t.scheme for t in targets) == ["mqtt", "serial", "ssh"]
+        fallbacks = [parse_target(t) for t in re.findall(r"^\s+then ((?:serial|ssh|mqtt)://\S+)", text, re.M)]
+        assert [t.scheme for t in fallbacks] == ["serial"]  # gw-ssh's cable
+        assert Path(fallbacks[0].device).exists()
         ssh = next(t for t in targets if t.scheme == "ssh")
         serial = next(t for t in targets if t.scheme == "serial")
         assert asyncio.run(_ssh_with_key(ssh.effective_port, folder / "id_ed25519")) == "gw-ssh\n"
