@@ -18,7 +18,9 @@ from tests.gui.test_console_tab import _open, _screen, _type, console
 from tests.gui.test_terminal_fullscreen import _shot
 
 __all__ = ["console"]
-WORST_STALL_S = 0.25  # a freeze would be seconds; measured 60-170 ms on 2 busy cores (other suites running)
+# A hang, not a speed target: measured 40-170 ms (up to 455 ms with other suites on the same 2 cores);
+# the figure is printed for the notes.
+WORST_STALL_S = 2.0
 FLOOD_BYTES = int(os.environ.get("SITELINE_FLOOD_BYTES", "8000000"))
 
 

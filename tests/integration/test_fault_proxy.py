@@ -149,6 +149,6 @@ async def test_stall_helper_sees_a_block_right_before_it_ends() -> None:
     async with measure_stalls() as watch:
         await asyncio.sleep(0.05)
         time.sleep(0.3)  # noqa: ASYNC251 (the point: the loop is blocked, and the block ends at once)
-    assert 0.25 < watch.worst_stall < 1.0
+    assert 0.25 < watch.worst_stall < 2.0
     with pytest.raises(AssertionError, match="worst event-loop stall"):
         assert_no_stall(watch, "a blocking sleep", bound=0.1)

@@ -129,7 +129,7 @@ async def test_async_iteration_and_a_flood_of_output(socat_shell: SocatShell) ->
         finally:
             await watch.stop()
         assert b"\r\n19999\r\n20000\r\n" in received
-        assert watch.worst_stall < 0.2, watch.stats.describe()  # a hang detector, not a benchmark
+        assert watch.worst_stall < 1.0, watch.stats.describe()  # a hang detector, not a benchmark
         await shell.close()
         assert (await t.run("echo ok")).stdout == "ok\n"
     finally:

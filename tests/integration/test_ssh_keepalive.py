@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.sshd import SshdHandle
+from tests.peers.stall import STALL_BOUND
 
 from siteline.core.errors import TransportError
 from siteline.core.loopwatch import LoopWatch
@@ -49,7 +50,7 @@ async def _black_hole_goes_down(t: SshTransport, proxy: FaultProxy) -> None:
         await watch.stop()
         await t.close()
     assert 2.5 < took < 5.5, f"keepalive=1 x 3 misses should end the link in about 4 s, took {took:.1f} s"
-    assert watch.worst_stall < 0.5, watch.stats.describe()
+    assert watch.worst_stall < STALL_BOUND, watch.stats.describe()  # a hang, not load
 
 
 async def test_black_holed_link_goes_down_after_three_missed_keepalives(

@@ -183,7 +183,7 @@ async def test_a_megabyte_of_output_is_fast_and_never_stalls_the_loop(socat_shel
     assert r.exit_code == 0
     assert len(r.stdout.replace("\n", "")) == 1333336  # base64 of 1 MB, every byte accounted for
     assert took < 15, f"1 MB through the console took {took:.1f} s"
-    assert watch.worst_stall < 0.2, watch.stats.describe()  # a hang detector, not a benchmark
+    assert watch.worst_stall < 1.0, watch.stats.describe()  # a hang detector, not a benchmark
 
 
 async def test_a_stale_reader_cannot_touch_the_new_connection(socat_shell: SocatShell) -> None:
