@@ -84,7 +84,7 @@ def test_delay_is_half_the_rtt_each_way(proxy: FaultProxy) -> None:
         began = time.monotonic()
         assert _echo(s, b"ping") == b"ping"
         took = time.monotonic() - began
-    assert 0.19 <= took < 0.5
+    assert 0.19 <= took < 1.5  # the lower bound is the property; the upper only catches a lost delay setting
 
 
 def test_bandwidth_cap(proxy: FaultProxy) -> None:
@@ -94,7 +94,7 @@ def test_bandwidth_cap(proxy: FaultProxy) -> None:
         began = time.monotonic()
         assert _echo(s, data) == data
         took = time.monotonic() - began
-    assert 0.4 <= took < 1.5  # 0.5 MB each way at 1 MB/s, pipelined
+    assert 0.4 <= took < 3.0  # 0.5 MB each way at 1 MB/s, pipelined; the upper bound only catches no cap
 
 
 def test_cut_after_n_bytes_closes_both_sides(proxy: FaultProxy) -> None:

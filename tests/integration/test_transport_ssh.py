@@ -171,8 +171,10 @@ async def test_jump_through_bastion(sshd: SshdHandle, sshd_bastion: SshdHandle, 
     assert f"port {sshd.port}" in sshd_bastion.log_text()
     kh = KnownHosts(known)
     assert [fingerprint(k) for k in kh.keys_for("127.0.0.1", sshd_bastion.port)] == [sshd_bastion.host_fingerprint]
-    # The device is pinned under the jump chain: the same inner address at another site is another host.
-    assert [fingerprint(k) for k in kh.keys_for(f"127.0.0.1%{jump}", sshd.port)] == [sshd.host_fingerprint]
+    # The device is pinned under the jump chain (the bastions, not the login used on them): the same
+    # inner address at another site is another host.
+    chain = f"127.0.0.1:{sshd_bastion.port}"
+    assert [fingerprint(k) for k in kh.keys_for(f"127.0.0.1%{chain}", sshd.port)] == [sshd.host_fingerprint]
     assert kh.keys_for("127.0.0.1", sshd.port) == []
 
 
@@ -303,7 +305,7 @@ async def test_changed_key_behind_a_bastion_names_the_jump_chain(
         await _transport(sshd, known, jump=jump).connect()
     problem = info.value.problem
     assert problem is not None
-    assert (problem.kind, problem.host) == ("changed", f"127.0.0.1%{jump}")
+    assert (problem.kind, problem.host) == ("changed", f"127.0.0.1%127.0.0.1:{sshd_bastion.port}")
     KnownHosts(known).replace(problem.host, problem.port, problem.offered_key)
     t = _transport(sshd, known, jump=jump)
     await t.connect()

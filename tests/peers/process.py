@@ -13,30 +13,16 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+from siteline.simulator.lifetime import die_with_parent
 
 
 def die_with_test_run() -> Callable[[], None] | None:
-    """A Popen ``preexec_fn`` that ends the peer when the test process dies (a crash skips teardown).
-
-    Linux ties the signal to the thread that forked: from any thread but the main one the peer
-    would die with that thread, so there (and off Linux) nothing is set.
-    """
-    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
-        return None
-    return _die_with_parent
+    """A Popen ``preexec_fn`` that ends a peer when the test process dies (a crash skips teardown)."""
+    return die_with_parent()
 
 
 def descendants(pid: int) -> list[int]:

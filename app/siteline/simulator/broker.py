@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from siteline.simulator.lifetime import die_with_parent
 from siteline.simulator.private import write_private
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ def _launch(argv: list[str], workdir: Path, port: int, timeout: float, what: str
     # A file, not a pipe: a pipe nobody reads fills up and stalls the broker.
     with logfile.open("ab") as logfh:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logfh, stderr=logfh,
-                                start_new_session=True)  # Ctrl-C in a terminal is the demo's to handle, in order
+                                start_new_session=True,  # Ctrl-C in a terminal is the demo's to handle, in order
+                                preexec_fn=die_with_parent())
     try:
         _wait_listening(port, proc, logfile, timeout, what)
     except BrokerUnavailableError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from siteline.simulator.broker import (
     siteline_acl,
     start_broker,
 )
+from siteline.simulator.lifetime import die_with_parent
 from siteline.simulator.private import write_private
 from siteline.simulator.runner import MQTT_PASSWORD_ENV, PASSWORD_ENV, READY
 from siteline.simulator.ssh_server import HOST_KEY_NAME
@@ -48,7 +48,6 @@ READY_TIMEOUT = 20.0
 SITE = "demo-site"
 USER = "root"
 SITELINE_MQTT_USER = "siteline"  # the broker login Siteline uses; each device gets its own
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 @dataclass
@@ -174,10 +173,9 @@ def _spawn(site: DemoSite, name: str, transport: str, extra: list[str],
             "--site", SITE, "--name", name, "--user", USER, *extra]
     with (logs / f"{name}.log").open("ab") as errlog:
         # stdout is read until the READY line; the device prints nothing after it (logs go to stderr).
-        guard = _die_with_parent if sys.platform == "linux" else None
         # Secrets go through the environment (readable by the owner only), never through argv.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL, bufsize=0,
-                                start_new_session=True, preexec_fn=guard, env={**os.environ, **(env or {})})
+                                start_new_session=True, preexec_fn=die_with_parent(), env={**os.environ, **(env or {})})
     return DemoDevice(name, transport, proc)
 
 
@@ -263,13 +261,6 @@ def _wait_forever(site: DemoSite) -> None:
 
 def _as_sigint(_signum: int, _frame: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
-
-
-def _die_with_parent() -> None:
-    """In the device's process before exec: get SIGTERM if the demo dies without stopping it (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_demo(args: argparse.Namespace) -> int:

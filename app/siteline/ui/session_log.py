@@ -1,8 +1,9 @@
 """'Log this session to a file': the console's output as plain text, written as it arrives. No Qt.
 
 Every chunk is decoded, stripped of terminal sequences and flushed at once, so a crash of the app
-(or of the laptop's battery) loses nothing already shown. A write that fails (disk full, the USB
-stick pulled, no permission) stops the log and says why; the terminal itself never notices.
+loses nothing already shown; the file is synced to the disk at most once a second, so a dead
+battery loses at most the last second. A write that fails (disk full, the USB stick pulled, no
+permission) stops the log and says why; the terminal itself never notices.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import os
 import re
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -27,6 +30,9 @@ def default_log_path(device: str, now: dt.datetime | None = None) -> Path:
     return state_dir() / "logs" / f"{name}-{stamp}.log"
 
 
+SYNC_EVERY = 1.0  # seconds between fsyncs of the log
+
+
 class SessionLogError(Exception):
     """The log could not be opened or written; ``str()`` says what happened and what to do."""
 
@@ -37,6 +43,7 @@ class SessionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.bytes_written = 0
+        self._synced_at = time.monotonic()
         self._stripper = AnsiStripper()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +66,10 @@ class SessionLog:
         try:
             self._file.write(text)
             self._file.flush()  # per chunk: what the person saw is on disk even if the app dies next
+            now = time.monotonic()
+            if now - self._synced_at >= SYNC_EVERY:  # bounded: one fsync a second, not one per chunk
+                os.fsync(self._file.fileno())
+                self._synced_at = now
         except OSError as exc:
             self._abandon()
             raise SessionLogError(_explain(exc, self.path, "write")) from exc

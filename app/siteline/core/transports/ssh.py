@@ -239,7 +239,8 @@ class SshTransport(StatefulLink):
                 tunnel = await self._open(hop.host, hop.port, hop.user, tunnel, bastion_auth, last=False)
                 self._conns.append(tunnel)
             target = self.target
-            via = ",".join(str(hop).lower() for hop in hops)
+            # Which bastions, not as whom: another login on the same bastion reaches the same device.
+            via = ",".join(f"{hop.host}:{hop.port}".lower() for hop in hops)
             conn = await self._open(
                 target.host, target.effective_port, target.user, tunnel, auth, last=True, via=via
             )
