@@ -6,11 +6,13 @@ Starts its own Mosquitto on loopback and a publisher process that floods QoS 0 m
 ``--topics`` topics (``site/<n>/dev/<m>/metric``) for ``--seconds``, received by two consumers at once
 (so the machine's other load weighs on both alike; each rate is its messages over its own first-to-last span):
   (a) a bare paho-mqtt 2.x client (a child process) whose on_message only counts, and at the same time
-  (b) Siteline's path in this process: MqttSubscriber -> TopicTree -> MqttTreeModel behind a
-      sort proxy and a QTreeView, QApplication offscreen, the model's drain timer running on the
-      qasync loop, while LoopWatch measures the worst event-loop stall.
-It prints both rates, the ratio (b)/(a) (goal >= 0.8), the worst stall (goal < 50 ms) and the
-peak RSS of (b). ``--rate`` caps the publisher (messages/s; 0 = as fast as it can).
+  (b) Siteline's path in this process: MqttSubscriber -> (feeder thread) TopicTree -> MqttTreeModel
+      behind the explorer's sort proxy and a QTreeView, QApplication offscreen, the model's tick
+      timer running on the qasync loop, while LoopWatch measures the worst event-loop stall.
+It prints both rates, the ratio (b)/(a) (goal >= 0.8), the worst stall (goal < 50 ms), the
+peak RSS of (b), and the spread of the view's repaints (paint event to the next loop pass) and of
+the model's ticks: the two things the UI thread does for the flood.
+``--rate`` caps the publisher (messages/s; 0 = as fast as it can).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -133,26 +136,36 @@ def bare_result(child: subprocess.Popen[str]) -> dict[str, float]:
 
 async def measure(port: int, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
     """Both consumers on the same flood at the same time, so the machine's load weighs on both alike."""
-    from PySide6.QtCore import QSortFilterProxyModel
     from PySide6.QtWidgets import QTreeView
 
     from siteline.core.loopwatch import LoopWatch
     from siteline.core.mqtt_subscriber import MqttSubscriber
-    from siteline.ui.mqtt_tree_model import SORT_ROLE, MqttTreeModel
+    from siteline.ui.mqtt_tree_model import MqttTreeModel, TopicSortProxy, rows_on_screen
 
     sub = MqttSubscriber(f"mqtt://127.0.0.1:{port}", FILTERS)
     model = MqttTreeModel()
-    proxy = QSortFilterProxyModel()
+    proxy = TopicSortProxy()
     proxy.setSourceModel(model)
-    proxy.setSortRole(SORT_ROLE)
     view = QTreeView()
     view.setUniformRowHeights(True)
     view.setModel(proxy)
     view.setSortingEnabled(True)
     view.resize(1200, 800)
     view.show()
-    model.watched = set()  # as the explorer: only expanded parents get dataChanged for their children
+    model.watched = set()  # as the explorer: each tick refreshes the rows on screen, an expand its new rows
+    model.on_screen = rows_on_screen(view, model)
     view.expanded.connect(lambda index: model.set_watched(model.node(proxy.mapToSource(index)), True))
+    paints = PaintTimer(view.viewport())
+    ticks: list[float] = []
+    real_tick = model.tick
+
+    def timed_tick() -> None:
+        t0 = time.perf_counter()
+        real_tick()
+        ticks.append(time.perf_counter() - t0)
+
+    model.timer.timeout.disconnect(real_tick)
+    model.timer.timeout.connect(timed_tick)
     first: list[float] = []
     last = [0.0]  # when the most recent message was absorbed
 
@@ -196,8 +209,46 @@ async def measure(port: int, args: argparse.Namespace) -> tuple[dict[str, float]
          "stall_ms": watch.worst_stall * 1000, "stalls_over_50ms": sum(watch.stats.histogram[2:]),
          "samples": watch.stats.samples, "cpu_us": cpu / max(1, stored) * 1e6, "dropped": sub.dropped,
          "topics": model.tree.nodes - 1,
-         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sent": json.loads(pub_out)["sent"]}
+         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sent": json.loads(pub_out)["sent"],
+         "paint_ms": _spread(paints.times), "tick_ms": _spread(ticks)}
     return a, b
+
+
+def _spread(times: list[float]) -> dict[str, float]:
+    """Median, p90 and max in milliseconds (and how many)."""
+    if not times:
+        return {"n": 0, "median": 0.0, "p90": 0.0, "max": 0.0}
+    ordered = sorted(times)
+    return {"n": len(ordered), "median": ordered[len(ordered) // 2] * 1000,
+            "p90": ordered[int(len(ordered) * 0.9)] * 1000, "max": ordered[-1] * 1000}
+
+
+def PaintTimer(widget: Any) -> Any:  # noqa: N802  (a factory: the QObject subclass needs PySide6, imported late)
+    """Times every paint event of ``widget`` (the view's viewport): the repaint cost the stall is made of."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class _Timer(QObject):
+        def __init__(self) -> None:
+            super().__init__(widget)
+            self.times: list[float] = []
+            self._t0 = 0.0
+            widget.installEventFilter(self)
+
+        def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802
+            if event.type() == QEvent.Type.Paint:
+                # The filter runs before the paint: time from here to the next event loop pass.
+                self._t0 = time.perf_counter()
+                QTimer.singleShot(0, self._done)
+            return False
+
+        def _done(self) -> None:
+            if self._t0:
+                self.times.append(time.perf_counter() - self._t0)
+                self._t0 = 0.0
+
+    from PySide6.QtCore import QTimer
+
+    return _Timer()
 
 
 def _cpu() -> float:
@@ -250,6 +301,10 @@ def main() -> int:
           f"{b['cpu_us']:.1f} µs CPU per message, {b['topics']:,} tree nodes, {b['dropped']:,} dropped in the buffer)")
     print(f"  ratio (b)/(a) {ratio:.2f} (goal >= 0.8)   worst event-loop stall {b['stall_ms']:.0f} ms (goal < 50)   "
           f"({b['stalls_over_50ms']} of {b['samples']} samples over 50 ms)   peak RSS {b['rss_mib']:.0f} MiB")
+    for name in ("paint_ms", "tick_ms"):
+        d = b[name]
+        print(f"  {name[:-3]:>5}: {d['n']} times, median {d['median']:.1f} ms, p90 {d['p90']:.1f} ms, "
+              f"max {d['max']:.1f} ms")
     if args.json:
         print("RESULT " + json.dumps({"bare": a, "siteline": b, "ratio": ratio}))
     return 0

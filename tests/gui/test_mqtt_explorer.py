@@ -17,8 +17,9 @@ from siteline.core.loopwatch import LoopWatch
 from siteline.core.mqtt_topics import RawMessage, TopicTree
 from siteline.core.transports.base import ConnState
 from siteline.simulator.broker import BrokerHandle
+from siteline.ui import mqtt_tree_model
 from siteline.ui.mqtt_explorer import MqttExplorer
-from siteline.ui.mqtt_tree_model import COL_COUNT, COL_PAYLOAD, COL_TOPIC, MqttTreeModel
+from siteline.ui.mqtt_tree_model import COL_COUNT, COL_PAYLOAD, COL_TOPIC, MqttTreeModel, TopicSortProxy
 from tests.gui.conftest import Loop, until
 from tests.peers import free_port
 
@@ -43,7 +44,14 @@ class FakeBuffer:
         self.items.append((topic, payload, 0, False, t))
 
     def drain(self, limit: int) -> list[RawMessage]:
-        return [self.items.popleft() for _ in range(min(limit, len(self.items)))]
+        # Called from the model's feeder thread too: popleft is thread-safe, the length check alone is not enough.
+        out: list[RawMessage] = []
+        for _ in range(limit):
+            try:
+                out.append(self.items.popleft())
+            except IndexError:
+                break
+        return out
 
 
 def test_model_passes_qtmodeltester_while_growing(qtmodeltester) -> None:
@@ -85,9 +93,9 @@ def test_model_emits_one_insert_per_parent_and_ranged_changes(qtbot) -> None:
         buf.put(f"a/{i}/x")
     buf.put("a/3/x")
     model.tick()
-    assert inserts == [(50, 52)]
-    assert (0, 52) in changes  # one range for all changed siblings under 'a' (rates of the last tick move too)
-    assert len(changes) <= 1 + 1 + 53  # 'a', its children, one per a/<i>: never one per message
+    assert inserts == [(50, 50), (51, 51), (52, 52)]  # one per new subtree, never one per message
+    assert (0, 49) in changes  # one range for all changed siblings under 'a' (rates of the last tick move too)
+    assert len(changes) <= 1 + 1 + 50  # 'a', its children, one per a/<i>: never one per message or per cell
 
 
 def test_payload_preview_column(qtbot) -> None:
@@ -145,7 +153,7 @@ def test_explorer_absorbs_a_flood_and_shows_payloads(qtbot, aloop: Loop, mosquit
         win.pub_payload.setText("hi")
         win._on_publish_clicked()
         await until(lambda: win.model.tree.find("site/echo") is not None, what="our own message")
-        assert "messages on" in win.stats.text()
+        await until(lambda: "messages on" in win.stats.text(), what="a tick after our message (it names counts)")
         await win.disconnect_broker()
 
     aloop.run(scenario(), timeout=40)
@@ -179,20 +187,85 @@ def test_model_roles_never_raise(qtbot, role: Qt.ItemDataRole) -> None:
         model.data(model.index(0, col), role)
 
 
-def test_topics_sort_naturally_in_a_proxy(qtbot) -> None:
-    from PySide6.QtCore import QSortFilterProxyModel
-
-    from siteline.ui.mqtt_tree_model import SORT_ROLE
-
+def test_topics_sort_naturally_and_numbers_as_numbers(qtbot) -> None:
     model = MqttTreeModel(clock=lambda: T0)
-    model.tree.ingest_batch([(f"dev/{n}", b"", 0, False, T0) for n in (10, 2, 1, 33, 3)])
+    model.tree.ingest_batch([(f"dev/{n}", b"", 0, False, T0) for n in (10, 2, 1, 33, 3) for _ in range(n % 7)])
     model.tick()
-    proxy = QSortFilterProxyModel()
+    proxy = TopicSortProxy()
     proxy.setSourceModel(model)
-    proxy.setSortRole(SORT_ROLE)
     proxy.sort(COL_TOPIC, Qt.SortOrder.AscendingOrder)
     dev = proxy.index(0, 0)
-    assert [proxy.index(r, 0, dev).data() for r in range(proxy.rowCount(dev))] == ["1", "2", "3", "10", "33"]
+
+    def column(col: int) -> list[object]:
+        return [proxy.index(r, col, dev).data() for r in range(proxy.rowCount(dev))]
+
+    assert column(COL_TOPIC) == ["1", "2", "3", "10", "33"]
+    proxy.sort(COL_COUNT, Qt.SortOrder.DescendingOrder)
+    assert column(COL_COUNT) == ["5", "3", "3", "2", "1"]  # 33 % 7, then 10 and 3, 2, 1: numerically
+
+
+def test_search_matches_the_full_topic_and_keeps_parents(qtbot) -> None:
+    model = MqttTreeModel(clock=lambda: T0)
+    model.tree.ingest_batch([(f"site/{s}/dev/{d}/m", b"", 0, False, T0) for s in range(3) for d in range(12)])
+    model.tick()
+    proxy = TopicSortProxy()
+    proxy.setSourceModel(model)
+    proxy.setFilterFixedString("1/DEV/11")
+    site = proxy.index(0, 0)
+    assert proxy.rowCount() == 1
+    assert proxy.rowCount(site) == 1  # site/1 only
+    dev = proxy.index(0, 0, proxy.index(0, 0, site))
+    assert [proxy.index(r, 0, dev).data() for r in range(proxy.rowCount(dev))] == ["11"]
+
+
+def test_collapsed_rows_are_refreshed_when_expanded(qtbot) -> None:
+    model = MqttTreeModel(clock=lambda: T0)
+    model.watched = set()
+    buf = FakeBuffer()
+    model._source = buf.drain
+    buf.put("a/b/c")
+    model.tick()
+    b = model.index(0, 0, model.index_for(model.tree.find("a") or model.tree.root))
+    for _ in range(4):
+        buf.put("a/b/c")
+    model.tick()
+    assert model.data(model.index(0, COL_COUNT)) == "5"  # a top-level row: always refreshed
+    assert model.data(b.siblingAtColumn(COL_COUNT)) != "5"  # under a collapsed 'a': left alone
+    model.set_watched(model.tree.find("a") or model.tree.root, True)
+    assert model.data(b.siblingAtColumn(COL_COUNT)) == "5"
+
+
+def test_a_burst_of_new_topics_shows_over_several_ticks(qtbot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt_tree_model, "BUILD_BUDGET", 0.0)  # one row per tick at least, never all at once
+    model = MqttTreeModel(clock=lambda: T0)
+    model.tree.ingest_batch([(f"s/{i}/x", b"", 0, False, T0) for i in range(5)])
+    inserts: list[tuple[int, int]] = []
+    model.rowsInserted.connect(lambda _p, first, last: inserts.append((first, last)))
+    ticks = 0
+    while model.index_of("s/4/x") == QModelIndex() and ticks < 50:
+        model.tick()
+        ticks += 1
+    assert 3 < ticks < 50
+    s = model.index(0, 0)
+    assert [model.index(r, 0, s).data() for r in range(model.rowCount(s))] == ["0", "1", "2", "3", "4"]
+    assert model.node(model.index_of("s/4/x")).topic == "s/4/x"
+
+
+def test_the_feeder_thread_drains_the_source_and_stops(qtbot) -> None:
+    model = MqttTreeModel(interval_ms=20, clock=lambda: T0)
+    buf = FakeBuffer()
+    for i in range(3000):
+        buf.put(f"t/{i % 30}", b"%d" % i)
+    with qtbot.waitSignal(model.sig_tick_done, timeout=5000, check_params_cb=lambda n: n > 0):
+        model.set_source(buf.drain)
+    qtbot.waitUntil(lambda: model.tree.messages == 3000, timeout=5000)
+    feeder = model._feeder
+    assert feeder is not None
+    model.set_source(None)
+    assert not feeder._thread.is_alive()
+    model.tick()
+    assert model.absorbed == 3000
+    assert model.data(model.index(0, COL_COUNT)) == "3,000"
 
 
 def test_closing_the_window_closes_the_link(qtbot, aloop: Loop, mosquitto: BrokerHandle) -> None:

@@ -64,6 +64,15 @@ def test_changes_report_new_nodes_parent_first_then_only_changed() -> None:
     assert [n.topic for n in changes.changed] == ["x/y/z", "x/y", "x"]
 
 
+def test_take_added_reports_only_new_nodes_and_forgets_changes() -> None:
+    tree = TopicTree()
+    tree.ingest_batch([msg("x/y"), msg("q")])
+    assert [n.topic for n in tree.take_added()] == ["x", "x/y", "q"]
+    tree.ingest_batch([msg("x/y"), msg("x/z")])
+    assert [n.topic for n in tree.take_added()] == ["x/z"]
+    assert not tree.drain_changes()  # the changes were forgotten with the take
+
+
 def test_rate_over_the_window() -> None:
     rate = Rate()
     for s in range(10):

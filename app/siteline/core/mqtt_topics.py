@@ -293,6 +293,14 @@ class TopicTree:
         self._added, self._changed = [], {}
         return TreeChanges(added, changed)
 
+    def take_added(self) -> list[TopicNode]:
+        """Only the nodes added since the previous call (parents first); forgets what changed.
+
+        For a reader that refreshes what is on its screen anyway: cheaper than building the changed list.
+        """
+        added, self._added, self._changed = self._added, [], {}
+        return added
+
     @property
     def warnings(self) -> list[str]:
         """Sentences for a person about what was not stored."""

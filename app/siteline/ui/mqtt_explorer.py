@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QItemSelection, QModelIndex, Qt
 from PySide6.QtGui import QCloseEvent, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,7 +38,7 @@ from siteline.core.errors import SitelineError
 from siteline.core.mqtt_subscriber import MqttSubscriber, parse_filters
 from siteline.core.mqtt_topics import Payload, TopicNode, payload_text
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials
-from siteline.ui.mqtt_tree_model import COL_COUNT, COL_RATE, COL_TOPIC, SORT_ROLE, MqttTreeModel
+from siteline.ui.mqtt_tree_model import COL_COUNT, COL_RATE, COL_TOPIC, MqttTreeModel, TopicSortProxy, rows_on_screen
 
 log = logging.getLogger(__name__)
 SubscriberFactory = Callable[[str, list[str], Credentials], MqttSubscriber]
@@ -62,10 +62,11 @@ class MqttExplorer(QMainWindow):
         self._remove_listener: Callable[[], None] | None = None
         self._shown_count = -1  # how many messages of the selected topic the payload pane shows
         self.model = MqttTreeModel(parent=self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = TopicSortProxy(self)  # C++ at paint time like the model: views never call into Python
         self._build(url, filters)
         self.model.sig_tick_done.connect(self._on_model_tick_done)
         self.model.watched = set()
+        self.model.on_screen = rows_on_screen(self.tree_view, self.model)  # each tick refreshes only these rows
         self.tree_view.expanded.connect(self._on_tree_expanded)
         self.tree_view.collapsed.connect(self._on_tree_collapsed)
 
@@ -119,18 +120,17 @@ class MqttExplorer(QMainWindow):
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.textChanged.connect(self._on_search_text_changed)
         self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setRecursiveFilteringEnabled(True)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.tree_view = QTreeView()
         self.tree_view.setModel(self.proxy)
         self.tree_view.setUniformRowHeights(True)  # lets the view skip measuring thousands of rows
+        self.tree_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.tree_view.setAlternatingRowColors(True)
         self.tree_view.setSortingEnabled(True)
         self.tree_view.sortByColumn(COL_TOPIC, Qt.SortOrder.AscendingOrder)
         self.tree_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         header = self.tree_view.header()
-        header.setSectionResizeMode(COL_TOPIC, QHeaderView.ResizeMode.Interactive)
+        # Interactive, never ResizeToContents: that measures every row of a big tree on each repaint.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.resizeSection(COL_TOPIC, 300)
         for col in (COL_COUNT, COL_RATE):
             header.resizeSection(col, 90)
@@ -317,7 +317,9 @@ class MqttExplorer(QMainWindow):
         rate = node.rate.per_second(self.model._clock())
         self.topic_label.setText(f"<b>{node.topic or '(empty)'}</b><br>{node.count:,} messages here, "
                                  f"{node.total:,} in the subtree, {rate:,.1f}/s")
-        for p in reversed(node.payloads or ()):
+        with self.model.locked():  # the feeder thread appends to the deque
+            payloads = tuple(node.payloads or ())
+        for p in reversed(payloads):
             item = QListWidgetItem(_history_line(p))
             item.setData(Qt.ItemDataRole.UserRole, p)
             self.history.addItem(item)
