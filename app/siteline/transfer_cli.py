@@ -2,7 +2,8 @@
 
 Progress goes to stderr: one line redrawn with a carriage return on a terminal, a plain line every
 few seconds otherwise (a CI log must not fill with redraws). The final SHA-256 goes to stdout in
-sha256sum's format, so a script can compare it.
+sha256sum's format with the path the file landed at (a destination that is a folder, or ends in a
+separator, gets the source's name inside it, as scp does), so a script can compare it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TextIO
 from siteline.commands import EXIT_UNREACHABLE, EXIT_USAGE, connect_or_code, fail
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target, parse_target
+from siteline.core.transports import console_transfer_cmds as cmds
 from siteline.core.transports.base import Transport
 from siteline.core.transports.console_transfer import get_over_console, put_over_console
-from siteline.core.transports.transfer import Progress, TransferResult
+from siteline.core.transports.transfer import Progress, TransferResult, check_local_destination, local_destination
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
@@ -80,10 +82,10 @@ async def put_or_get(args: argparse.Namespace) -> int:
     except SitelineError as exc:
         return fail(EXIT_USAGE, exc)
     upload = args.command == "put"
-    local = Path(args.local)
-    problem = _local_problem(upload, local)
-    if problem is not None:
-        return fail(EXIT_USAGE, problem)
+    try:
+        local = _local_path(upload, args.local, args.remote)
+    except SitelineError as exc:
+        return fail(EXIT_USAGE, exc)
     transport = await connect_or_code(args, target)
     if isinstance(transport, int):
         return transport
@@ -99,17 +101,19 @@ async def put_or_get(args: argparse.Namespace) -> int:
     if result.resumed_from and not line.announced_resume:
         print(f"siteline: resumed at {size_text(result.resumed_from)} of {size_text(result.size)} "
               f"(sent {size_text(result.transferred)} this time)", file=sys.stderr)
-    print(f"{result.sha256}  {args.remote if upload else local}")
+    print(f"{result.sha256}  {result.path or (args.remote if upload else local)}")
     return 0
 
 
-def _local_problem(upload: bool, local: Path) -> SitelineError | None:
-    """Checked before connecting: a typo in a local path should not cost a login on a slow line."""
-    if upload and not local.is_file():
-        return SitelineError(f"The local file {local} does not exist.", "Check the path.")
-    if not upload and not local.parent.is_dir():
-        return SitelineError(f"The local folder {local.parent} does not exist.", "Create it or pick another path.")
-    return None
+def _local_path(upload: bool, text: str, remote: str) -> Path:
+    """The local file, checked before connecting: a typo in a local path should not cost a login on a slow line."""
+    if upload:
+        if not Path(text).is_file():
+            raise SitelineError(f"The local file {text} does not exist.", "Check the path.")
+        return Path(text)
+    local = local_destination(text, remote)  # from the text: Path() would drop a trailing separator
+    check_local_destination(local)
+    return local
 
 
 async def _transfer(transport: Transport, target: Target, upload: bool, local: Path, remote: str,
@@ -119,6 +123,8 @@ async def _transfer(transport: Transport, target: Target, upload: bool, local: P
     if isinstance(transport, SshTransport):  # SFTP: pipelined, resumable, far faster than a console
         return await (transport.put(local, remote, line) if upload else transport.get(remote, local, line))
     bps = target.baud if target.is_serial else None
+    # A serial line goes through the device's line editor; MQTT hands the command to a shell whole.
+    max_line = cmds.MAX_TYPED_LINE if target.is_serial else cmds.LONG_LINE
     if upload:
-        return await put_over_console(transport.run, local, remote, line, line_bps=bps)
-    return await get_over_console(transport.run, remote, local, line, line_bps=bps)
+        return await put_over_console(transport.run, local, remote, line, line_bps=bps, max_line=max_line)
+    return await get_over_console(transport.run, remote, local, line, line_bps=bps, max_line=max_line)

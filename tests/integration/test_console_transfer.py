@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from tests.peers import require_tool
 from tests.peers.sim import PASSWORD, running_device
-from tests.peers.socat_shell import SocatShell
+from tests.peers.socat_shell import SocatShell, start_socat_shell
 
 from siteline.core.errors import TransportError
 from siteline.core.targets import parse_target
+from siteline.core.transports import console_transfer_cmds as cmds
 from siteline.core.transports.base import Credentials, Result
 from siteline.core.transports.console_transfer import (
     CHUNK_SIZE,
@@ -36,7 +39,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 ODD_DIR = "dir with 'quotes' and \"spaces\""
 APPEND = "printf %s "  # how an upload chunk command starts
 READ = "| base64 &&"  # in every download chunk command
-CS = 1500  # chunk size the resume tests ask for (the default shrinks to fit long paths on a console line)
+CS = 400  # chunk size the resume tests ask for: fits a typed line even with ODD_DIR in a long tmp path
 
 
 # Small sync helpers: the async tests touch local files only through these (ruff ASYNC240).
@@ -50,6 +53,10 @@ def _exists(path: str | Path) -> bool:
 
 def _size_of(path: str | Path) -> int:
     return Path(path).stat().st_size
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
 
 
 def _flip(path: str | Path, offset: int, mask: int) -> None:
@@ -134,7 +141,7 @@ async def test_bash_upload_resumes_after_a_cut(bash_run: RunCommand, tmp_path: P
     src, remote = tmp_path / "big", str(odd_dir / "big.bin")
     src.write_bytes(data)
     cut, _ = _cut_after(bash_run, APPEND, 4)
-    with pytest.raises(TransportError, match="stopped after 6000 bytes of 15100 bytes") as info:
+    with pytest.raises(TransportError, match=f"stopped after {4 * CS} bytes of {10 * CS + 100} bytes") as info:
         await put_over_console(cut, src, remote, chunk_size=CS)
     assert "Run it again to resume" in info.value.hint
     assert _size_of(remote + ".part") == 4 * CS
@@ -263,6 +270,14 @@ async def test_sim_mqtt_round_trip(sim_state: DeviceState, mosquitto: BrokerHand
         try:
             await _round_trip(t.run, tmp_path, odd_dir, _payload(2 * CHUNK_SIZE + 1, 7), "mq")
             await _round_trip(t.run, tmp_path, odd_dir, b"", "mq-empty")
+            # No line editor between MQTT and the device's shell: `siteline put` gives it longer lines.
+            data = _payload(3 * CHUNK_SIZE + 5, 8)
+            src = tmp_path / "long-lines.src"
+            src.write_bytes(data)
+            sent: list[tuple[str, Result]] = []
+            up = await put_over_console(_recording(t.run, sent), src, f"{odd_dir}/", max_line=cmds.LONG_LINE)
+            assert _read(up.path) == data
+            assert len([c for c, _ in sent if APPEND in c]) == 4  # whole 2304-byte chunks
         finally:
             await t.close()
 
@@ -281,3 +296,137 @@ async def test_bash_openssl_fallback(bash_run: RunCommand, tmp_path: Path, odd_d
         return result
 
     await _round_trip(no_base64, tmp_path, odd_dir, _payload(2 * CS + 7, 3), "ossl")
+
+
+# -- destinations that are folders, line length, power cuts ----------------------------------------------
+
+
+def _recording(run: RunCommand, sent: list[tuple[str, Result]]) -> RunCommand:
+    async def rec(command: str, timeout: float) -> Result:
+        result = await run(command, timeout)
+        sent.append((command, result))
+        return result
+
+    return rec
+
+
+def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Paths os.fsync is called on from now on (a spy: the real fsync still runs)."""
+    paths: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return paths
+
+
+@pytest.mark.peer("socat")
+async def test_bash_put_into_a_directory_and_get_into_a_folder(
+    bash_run: RunCommand, tmp_path: Path, odd_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _payload(1500, 5)
+    src = tmp_path / "the image.bin"
+    src.write_bytes(data)
+    sent: list[tuple[str, Result]] = []
+    run = _recording(bash_run, sent)
+    # As scp: an existing directory, or a path ending in "/", gets the local file's name inside it.
+    for remote in (str(odd_dir), f"{odd_dir}/"):
+        up = await put_over_console(run, src, remote)
+        assert up.path == str(odd_dir / "the image.bin")
+        assert _read(up.path) == data
+    assert _names(odd_dir) == ["the image.bin"]  # no stray .part, nothing moved in
+    # The device syncs before the rename (data on flash) and after it (the new name).
+    finish = [c for c, _ in sent if " mv -f " in c]
+    assert finish
+    assert all("sync && mv -f " in c and c.endswith("&& sync") for c in finish)
+    (odd_dir / "sub").mkdir()
+    sub_src = tmp_path / "sub"
+    sub_src.write_bytes(b"x")
+    with pytest.raises(TransportError, match="sub: it is a directory on the device"):
+        await put_over_console(run, sub_src, str(odd_dir))
+    with pytest.raises(TransportError, match="does not exist on the device"):
+        await put_over_console(run, src, f"{odd_dir}/missing/")
+
+    fsynced = _fsynced(monkeypatch)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    down = await get_over_console(run, str(odd_dir / "the image.bin"), folder)
+    assert down.path == str(folder / "the image.bin")
+    assert _read(folder / "the image.bin") == data
+    assert _names(folder) == ["the image.bin"]
+    # On disk before the rename, then the folder after it: a file reported done survives a power cut.
+    assert fsynced == [str(folder / "the image.bin.part"), str(folder)]
+    with pytest.raises(TransportError, match="names no file"):
+        await get_over_console(run, "/", folder)
+    taken = tmp_path / "taken"
+    (taken / "the image.bin").mkdir(parents=True)  # the name the download would take inside the folder
+    with pytest.raises(TransportError, match=r"the image\.bin is a folder"):
+        await get_over_console(run, str(odd_dir / "the image.bin"), taken)
+
+
+@pytest.mark.peer("socat")
+async def test_bash_every_typed_line_fits_busybox_ash(bash_run: RunCommand, tmp_path: Path, odd_dir: Path) -> None:
+    """No typed line, framing included, passes MAX_TYPED_LINE (ash cuts at 1023); and what that costs.
+
+    Measured here (a 20 KB file; 62- and 93-character folders): an upload types 1.84 and 2.04 bytes per payload
+    byte (base64 alone: 1.33; 1.65 to a short path like /data/update.bin), a download's replies 1.39.
+    """
+    data = _payload(20_000, 9)
+    src = tmp_path / "up.bin"
+    src.write_bytes(data)
+    sent: list[tuple[str, Result]] = []
+    run = _recording(bash_run, sent)
+    for where in (tmp_path, odd_dir):  # a plain path, and one whose quotes the framing quotes again
+        sent.clear()
+        up = await put_over_console(run, src, str(where / "f.bin"))
+        assert max(cmds.typed_length(c) for c, _ in sent) <= cmds.MAX_TYPED_LINE
+        typed = sum(cmds.typed_length(c) for c, _ in sent)  # the Enter included
+        back = sum(len(r.stdout) + len(r.stderr) for _, r in sent)
+        print(f"\nupload to {len(str(where))}-char dir: {len(sent)} commands, typed {typed / len(data):.2f} B/B, "
+              f"replies {back / len(data):.2f} B/B")
+        assert typed < 2.1 * len(data)
+        assert up.size == len(data)
+    sent.clear()
+    await get_over_console(run, str(tmp_path / "f.bin"), tmp_path / "down.bin")
+    typed = sum(cmds.typed_length(c) for c, _ in sent)
+    back = sum(len(r.stdout) + len(r.stderr) for _, r in sent)
+    print(f"download: {len(sent)} commands, typed {typed / len(data):.2f} B/B, replies {back / len(data):.2f} B/B")
+    assert back < 1.45 * len(data)
+    assert max(cmds.typed_length(c) for c, _ in sent) <= cmds.MAX_TYPED_LINE
+
+
+@pytest.mark.peer("socat")
+async def test_bash_too_long_a_path_is_refused_before_a_byte(bash_run: RunCommand, tmp_path: Path) -> None:
+    src = tmp_path / "s"
+    src.write_bytes(b"x" * 100)
+    sent: list[tuple[str, Result]] = []
+    with pytest.raises(TransportError, match="too long to type"):
+        await put_over_console(_recording(bash_run, sent), src, str(tmp_path / ("d" * 300) / "f.bin"))
+    assert sent == []
+
+
+@pytest.mark.peer("socat")
+async def test_dash_round_trip_into_a_directory(tmp_path: Path, odd_dir: Path) -> None:
+    """dash descends from ash (BusyBox's shell): the lines are plain POSIX sh, no bash in them."""
+    require_tool("socat")
+    require_tool("dash")
+    shell = start_socat_shell(tmp_path / "dash", ps1="# ", program="/bin/dash -i")
+    try:
+        t = SerialTransport(parse_target(shell.url), Credentials(), wake_timeout=1.0)
+        await t.connect()
+        try:
+            data = _payload(2500, 11)
+            src = tmp_path / "d.bin"
+            src.write_bytes(data)
+            up = await put_over_console(t.run, src, str(odd_dir))
+            assert up.path == str(odd_dir / "d.bin")
+            assert _read(up.path) == data
+            down = await get_over_console(t.run, up.path, tmp_path / "dash")
+            assert _read(down.path) == data
+        finally:
+            await t.close()
+    finally:
+        shell.stop()

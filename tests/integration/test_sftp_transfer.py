@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 from tests.peers.faultproxy import FaultProxy
 from tests.peers.sshd import SshdHandle
@@ -227,3 +228,52 @@ async def test_a_device_allowing_one_session_still_gets_checked_files(
         await t.close()
     assert up.sha256 == down.sha256 == _sha(src) == _sha(tmp_path / "back.bin")
     assert "using 1 SFTP session(s)" in caplog.text
+
+
+async def test_a_directory_takes_the_file_inside_and_done_means_on_disk(
+    sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _file(tmp_path / "src.bin", 300_000)
+    far = tmp_path / "far"
+    far.mkdir()
+    remote_syncs: list[str] = []
+    real_fsync = asyncssh.SFTPClientFile.fsync
+
+    async def spy_remote(self: asyncssh.SFTPClientFile) -> None:
+        try:
+            await real_fsync(self)
+        except asyncssh.SFTPError as exc:
+            remote_syncs.append(type(exc).__name__)
+            raise
+        remote_syncs.append("ok")
+
+    monkeypatch.setattr(asyncssh.SFTPClientFile, "fsync", spy_remote)
+    t = _transport(sshd, proxy, tmp_path)
+    await t.connect()
+    try:
+        for remote in (str(far), f"{far}/"):  # as scp: an existing directory, or a trailing slash
+            up = await t.put(src, remote)
+            assert up.path == str(far / "src.bin")
+        assert sorted(p.name for p in far.iterdir()) == ["src.bin"]
+        assert _sha(far / "src.bin") == _sha(src)
+        assert remote_syncs == ["ok", "ok"]  # OpenSSH has fsync@openssh.com: the data was on disk before the rename
+        (far / "sub").mkdir()
+        with pytest.raises(TransportError, match="sub: it is a directory on the device"):
+            await t.put(_file(tmp_path / "sub", 10), str(far))
+
+        local_syncs: list[str] = []
+        real = os.fsync
+
+        def spy_local(fd: int) -> None:
+            local_syncs.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", spy_local)
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        down = await t.get(str(far / "src.bin"), logs)
+        assert down.path == str(logs / "src.bin")
+        assert _sha(logs / "src.bin") == _sha(src)
+        assert local_syncs == [str(logs / "src.bin.part"), str(logs)]  # the file before the rename, the folder after
+    finally:
+        await t.close()

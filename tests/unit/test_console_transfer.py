@@ -20,6 +20,7 @@ from siteline.core.transports.console_transfer import (
     get_over_console,
     put_over_console,
 )
+from siteline.core.transports.transfer import check_local_destination, into_folder, local_destination
 
 # `df -Pk .` as printed by GNU coreutils 9.1 (Debian 12), in the directory /tmp.
 GNU_DF = """Filesystem     1024-blocks     Used Available Capacity Mounted on
@@ -64,15 +65,20 @@ def test_df_garbage_gives_none() -> None:
 
 def test_upload_place_parsed() -> None:
     text = "dir=1\nwritable=1\ncodec=openssl\nsha=1\npart=4096\npwd=/data/upload\ndf:\n" + BUSYBOX_DF
-    assert cmds.parse_upload_place(text) == cmds.UploadPlace(True, True, "openssl", True, 4096, 10507988 * 1024)
-    assert cmds.parse_upload_place("dir=0\n") == cmds.UploadPlace(False, False, None, False, None, None)
+    assert cmds.parse_upload_place(text) == cmds.UploadPlace(
+        False, False, True, True, "openssl", True, 4096, 10507988 * 1024)
+    assert cmds.parse_upload_place("dir=0\n") == cmds.UploadPlace(False, False, False, False, None, False, None, None)
+    into = cmds.parse_upload_place("into=1\ndir=1\nisdir=1\n")
+    assert into is not None
+    assert (into.into_dir, into.is_dir) == (True, True)
     assert cmds.parse_upload_place("sh: syntax error\n") is None
 
 
 def test_chunk_and_read_replies() -> None:
-    assert cmds.parse_chunk_reply(f"  4608\n{HEX}  -\n") == cmds.ChunkReply(4608, HEX)
-    assert cmds.parse_chunk_reply(f"4608\r\n{HEX}  -\r\n") == cmds.ChunkReply(4608, HEX)
-    assert cmds.parse_chunk_reply(f"base64: invalid input\n4608\n{HEX}  -\n") is None
+    assert cmds.parse_chunk_reply(f"{HEX}  -\n  4608\n") == cmds.ChunkReply(4608, HEX)
+    assert cmds.parse_chunk_reply(f"{HEX}  -\r\n4608\r\n") == cmds.ChunkReply(4608, HEX)
+    assert cmds.parse_chunk_reply(f"base64: invalid input\n{HEX}  -\n4608\n") is None
+    assert cmds.parse_chunk_reply(f"4608\n{HEX}  -\n") is None
     assert cmds.parse_read_reply(f"QUJD\nREVG\n{HEX}  -\n") == cmds.ReadReply("QUJDREVG", HEX)
     assert cmds.parse_read_reply(f"QU*D\n{HEX}  -\n") is None
     assert cmds.parse_hash(f"{HEX}  -\n") == HEX
@@ -99,12 +105,14 @@ def test_probe_parser_on_shuffled_replies(parts: list[str]) -> None:
 
 def test_commands_quote_paths_and_fit_a_console_line() -> None:
     remote = "/data/it's a \"file\"; rm -rf /.bin"
-    line = cmds.append_chunk(remote, "base64", "QUJD", 7, 2304)
+    line = cmds.append_chunk(remote, "base64", "QUJD")
     assert shlex.quote(remote + ".part") in line
     assert "; rm -rf /.bin.part'" in line  # inside the quotes, not a command
-    assert "base64 -d" in line
-    assert "skip=7" in line
-    assert "openssl base64 -d -A" in cmds.append_chunk(remote, "openssl", "QUJD", 0, 2304)
+    assert "base64 -d|tee -a" in line
+    assert "openssl base64 -d -A" in cmds.append_chunk(remote, "openssl", "QUJD")
+    for command in (cmds.upload_probe(remote, "f.bin"), cmds.download_probe(remote), cmds.finish_upload(remote),
+                    cmds.read_chunk(remote, "base64", 9999, 560), cmds.append_chunk(remote, "base64", "A" * 600)):
+        assert cmds.typed_length(command) <= cmds.MAX_TYPED_LINE
     assert cmds.truncate("/a b", 0, 100) == ": > '/a b'"
     assert cmds.truncate("/a", 3, 100) == "dd if=/dev/null of=/a bs=100 seek=3 2>/dev/null"
 
@@ -176,3 +184,47 @@ def test_a_path_too_long_for_a_line_is_refused(src: Path) -> None:
     _, run = _device(ok)
     with pytest.raises(TransportError, match="too long to type"):
         _put(run, src, remote="/" + "d" * 1700 + "/f")
+
+
+# -- where the file lands ------------------------------------------------------------------------------------
+
+
+def test_remote_folder_forms() -> None:
+    assert into_folder("/data/", "f.bin") == "/data/f.bin"
+    assert into_folder("", "f.bin") == "f.bin"  # the login's home, as scp host:
+    assert into_folder("/data/x", "f.bin") is None  # the device says whether it is a directory
+
+
+def test_local_destination(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    assert local_destination(tmp_path / "logs", "/var/log/messages") == tmp_path / "logs" / "messages"
+    assert local_destination(f"{tmp_path}/new/", "/r/a.bin") == tmp_path / "new" / "a.bin"  # the separator counts
+    assert local_destination(tmp_path / "x.bin", "/r/a.bin") == tmp_path / "x.bin"
+    assert local_destination("", "/r/a.bin") == Path("a.bin")
+    assert local_destination(tmp_path / "logs", "/var/log/") == tmp_path / "logs" / "log"
+    for remote in ("/", "", "/tmp/..", "."):
+        with pytest.raises(TransportError, match="names no file"):
+            local_destination(tmp_path / "logs", remote)
+    with pytest.raises(TransportError, match=r"local folder .* does not exist"):
+        check_local_destination(tmp_path / "new" / "a.bin")
+    (tmp_path / "logs" / "messages").mkdir()
+    with pytest.raises(TransportError, match="is a folder"):
+        check_local_destination(tmp_path / "logs" / "messages")
+
+
+def test_an_existing_remote_directory_takes_the_file_inside(src: Path) -> None:
+    sent, run = _device(f"into=1\ndir=1\nisdir=1\nwritable=1\ncodec=base64\nsha=1\npwd=/data\ndf:\n{GNU_DF}")
+    with pytest.raises(TransportError, match=r"Cannot upload /data/src\.bin: it is a directory on the device"):
+        _put(run, src, remote="/data")
+    assert sent == [cmds.upload_probe("/data", "src.bin")]
+    sent.clear()
+    with pytest.raises(TransportError, match=r"/data/src\.bin: it is a directory"):
+        _put(run, src, remote="/data/")
+    assert sent == [cmds.upload_probe("/data/src.bin")]  # a trailing slash: no second guess on the device
+
+
+def test_the_rename_syncs_before_and_after_and_never_moves_into_a_directory() -> None:
+    line = cmds.finish_upload("/data/f.bin")
+    assert line.index("sync && mv -f /data/f.bin.part") < line.index("&& sync")
+    assert line.endswith("&& sync")
+    assert 'if [ -d "$r" ]' in line.split("mv")[0]

@@ -1,11 +1,20 @@
 """Files over any command channel (a serial console, MQTT, any ``run``): base64 chunks, each checked, resumable.
 
 For small files and recovery when SSH is not there. An upload appends one decoded chunk per command
-to ``REMOTE.part``; the same command reads the chunk back with dd and prints its SHA-256, so a chunk
-the line garbled is seen at once, cut away and sent again. A download prints one chunk as base64 and
+to ``REMOTE.part``; the same command prints the SHA-256 of the bytes it appended and the new size, so
+a chunk the line garbled is seen at once, cut away and sent again. A download prints one chunk as base64 and
 its SHA-256 per command. Both keep, on a second run, the longest run of whole chunks whose hashes
 match (found by bisection: a few commands, not one per chunk), check the whole file's SHA-256 at the
-end and only then give the file its real name.
+end and only then give the file its real name (the device syncs before and after the rename; a download
+is fsynced here, then its folder). A destination that is a folder, or ends in ``/``, gets the source's
+name inside it, as scp does.
+
+Every typed line, the console's framing included, stays within ``cmds.MAX_TYPED_LINE`` (BusyBox ash
+cuts a line at 1023 characters), so an upload chunk carries about 610 bytes to a short path such as
+/data/update.bin: 1.65 typed bytes per payload byte (base64 alone is 1.33; the rest is the command and
+its framing), 1.84 with the 62-character folders of the tests (measured by
+``test_bash_every_typed_line_fits_busybox_ash``), plus the echo and a ~90-byte reply per chunk. A
+download's command is short; its reply is the base64 and a hash: 1.39 bytes per payload byte.
 """
 
 from __future__ import annotations
@@ -19,11 +28,20 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from siteline.core.atomic import fsync_dir
 from siteline.core.errors import TransportError
 from siteline.core.transports import console_transfer_cmds as cmds
 from siteline.core.transports.base import Result
 from siteline.core.transports.integrity import local_hash, local_prefix_hashes
-from siteline.core.transports.transfer import Progress, ProgressCallback, TransferResult, _Tracker
+from siteline.core.transports.transfer import (
+    Progress,
+    ProgressCallback,
+    TransferResult,
+    _Tracker,
+    check_local_destination,
+    into_folder,
+    local_destination,
+)
 
 __all__ = [
     "CHUNK_SIZE", "MAX_SIZE", "Progress", "ProgressCallback", "RunCommand", "TransferResult",
@@ -31,8 +49,8 @@ __all__ = [
 ]
 
 RunCommand = Callable[[str, float], Awaitable[Result]]
-# 2304 bytes are 3072 base64 characters: with the append line around them, under the 3.5 KiB a serial
-# console line may hold. Larger requests are cut down to what fits (see _fit_chunk).
+# What an upload asks for; each run cuts it down to what fits a typed line (see _fit_chunk): about
+# 600 bytes on a serial console, 2304 (3072 base64 characters) on a channel with LONG_LINE.
 CHUNK_SIZE = 2304
 MIN_CHUNK = 240
 MAX_READ_CHUNK = 48 * 1024  # a download's output per command (MQTT replies carry up to 256 KiB)
@@ -45,11 +63,17 @@ FREE_MARGIN = 64 * 1024  # leave the device a little room beyond the file itself
 class _Channel:
     """``run`` with the transfer's context: a broken link becomes "stopped at X of Y: run it again to resume"."""
 
-    def __init__(self, run: RunCommand, remote: str, verb: str, timeout: float) -> None:
+    def __init__(self, run: RunCommand, remote: str, verb: str, timeout: float, max_line: int) -> None:
         self._run, self.remote, self.verb, self.timeout = run, remote, verb, timeout
+        self.max_line = max_line
         self.done, self.total = 0, 0
 
     async def __call__(self, command: str) -> Result:
+        if cmds.typed_length(command) > self.max_line:  # a cut line would run half a command
+            raise TransportError(
+                f"The path {self.remote} is too long to type over a console line "
+                f"(a line holds {self.max_line} characters with the commands around the path).",
+                "Use a shorter path (for example in /tmp) and move the file afterwards.")
         try:
             return await self._run(command, self.timeout)
         except TransportError as exc:
@@ -93,9 +117,9 @@ def _check_size(size: int, max_size: int, line_bps: int | None, what: str) -> No
     )
 
 
-def _fit_chunk(requested: int, remote: str, codec: str) -> int:
-    """The largest chunk (up to ``requested``) whose append line stays under the console line limit."""
-    room = cmds.MAX_COMMAND - cmds.append_overhead(remote, codec, max(requested, 1))
+def _fit_chunk(requested: int, remote: str, codec: str, max_line: int) -> int:
+    """The largest chunk (up to ``requested``) whose typed append line stays within ``max_line``."""
+    room = max_line - cmds.append_overhead(remote, codec)
     fits = room // 4 * 3
     size = min(requested, fits)
     if size < MIN_CHUNK:
@@ -134,19 +158,22 @@ def _local_prefix(path: Path, cs: int) -> Callable[[int], Awaitable[str]]:
 async def put_over_console(
     run: RunCommand, local: Path, remote: str, progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK_SIZE, *, max_size: int = MAX_SIZE, line_bps: int | None = None,
-    timeout: float = STEP_TIMEOUT,
+    timeout: float = STEP_TIMEOUT, max_line: int = cmds.MAX_TYPED_LINE,
 ) -> TransferResult:
-    """Upload ``local`` to ``remote`` through ``remote.part``; a second call resumes a cut one."""
+    """Upload ``local`` to ``remote`` (or into it, when a directory) through ``.part``; a second call resumes.
+
+    ``max_line``: the longest line the channel takes, framing included (``cmds.LONG_LINE`` for MQTT).
+    """
     local = Path(local)
     if not local.is_file():
         raise TransportError(f"The local file {local} does not exist.", "Check the path.")
     size = local.stat().st_size
     _check_size(size, max_size, line_bps, str(local))
     began = time.monotonic()
-    chan = _Channel(run, remote, "upload", timeout)
-    place = cmds.parse_upload_place((await chan(cmds.upload_probe(remote))).stdout)
-    place, codec = _check_place(place, remote, size)
-    cs = _fit_chunk(chunk_size, remote, codec)
+    remote, place, codec = await _probe_place(_Channel(run, remote, "upload", timeout, max_line), remote, local.name,
+                                              size)
+    chan = _Channel(run, remote, "upload", timeout, max_line)
+    cs = _fit_chunk(chunk_size, remote, codec, max_line)
     part = cmds.part_path(remote)
     kept = 0
     if place.part_size:
@@ -173,7 +200,17 @@ async def put_over_console(
                              "Run the upload again; if it fails again the device's storage may be failing.")
     await chan.checked(cmds.finish_upload(remote), f"rename {part} into place")
     tracker.emit()
-    return TransferResult(size, size - start, start, digest, time.monotonic() - began)
+    return TransferResult(size, size - start, start, digest, time.monotonic() - began, remote)
+
+
+async def _probe_place(chan: _Channel, remote: str, name: str, size: int) -> tuple[str, cmds.UploadPlace, str]:
+    """The final remote path (``name`` inside ``remote`` when that is a directory), its place and the codec."""
+    final = into_folder(remote, name)
+    answer = (await chan(cmds.upload_probe(final) if final else cmds.upload_probe(remote, name))).stdout
+    place = cmds.parse_upload_place(answer)
+    if final is None:
+        final = cmds.into(remote, name) if place is not None and place.into_dir else remote
+    return final, *_check_place(place, final, size)
 
 
 def _check_place(place: cmds.UploadPlace | None, remote: str, size: int) -> tuple[cmds.UploadPlace, str]:
@@ -182,6 +219,9 @@ def _check_place(place: cmds.UploadPlace | None, remote: str, size: int) -> tupl
     if place is None:
         raise TransportError(f"The device's answer about {directory} could not be understood.",
                              "Check that the console is at a shell prompt and try again.")
+    if place.is_dir:
+        raise TransportError(f"Cannot upload {remote}: it is a directory on the device.",
+                             "Give a file name inside it, or remove that directory first.")
     if not place.dir_exists:
         raise TransportError(f"Cannot upload {remote}: {directory} does not exist on the device.",
                              "Check the path (create the directory first).")
@@ -208,7 +248,7 @@ async def _send_chunk(chan: _Channel, codec: str, index: int, cs: int, data: byt
     part = cmds.part_path(chan.remote)
     said = ""
     for _ in range(RETRIES):
-        result = await chan(cmds.append_chunk(chan.remote, codec, b64, index, cs))
+        result = await chan(cmds.append_chunk(chan.remote, codec, b64))
         if result.ok and cmds.parse_chunk_reply(result.stdout) == want:
             return
         said = _said(result)
@@ -225,15 +265,14 @@ async def _send_chunk(chan: _Channel, codec: str, index: int, cs: int, data: byt
 async def get_over_console(
     run: RunCommand, remote: str, local: Path, progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK_SIZE, *, max_size: int = MAX_SIZE, line_bps: int | None = None,
-    timeout: float = STEP_TIMEOUT,
+    timeout: float = STEP_TIMEOUT, max_line: int = cmds.MAX_TYPED_LINE,
 ) -> TransferResult:
-    """Download ``remote`` to ``local`` through ``local.part``; a second call resumes a cut one."""
-    local = Path(local)
+    """Download ``remote`` to ``local`` (or into it, when a folder) through ``.part``; a second call resumes."""
+    local = local_destination(local, remote)
+    check_local_destination(local)
     part = local.with_name(local.name + ".part")
-    if not local.parent.is_dir():
-        raise TransportError(f"The local folder {local.parent} does not exist.", "Create it or pick another path.")
     began = time.monotonic()
-    chan = _Channel(run, remote, "download", timeout)
+    chan = _Channel(run, remote, "download", timeout, max_line)
     source = cmds.parse_download_source((await chan(cmds.download_probe(remote))).stdout)
     size, codec = _check_source(source, remote)
     _check_size(size, max_size, line_bps, remote)
@@ -264,8 +303,9 @@ async def get_over_console(
         raise TransportError(f"The downloaded {remote} does not match the device's file (SHA-256 differs).",
                              "Run the download again; the file may have changed on the device meanwhile.")
     os.replace(part, local)
+    fsync_dir(local.parent)  # the rename itself, on disk: a file reported done survives a power cut
     tracker.emit()
-    return TransferResult(size, size - start, start, digest, time.monotonic() - began)
+    return TransferResult(size, size - start, start, digest, time.monotonic() - began, str(local))
 
 
 def _check_source(source: cmds.DownloadSource | None, remote: str) -> tuple[int, str]:

@@ -1,8 +1,10 @@
 """The shell lines a console transfer types, and the parsers for what the device answers (pure, no I/O).
 
 Every line uses only tools a BusyBox box has (printf, base64 or openssl, sha256sum, dd, wc, df, mv,
-rm), quotes every path with :func:`shlex.quote`, and stays short enough for a tty's canonical-mode
-line (4095 bytes). The parsers take whatever came back (truncated, garbage, another tool's format)
+rm, sync) and quotes every path with :func:`shlex.quote`. A path is named once per line, in a shell
+variable, because BusyBox ash cuts a typed line at 1023 characters: :func:`typed_length` measures a
+line as the console types it (the command framing included), and the transfer keeps each one within
+:data:`MAX_TYPED_LINE`. The parsers take whatever came back (truncated, garbage, another tool's format)
 and return a typed value or ``None``; they never raise.
 """
 
@@ -13,7 +15,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
-MAX_COMMAND = 3400  # under serial.MAX_LINE (3500), which leaves room for the command framing
+from siteline.core.transports import console
+from siteline.core.transports.console import CommandFrame
+
+MAX_TYPED_LINE = console.MAX_TYPED_LINE  # what a serial console types at most per line, framing included
+LONG_LINE = 3400  # a channel with no line editor in the way (MQTT's command topic): bigger chunks
 _HEX64 = re.compile(r"^([0-9a-f]{64})(?:\s|$)")
 _INT = re.compile(r"^\s*(\d{1,19})\s*$")
 # Filesystem, 1024-blocks, used, available, capacity, mount point (which may hold spaces)
@@ -29,6 +35,8 @@ ENCODERS = {"base64": "base64", "openssl": "openssl base64"}
 class UploadPlace:
     """What the device said about an upload's destination before the first byte."""
 
+    into_dir: bool  # the remote path named an existing directory: the file goes inside it
+    is_dir: bool  # the final path is itself a directory: nothing can replace it
     dir_exists: bool
     writable: bool
     codec: str | None  # a key of DECODERS, None: the device has neither tool
@@ -50,6 +58,17 @@ def q(path: str) -> str:
     return shlex.quote(path)
 
 
+def typed_length(command: str) -> int:
+    """Bytes the serial console types for ``command``: the framing around it and the Enter included, as
+    SerialTransport.run counts them (the nonce is always 12 hex digits)."""
+    return len(CommandFrame(command, "0" * 12).line().encode("utf-8", "surrogateescape")) + 1
+
+
+def into(directory: str, name: str) -> str:
+    """``name`` inside ``directory`` as scp places it (``dest/`` + ``f.bin`` -> ``dest/f.bin``)."""
+    return posixpath.join(directory, name)
+
+
 def part_path(remote: str) -> str:
     return remote + ".part"
 
@@ -65,14 +84,20 @@ _TOOLS = (
 )
 
 
-def upload_probe(remote: str) -> str:
-    """One line that reports the directory, the tools, a partial upload and the free space (key=value, then df)."""
-    d, p = q(remote_dir(remote)), q(part_path(remote))
+def upload_probe(remote: str, name: str | None = None) -> str:
+    """One line that reports the destination, the tools, a partial upload and the free space (key=value, then df).
+
+    With ``name``, a ``remote`` that is an existing directory means ``remote/name`` (``into=1``), as scp does.
+    """
+    pick = f'd={q(remote_dir(remote))}; f="$r"; '
+    if name is not None:
+        pick = f'if [ -d "$r" ]; then echo into=1; d="$r"; f="$r"/{q(name)}; else {pick}fi; '
     return (
-        f"if [ -d {d} ]; then echo dir=1; else echo dir=0; exit 0; fi; "
-        f"[ -w {d} ] && echo writable=1; {_TOOLS}"
-        f"[ -f {p} ] && echo part=$(wc -c < {p}); "
-        f"cd {d} && echo pwd=$(pwd) && echo df: && df -Pk ."
+        f"r={q(remote)}; {pick}p=\"$f\".part; "
+        'if [ -d "$d" ]; then echo dir=1; else echo dir=0; exit 0; fi; [ -d "$f" ] && echo isdir=1; '
+        f'[ -w "$d" ] && echo writable=1; {_TOOLS}'
+        '[ -f "$p" ] && echo part=$(wc -c < "$p"); '
+        'cd "$d" && echo pwd=$(pwd) && echo df: && df -Pk .'
     )
 
 
@@ -109,6 +134,8 @@ def parse_upload_place(text: str) -> UploadPlace | None:
         return None
     codec = keys.get("codec")
     return UploadPlace(
+        into_dir=keys.get("into") == "1",
+        is_dir=keys.get("isdir") == "1",
         dir_exists=keys["dir"] == "1",
         writable=keys.get("writable") == "1",
         codec=codec if codec in DECODERS else None,
@@ -157,24 +184,25 @@ def free_bytes(df_lines: list[str], directory: str) -> int | None:
 # -- chunks ---------------------------------------------------------------------------------------
 
 
-def append_chunk(remote: str, codec: str, b64: str, index: int, chunk_size: int) -> str:
-    """Append one decoded chunk to REMOTE.part, then print the new size and the chunk's SHA-256 read back."""
-    p = q(part_path(remote))
-    return (
-        f"printf %s {b64} | {DECODERS[codec]} >> {p} && wc -c < {p} && "
-        f"dd if={p} bs={chunk_size} skip={index} count=1 2>/dev/null | sha256sum"
-    )
+def append_chunk(remote: str, codec: str, b64: str) -> str:
+    """Append one decoded chunk to REMOTE.part; print the SHA-256 of what was decoded, then the new size.
+
+    tee hashes exactly the bytes that went into the file, so a chunk the line garbled shows at once;
+    what the storage kept is checked by the whole file's hash before the rename.
+    """
+    # No spaces a shell does not need and the path once: every character here is one fewer for the data.
+    return f'p={q(part_path(remote))};printf %s {b64}|{DECODERS[codec]}|tee -a "$p"|sha256sum&&wc -c<"$p"'
 
 
-def append_overhead(remote: str, codec: str, chunk_size: int) -> int:
-    """Characters of an append line besides the base64 text (index digits counted generously)."""
-    return len(append_chunk(remote, codec, "", 10**9, chunk_size))
+def append_overhead(remote: str, codec: str) -> int:
+    """Typed bytes of an append line besides the base64 text."""
+    return typed_length(append_chunk(remote, codec, ""))
 
 
 def read_chunk(remote: str, codec: str, index: int, chunk_size: int) -> str:
     """Print one chunk of REMOTE as base64, then that chunk's SHA-256 on a line of its own."""
-    dd = f"dd if={q(remote)} bs={chunk_size} skip={index} count=1 2>/dev/null"
-    return f"{dd} | {ENCODERS[codec]} && {dd} | sha256sum"
+    dd = f'dd if="$r" bs={chunk_size} skip={index} count=1 2>/dev/null'
+    return f"r={q(remote)}; {dd} | {ENCODERS[codec]} && {dd} | sha256sum"
 
 
 def truncate(path: str, chunks: int, chunk_size: int) -> str:
@@ -193,7 +221,16 @@ def whole_hash(path: str) -> str:
 
 
 def finish_upload(remote: str) -> str:
-    return f"mv -f {q(part_path(remote))} {q(remote)}"
+    """Rename REMOTE.part into place, never into a directory that took the name meanwhile.
+
+    ``sync`` before the rename puts the data on flash before the name points at it, and after it
+    the rename itself: a power cut then leaves the old file or the whole new one (BusyBox's sync
+    takes no file argument, so it is the plain one).
+    """
+    return (
+        f'r={q(remote)}; if [ -d "$r" ]; then echo "$r is a directory" >&2; exit 21; fi; '
+        f'sync && mv -f {q(part_path(remote))} "$r" && sync'
+    )
 
 
 def remove(path: str) -> str:
@@ -216,11 +253,11 @@ def parse_hash(text: str) -> str | None:
 
 
 def parse_chunk_reply(text: str) -> ChunkReply | None:
-    """``<size>\\n<hex>  -\\n`` from an append line."""
+    """``<hex>  -\\n<size>\\n`` from an append line."""
     lines = [line.strip() for line in text.replace("\r", "").split("\n") if line.strip()]
     if len(lines) != 2:
         return None
-    size, digest = _int(lines[0]), _HEX64.match(lines[1])
+    size, digest = _int(lines[1]), _HEX64.match(lines[0])
     if size is None or digest is None:
         return None
     return ChunkReply(size, digest.group(1))

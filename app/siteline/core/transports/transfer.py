@@ -1,7 +1,10 @@
 """SFTP put/get that survive a cellular link: pipelined blocks, resume from a checked prefix, SHA-256 at the end.
 
 An upload goes to ``remote + ".part"`` and is renamed into place only after the far side's SHA-256
-matches the local file, so a half-written file never carries the real name. A resumed transfer does
+matches the local file, so a half-written file never carries the real name; the device is asked to
+fsync it first (fsync@openssh.com), and a download is fsynced here, then its folder after the rename,
+so a file reported done survives a power cut. A destination that is a folder (or ends in ``/``) gets
+the source's file name inside it, as scp does. A resumed transfer does
 not trust the bytes already there: the longest prefix whose hash matches the source is kept, the rest
 is sent again (a torn or corrupted tail costs at most a few blocks, never a wrong file).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import asyncssh
 
+from siteline.core.atomic import fsync_dir
 from siteline.core.errors import TransportError
 from siteline.core.transports.integrity import (
     BLOCK_SIZE,
@@ -59,6 +63,35 @@ class TransferResult:
     resumed_from: int
     sha256: str
     seconds: float
+    path: str = ""  # where the file landed: the remote path of a put, the local path of a get
+
+
+def into_folder(remote: str, name: str) -> str | None:
+    """``remote/name`` when ``remote`` says it is a folder (ends in ``/``, or is empty: the login's home)."""
+    return posixpath.join(remote, name) if remote == "" or remote.endswith("/") else None
+
+
+def local_destination(local: str | Path, remote: str) -> Path:
+    """Where a download lands: ``local``, or ``local/<remote's name>`` when ``local`` is a folder or ends in a
+    separator (as scp does). Raises TransportError when ``remote`` has no file name to take."""
+    text = os.fspath(local)
+    seps = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if text and not text.endswith(seps) and not Path(text).is_dir():
+        return Path(text)
+    name = posixpath.basename(remote.rstrip("/"))
+    if name in ("", ".", ".."):
+        raise TransportError(f"{remote} names no file to put in the folder {text or '.'}.",
+                             "Give the local file's name as well: siteline get TARGET REMOTE LOCAL_FILE.")
+    return Path(text or ".") / name
+
+
+def check_local_destination(local: Path) -> None:
+    """Refuse before connecting when a download could not land at ``local``."""
+    if not local.parent.is_dir():
+        raise TransportError(f"The local folder {local.parent} does not exist.", "Create it or pick another path.")
+    if local.is_dir():
+        raise TransportError(f"{local} is a folder; a download cannot replace it.",
+                             "Give another local file name, or move that folder away.")
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -235,14 +268,17 @@ async def sftp_put(
     if not local.is_file():
         raise _local_missing(local)
     size = local.stat().st_size
-    part = remote + ".part"
     began = time.monotonic()
     try:
         async with _sftp_session(conn) as sftp:
             try:
+                remote = await _remote_destination(sftp, remote, local.name)
+                part = remote + ".part"
                 start, keep = await _resume_point_put(conn, sftp, local, part, size, block_size, parallel)
                 kept = start + sum(min(block_size, size - offset) for offset in keep)
                 tracker = _Tracker(size, kept, progress)
+                if kept:
+                    tracker.emit()  # the starting point first, so a caller can say where a resume begins
                 hashing = _hash_alongside(local)
                 try:
                     await _upload(conn, sftp, local, part, (start, keep), size, block_size, parallel, tracker)
@@ -265,7 +301,20 @@ async def sftp_put(
                 raise await _sftp_error(exc, sftp, remote, "upload") from exc
     except (asyncssh.Error, OSError) as exc:
         raise _link_error(exc, remote, "upload") from exc
-    return TransferResult(size, size - kept, kept, digest, time.monotonic() - began)
+    return TransferResult(size, size - kept, kept, digest, time.monotonic() - began, remote)
+
+
+async def _remote_destination(sftp: asyncssh.SFTPClient, remote: str, name: str) -> str:
+    """The path the file gets: ``remote``, or ``name`` inside it when it is a folder (as scp does)."""
+    final = into_folder(remote, name)
+    if final is None:
+        if not await sftp.isdir(remote):  # one round trip for the common case: a file path
+            return remote
+        final = posixpath.join(remote, name)
+    if await sftp.isdir(final):
+        raise TransportError(f"Cannot upload {final}: it is a directory on the device.",
+                             "Give a file name inside it, or remove that directory first.")
+    return final
 
 
 async def _resume_point_put(
@@ -305,6 +354,10 @@ async def _upload(
                 return len(data)
 
             await _pipeline(start, size, block, parallel, one, tracker)
+            # On the device's flash before the name points at it; fsync is per file, not per handle, so one
+            # covers the writes of every session. A server without fsync@openssh.com gets the rename alone.
+            with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+                await first.fsync()
 
 
 async def _rename(sftp: asyncssh.SFTPClient, part: str, remote: str) -> None:
@@ -326,11 +379,10 @@ async def sftp_get(
     block_size: int = BLOCK_SIZE,
     parallel: int = PARALLEL,
 ) -> TransferResult:
-    """Download ``remote`` to ``local`` through ``local.part``; resumes a previous partial download."""
-    local = Path(local)
+    """Download ``remote`` to ``local`` (or into it, when a folder) through ``.part``; resumes a partial download."""
+    local = local_destination(local, remote)
+    check_local_destination(local)
     part = local.with_name(local.name + ".part")
-    if not local.parent.is_dir():
-        raise TransportError(f"The local folder {local.parent} does not exist.", "Create it or pick another path.")
     began = time.monotonic()
     try:
         async with _sftp_session(conn) as sftp:
@@ -341,6 +393,8 @@ async def sftp_get(
                     part, have, size, block_size * parallel, lambda n: remote_hash(conn, sftp, remote, n)
                 )
                 tracker = _Tracker(size, start, progress)
+                if start:
+                    tracker.emit()  # the starting point first, so a caller can say where a resume begins
                 await _download(conn, sftp, remote, part, start, size, block_size, parallel, tracker)
                 digest = await asyncio.to_thread(local_hash, part)
                 if await remote_hash(conn, sftp, remote) != digest:
@@ -350,6 +404,7 @@ async def sftp_get(
                         "Run the download again; the file may have changed on the device meanwhile.",
                     )
                 os.replace(part, local)
+                fsync_dir(local.parent)  # the rename itself, on disk
                 tracker.emit()
             except (asyncssh.SFTPError, OSError) as exc:
                 if isinstance(exc, asyncssh.SFTPConnectionLost | ConnectionError):
@@ -359,7 +414,7 @@ async def sftp_get(
                 raise await _sftp_error(exc, sftp, remote, "download") from exc
     except (asyncssh.Error, OSError) as exc:
         raise _link_error(exc, remote, "download") from exc
-    return TransferResult(size, size - start, start, digest, time.monotonic() - began)
+    return TransferResult(size, size - start, start, digest, time.monotonic() - began, str(local))
 
 
 async def _download(
@@ -382,5 +437,6 @@ async def _download(
                 return len(data)
 
             await _pipeline(start, size, block, parallel, one, tracker)
+        os.fsync(fd)  # on disk before the rename gives it the real name
     finally:
         os.close(fd)
