@@ -11,16 +11,21 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 
+from siteline.core.errors import TransportError
 from siteline.core.inventory import DeviceEntry
 from siteline.core.paths import STANDBY, PathStatus
 from siteline.core.plugins import PluginHost
-from siteline.core.transports.base import ConnectionState, ConnState, Credentials
+from siteline.core.targets import Target
+from siteline.core.transports.base import ConnectionState, ConnState, Credentials, Transport
+from siteline.core.transports.serial import SerialTransport
+from siteline.ui.console_tab import MQTT_NO_CONSOLE
 from siteline.ui.device_dialog import HAS_FALLBACKS, DeviceDialog
 from siteline.ui.device_page import DevicePage
 from siteline.ui.device_tree_model import STATE_COLUMN, DeviceTreeModel, PathRole
 from siteline.ui.path_view import describe_target, path_line, paths_tooltip
 from siteline.ui.sessions import SessionManager, default_factory
 from tests.gui.conftest import Loop, fast_backoff, until
+from tests.gui.shell_transport import LocalShellTransport
 from tests.peers.socat_shell import SocatShell
 from tests.peers.sshd import SshdHandle
 
@@ -182,3 +187,74 @@ def test_fallback_shown_while_host_key_waits_then_back_on_ssh(
             await manager.close_all()
 
     aloop.run(scenario(), timeout=30)
+
+
+# -- the Console tab follows the path in use, not the preferred one ---------------------------------------
+
+
+class _Broker(LocalShellTransport):
+    """The MQTT path of the device: answers only while the test says the broker is reachable."""
+
+    reachable = False
+
+    async def connect(self) -> None:
+        if not _Broker.reachable:
+            self._state.set(ConnState.DOWN, "connection refused")
+            raise TransportError("The MQTT broker refused the connection.", "Check the broker address.")
+        await super().connect()
+
+
+def _mqtt_then_serial(target: Target, creds: Credentials) -> Transport:
+    if target.is_mqtt:
+        return _Broker(target, creds)
+    return SerialTransport(target, creds, wake_timeout=1.0)
+
+
+def test_console_offered_without_sessions_on_a_device_with_a_serial_fallback(qtbot) -> None:
+    page = DevicePage(PluginHost())
+    qtbot.addWidget(page)
+    page.show_device(DeviceEntry("gw-01", MQTT, "Tower 7", fallbacks=(SERIAL,)), ConnectionState(ConnState.DOWN), {})
+    assert str(page.console.target) == SERIAL
+    assert page.console.connect_button.isEnabled()
+    page.show_device(DeviceEntry("gw-02", MQTT, "Tower 7"), ConnectionState(ConnState.DOWN), {})
+    assert page.console.status.text() == MQTT_NO_CONSOLE
+    assert not page.console.connect_button.isEnabled()
+
+
+@pytest.mark.peer("socat")
+def test_console_follows_the_path_in_use(
+    qtbot, aloop: Loop, socat_shell: SocatShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Broker, "reachable", False)
+    manager = SessionManager(PluginHost(), _mqtt_then_serial, backoff=fast_backoff)
+    page = DevicePage(PluginHost())
+    page.follow(manager)
+    page.console_opener = lambda name: manager.get(name).open_shell  # type: ignore[union-attr]
+    entry = DeviceEntry("gw-01", MQTT, "Tower 7", fallbacks=(socat_shell.url,))
+    console = page.console
+
+    async def scenario() -> None:
+        try:
+            manager.add(entry)
+            page.show_device(entry, manager.state("gw-01"), {})
+            await until(lambda: manager.active_target("gw-01") == socat_shell.url, what="up on the serial cable")
+            assert str(console.target) == socat_shell.url
+            assert console.connect_button.isEnabled()
+            console.connect_button.click()
+            await until(lambda: console.channel is not None, what="a shell over the serial fallback")
+            console.channel.write(b"echo on-$((6 * 7))\r")  # type: ignore[union-attr]
+            await until(lambda: any("on-42" in line for line in console.terminal.display_lines()), what="output")
+            # The cable is pulled and the broker answers: the session moves to MQTT, and the tab says so.
+            _Broker.reachable = True
+            socat_shell.stop()
+            await until(lambda: manager.active_target("gw-01") == MQTT, what="moved to MQTT")
+            await until(lambda: console.status.text() == MQTT_NO_CONSOLE, what="no console over MQTT")
+            assert console.channel is None
+            assert not console.connect_button.isEnabled()
+        finally:
+            await console.close_shell()
+            await manager.close_all()
+
+    aloop.run(scenario(), timeout=30)
+    page.close()
+    page.deleteLater()

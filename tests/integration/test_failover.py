@@ -173,3 +173,34 @@ def test_inventory_written_before_fallbacks_loads(tmp_path: Path) -> None:
     assert entry is not None
     assert entry.fallbacks == ()
     assert entry.targets == ("ssh://root@10.0.0.5",)
+
+
+@pytest.mark.asyncio
+async def test_an_open_serial_console_keeps_the_fallback_until_it_closes(
+    sshd: SshdHandle, proxy: FaultProxy, socat_shell: SocatShell, make_session: Callable[..., DeviceSession]
+) -> None:
+    preferred = _ssh_url(sshd, proxy)
+    proxy.black_hole()  # SSH is out when the technician arrives: the session comes up on the cable
+    session = make_session([preferred, socat_shell.url], _key(sshd))
+    events: list[PathEvent] = []
+    session.add_path_listener(events.append)
+    session.start()
+    await _until(lambda: str(session.active_target) == socat_shell.url)
+    shell = await session.open_shell(80, 24)  # vi on the serial console
+    out = bytearray()
+    shell.add_output_listener(out.extend)
+    proxy.heal()
+    await _until(lambda: any(e.kind == "held" for e in events))
+    staying = "staying on serial while the console is open"
+    assert events[-1].message == f"SSH to 127.0.0.1:{proxy.port} answers again; {staying}"
+    assert session.state.reason == f"on fallback {socat_shell.url} (preferred {preferred} answers again; {staying})"
+    await asyncio.sleep(PREFERRED_RETRY * 2)  # more rounds: still on the cable, said once
+    assert str(session.active_target) == socat_shell.url
+    assert [e.kind for e in events].count("held") == 1
+    shell.write(b"echo still-$((6 * 7))\r")  # the console still works: its link was never closed
+    await _until(lambda: b"still-42" in out)
+    await shell.close()
+    await _until(lambda: str(session.active_target) == preferred)
+    assert events[-1].message == f"back on the preferred path {preferred}"
+    assert (await session.run("echo via-ssh")).stdout == "via-ssh\n"
+    assert session.paths[1].state is ConnState.DOWN

@@ -100,6 +100,39 @@ class _Link(StatefulLink):
         if self.state.state is not ConnState.DOWN:
             self._state.set(ConnState.DOWN, "closed")
 
+    async def open_shell(self, cols: int, rows: int) -> _Shell:
+        return _Shell(self)
+
+
+class _PortLink(_Link):
+    """A serial port is exclusive: a second link to the same target cannot connect while the first holds it."""
+
+    def __init__(self, target: str, world: dict[str, Exception | None], opened: list[_Link]) -> None:
+        self.others = list(opened)
+        super().__init__(target, world, opened)
+
+    async def connect(self) -> None:
+        if any(o.target == self.target and o.state.state is not ConnState.DOWN for o in self.others):
+            raise TransportError("The serial port is busy: another program holds it.")
+        await super().connect()
+
+
+class _Shell:
+    """An interactive shell on a fake link: tells its closed listeners once."""
+
+    def __init__(self, link: _Link) -> None:
+        self.link, self.closed = link, False
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_closed_listener(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for listener in self._listeners:
+                listener("closed")
+
 
 async def _until(pred: Callable[[], Any], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
@@ -108,14 +141,17 @@ async def _until(pred: Callable[[], Any], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def _session(world: dict[str, Exception | None], opened: list[_Link]) -> DeviceSession:
+def _session(
+    world: dict[str, Exception | None], opened: list[_Link], preferred_retry: float = 0.05, link: type[_Link] = _Link
+) -> DeviceSession:
     first, *rest = world
     entry = DeviceEntry("dev", first, fallbacks=tuple(rest))
 
     def factory(target: Target, _creds: Credentials) -> Transport:
-        return _Link(str(target), world, opened)
+        return link(str(target), world, opened)
 
-    return DeviceSession(entry, factory, Credentials(), PluginHost(), Backoff(0.01, maximum=0.02), preferred_retry=0.05)
+    backoff = Backoff(0.01, maximum=0.02)
+    return DeviceSession(entry, factory, Credentials(), PluginHost(), backoff, preferred_retry=preferred_retry)
 
 
 @pytest.mark.asyncio
@@ -207,5 +243,104 @@ async def test_a_command_running_on_the_old_path_finishes_there_before_it_closes
         fallback.release.set()
         assert (await running).stdout == "ssh://b"
         await _until(lambda: fallback.state.state is ConnState.DOWN)
+    finally:
+        await session.stop()
+
+
+SERIAL = "serial:///dev/ttyUSB0"
+STAYING = "staying on serial while the console is open"
+
+
+@pytest.mark.asyncio
+async def test_an_open_console_keeps_the_session_on_its_path_until_it_closes() -> None:
+    world: dict[str, Exception | None] = {"ssh://a": TransportError("refused"), SERIAL: None}
+    opened: list[_Link] = []
+    session = _session(world, opened, preferred_retry=0.8)
+    events: list[PathEvent] = []
+    session.add_path_listener(events.append)
+    session.start()
+    try:
+        await _until(lambda: str(session.active_target) == SERIAL)
+        serial = opened[-1]
+        shell = await session.open_shell(80, 24)  # the technician works in vi on the serial fallback
+        world["ssh://a"] = None
+        await _until(lambda: any(e.kind == "held" for e in events))
+        assert events[-1].message == f"SSH to a answers again; {STAYING}"
+        assert session.paths[0].reason == f"answers again; {STAYING}"
+        assert session.state.reason == f"on fallback {SERIAL} (preferred ssh://a answers again; {STAYING})"
+        assert str(session.active_target) == SERIAL
+        assert serial.state.state is ConnState.UP
+        assert opened[-1].target == "ssh://a"
+        assert opened[-1].state.state is ConnState.DOWN  # the try was closed
+        # The console closes: the move back does not wait for the next round (0.8 s).
+        await shell.close()
+        await _until(lambda: str(session.active_target) == "ssh://a", timeout=0.6)
+        assert events[-1].message == "back on the preferred path ssh://a"
+        await _until(lambda: serial.state.state is ConnState.DOWN)
+        assert [e.kind for e in events].count("held") == 1
+    finally:
+        await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_reconnect_closes_the_link_on_the_same_path_before_opening_it_again() -> None:
+    world: dict[str, Exception | None] = {SERIAL: None}
+    opened: list[_Link] = []
+    session = _session(world, opened, link=_PortLink)
+    session.start()
+    try:
+        await _until(lambda: session.state.state is ConnState.UP)
+        session.reconnect()
+        await _until(lambda: len(opened) == 2 and session.state.state is ConnState.UP)
+        assert opened[0].state.state is ConnState.DOWN
+        assert opened[1].state.state is ConnState.UP
+        assert "busy" not in str(session.paths)
+    finally:
+        await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_console_holds_a_link_let_go_until_it_closes_or_its_path_reopens() -> None:
+    world: dict[str, Exception | None] = {"ssh://a": TransportError("refused"), SERIAL: None}
+    opened: list[_Link] = []
+    session = _session(world, opened, preferred_retry=30.0, link=_PortLink)
+    session.start()
+    try:
+        await _until(lambda: str(session.active_target) == SERIAL)
+        serial = opened[-1]
+        shell = await session.open_shell(80, 24)
+        world["ssh://a"] = None
+        session.reconnect()  # the person asked for it: make-before-break onto the preferred path
+        await _until(lambda: str(session.active_target) == "ssh://a")
+        await asyncio.sleep(0.05)
+        assert serial.state.state is ConnState.UP  # still under the console
+        assert not shell.closed
+        world["ssh://a"] = TransportError("refused")
+        opened[-1].drop("connection reset")  # the serial path must reopen: the held link gives the port up
+        await _until(lambda: str(session.active_target) == SERIAL)
+        assert serial.state.state is ConnState.DOWN
+        assert opened[-1] is not serial
+        assert opened[-1].state.state is ConnState.UP
+    finally:
+        await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_console_let_go_closes_its_link_when_it_closes() -> None:
+    world: dict[str, Exception | None] = {"ssh://a": TransportError("refused"), SERIAL: None}
+    opened: list[_Link] = []
+    session = _session(world, opened, preferred_retry=30.0)
+    session.start()
+    try:
+        await _until(lambda: str(session.active_target) == SERIAL)
+        serial = opened[-1]
+        shell = await session.open_shell(80, 24)
+        world["ssh://a"] = None
+        session.reconnect()
+        await _until(lambda: str(session.active_target) == "ssh://a")
+        await asyncio.sleep(0.05)
+        assert serial.state.state is ConnState.UP
+        await shell.close()
+        await _until(lambda: serial.state.state is ConnState.DOWN)
     finally:
         await session.stop()

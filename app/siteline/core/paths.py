@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 Role = Literal["preferred", "fallback"]
 # trying: a path is being connected; connected: a path came up with no path up before; switched: the link
 # moved to another path after a drop; back: a more preferred path answered again and took over; dropped: the
-# path in use went away; failed: a path could not be reached (or needs a person: wrong password, host key).
-EventKind = Literal["trying", "connected", "switched", "back", "dropped", "failed"]
+# path in use went away; failed: a path could not be reached (or needs a person: wrong password, host key);
+# held: a more preferred path answers again but the link stays where it is while a console is open on it.
+EventKind = Literal["trying", "connected", "switched", "back", "dropped", "failed", "held"]
 
 STANDBY = "standby: not in use"
 TransportFactory = Callable[[Target, Credentials], Transport]
@@ -35,6 +36,8 @@ NEEDS_PERSON = (AuthError, HostKeyError)
 # How long an old link is kept after a move for the commands still running on it: a command's own
 # timeout normally ends it first; this only bounds a transport that ignores its timeout.
 OLD_LINK_GRACE = 120.0
+# The reason a more preferred path shows while an open console keeps the session where it is.
+HELD = "answers again; "
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ class PathBook:
         """The session's reason while up on a fallback: which path is in use and why not the preferred one."""
         preferred = self._paths[0]
         why = preferred.reason if preferred.state is not ConnState.UP else "not in use"
+        if why.startswith(HELD):
+            return f"on fallback {self.url(active)} (preferred {preferred.target} {why})"
         return f"on fallback {self.url(active)} (preferred {preferred.target} down: {why or 'no answer'})"
 
     def summary(self, tried: Sequence[int]) -> str:
@@ -170,7 +175,11 @@ class PathLinks:
         self._factory = factory
         self._log = logger
         self._busy: Counter[int] = Counter()  # commands running, per transport (by id)
-        self._closing: set[asyncio.Task[None]] = set()
+        self._shells: Counter[int] = Counter()  # interactive shells (consoles) open, per transport (by id)
+        self.console_closed = asyncio.Event()  # the last console on the link in use closed: time to move back
+        # Links let go after a move, until closed: close task -> (path index, transport id).
+        self._closing: dict[asyncio.Task[None], tuple[int, int]] = {}
+        self._evict: set[int] = set()  # transport ids to close now, console or not (their path is reopened)
         self._hurry = False
         self._busy_changed = asyncio.Event()  # a command ended, or close_all wants everything closed now
 
@@ -197,6 +206,7 @@ class PathLinks:
         return None
 
     async def _open(self, index: int, stale: Callable[[], bool]) -> Transport:
+        await self._free(index)
         transport = self._factory(self.book.targets[index], self.credentials)
         try:
             await transport.connect()
@@ -207,6 +217,20 @@ class PathLinks:
                 await transport.close()
             raise
         return transport
+
+    async def _free(self, index: int) -> None:
+        """Close whatever still holds this path before opening it again (break before make).
+
+        A serial port is exclusive: a user's Reconnect opening the port while the old link holds it gets
+        "port busy". Make-before-break stays for moving between different paths (see :meth:`install`).
+        """
+        if self.active == index and self.transport is not None:
+            await self.close_current()
+        same = [(task, key) for task, (path, key) in self._closing.items() if path == index]
+        if same:
+            self._evict.update(key for _task, key in same)
+            self._busy_changed.set()
+            await asyncio.wait({task for task, _key in same})
 
     def install(self, index: int, transport: Transport) -> None:
         """Make ``transport`` the link in use; the one it replaces is closed once its commands are done."""
@@ -224,7 +248,7 @@ class PathLinks:
         if old_index is not None and old_index != index:
             self.book.set(old_index, ConnState.DOWN, STANDBY)
         if old is not None:
-            self._close_later(old)
+            self._close_later(old, index if old_index is None else old_index)
 
     async def drop(self) -> tuple[int, str]:
         """The link in use went away: close it, note why on its path; returns (path, reason)."""
@@ -248,6 +272,7 @@ class PathLinks:
             await self.close_current()
             if self._closing:
                 await asyncio.wait(set(self._closing))
+            self._shells.clear()
         finally:
             self._hurry = False
 
@@ -268,17 +293,78 @@ class PathLinks:
                 del self._busy[id(transport)]
             self._busy_changed.set()
 
-    def _close_later(self, transport: Transport) -> None:
+    # -- consoles ------------------------------------------------------------------------------
+
+    def track_shell(self, transport: Transport, channel: Any) -> None:
+        """Count ``channel`` (an interactive shell) as holding ``transport`` until it closes or the link dies.
+
+        A technician in vi on the serial console must not have the link closed under them by a move.
+        A channel without a closed listener holds the link until the link itself goes down.
+        """
+        if getattr(channel, "closed", False):
+            return
+        key = id(transport)
+        self._shells[key] += 1
+        ended = False
+
+        def on_closed(_reason: str = "") -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            remove()
+            self._shells[key] -= 1
+            if self._shells[key] <= 0:
+                del self._shells[key]
+                if self.transport is transport:
+                    self.console_closed.set()
+            self._busy_changed.set()
+
+        def on_state(state: ConnectionState) -> None:
+            if state.state is ConnState.DOWN:
+                on_closed()
+
+        remove = transport.add_state_listener(on_state)
+        adder = getattr(channel, "add_closed_listener", None)
+        if callable(adder):
+            adder(on_closed)
+
+    def holds_console(self) -> bool:
+        """True while a console is open on the link in use."""
+        return self.transport is not None and self._shells[id(self.transport)] > 0
+
+    async def hold_back(self, index: int, transport: Transport) -> None:
+        """``index`` answers again, but a console is open on the link in use: stay, and say so."""
+        await _close_quietly(transport)
+        active = self.book.targets[self.active] if self.active is not None else None
+        word = "serial" if active is None or active.is_serial else "MQTT" if active.is_mqtt else "SSH"
+        staying = f"staying on {word} while the console is open"
+        self.mark(index, ConnState.RETRYING, HELD + staying, "held", f"{self.book.name(index)} {HELD}{staying}")
+
+    # -- letting old links go -------------------------------------------------------------------
+
+    def _close_later(self, transport: Transport, index: int) -> None:
         task = asyncio.get_running_loop().create_task(self._close_when_idle(transport), name="close old path")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing[task] = (index, id(transport))
+        task.add_done_callback(self._closed_later)
+
+    def _closed_later(self, task: asyncio.Task[None]) -> None:
+        _index, key = self._closing.pop(task, (0, 0))
+        self._evict.discard(key)
+        self._shells.pop(key, None)
 
     async def _close_when_idle(self, transport: Transport) -> None:
-        # A command already running on the old link (a long copy over serial) finishes there.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(OLD_LINK_GRACE):
-                while self._busy[id(transport)] and not self._hurry:
-                    self._busy_changed.clear()
+        # A command already running on the old link (a long copy over serial) finishes there, within a
+        # grace time; an open console keeps it until the person closes the console (or the path reopens).
+        key, loop = id(transport), asyncio.get_running_loop()
+        deadline = loop.time() + OLD_LINK_GRACE
+        while not self._hurry and key not in self._evict:
+            commands = bool(self._busy[key]) and loop.time() < deadline
+            if not commands and not self._shells[key]:
+                break
+            self._busy_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(None if self._shells[key] else deadline):
                     await self._busy_changed.wait()
         await _close_quietly(transport)
 

@@ -7,6 +7,7 @@ listeners; nothing here knows about Qt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +49,8 @@ class DeviceSession:
     Paths are ``entry.targets`` in order of preference. When the path in use drops, the others are
     tried at once; when none answers, all of them again after a backoff wait. While on a fallback the
     more preferred paths are tried in the background every ``preferred_retry`` seconds, and the link
-    moves back (the old one closed only once the new one is up and its running commands are done).
+    moves back (the old one closed only once the new one is up and its running commands are done); not
+    while a console is open on the fallback. Reopening the same path (Reconnect) closes the old link first.
     """
 
     def __init__(
@@ -249,9 +251,14 @@ class DeviceSession:
         return self._last_drop[0]
 
     async def _watch_preferred(self, generation: int) -> None:
-        """While on a fallback, try the more preferred paths now and then, without touching the link in use."""
+        """While on a fallback, try the more preferred paths now and then, without touching the link in use.
+
+        While a console is open on the fallback the link stays (moving would close it under the person);
+        the path says so, and the move back is tried as soon as the console closes.
+        """
+        self._links.console_closed.clear()
         while not self._stale(generation):
-            await asyncio.sleep(self._preferred_retry)
+            await self._pause(self._preferred_retry)
             active = self._links.active
             if not active:
                 return
@@ -259,11 +266,23 @@ class DeviceSession:
                 if index in self._links.needs_person:
                     continue
                 transport = await self._links.try_path(index, lambda: self._stale(generation))
-                if transport is not None:
+                if transport is None:
+                    continue
+                if self._links.holds_console():
+                    await self._links.hold_back(index, transport)
+                else:
                     self._move_back(index, transport)
-                    break
+                break
             if self.state.state is ConnState.UP and self.state.reason != self._up_reason():
                 self._state.set(ConnState.UP, self._up_reason())  # why the preferred path is down changed
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the last console on the link in use closes."""
+        closed = self._links.console_closed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await closed.wait()
+        closed.clear()
 
     def _move_back(self, index: int, transport: Transport) -> None:
         self._links.install(index, transport)
@@ -301,7 +320,10 @@ class DeviceSession:
                 f"An interactive console over {scheme} is not available yet.",
                 "Reach the device over SSH for a console.",
             )
-        return await opener(cols, rows)
+        channel = await opener(cols, rows)
+        # The console holds this link: the session does not move away under it (see _watch_preferred).
+        self._links.track_shell(transport, channel)
+        return channel
 
     def context(self) -> DeviceContext:
         return make_context(self.entry.name, str(self.active_target or self.target), self.run, log)

@@ -59,7 +59,7 @@ class ConsoleTab(QWidget):
         self._target: Target | None = None
         self._name = ""
         self._task: asyncio.Future[None] | None = None
-        self._closing: asyncio.Future[None] | None = None
+        self._closing: set[asyncio.Future[None]] = set()  # hang-ups in flight, kept: a bare future may be collected
         self.status = QLabel("Select an SSH or serial device to open a shell.")
         self.status.setWordWrap(True)
         self.log_status = QLabel("")
@@ -104,13 +104,25 @@ class ConsoleTab(QWidget):
         layout.addWidget(self.terminal, 1)
         self.log_status.hide()
 
+    @property
+    def target(self) -> Target | None:
+        """The path the tab opens its shell over (the device's path in use)."""
+        return self._target
+
+    @property
+    def device_name(self) -> str:
+        """The device the tab is showing (the name given to :meth:`set_device`)."""
+        return self._name
+
     def set_device(self, target: Target | None, opener: ShellOpener | None = None, name: str = "") -> None:
         """Show the tab for this device; ``opener`` is None until a link that has a shell is up."""
-        if target != self._target:
+        name = name or _name_for(target)
+        if target != self._target or name != self._name:
+            self._cancel_opening()  # a shell still opening belongs to the device no longer shown
             self.stop_shell()
         self._target = target
         self._opener = opener
-        self._name = name or _name_for(target)
+        self._name = name
         if target is None:
             self.status.setText("Select a device to open a shell.")
         elif target.is_mqtt:
@@ -118,6 +130,11 @@ class ConsoleTab(QWidget):
         elif self.channel is None:
             self.status.setText("Press Connect shell to open a shell on the device.")
         self._update_buttons()
+
+    def _cancel_opening(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
 
     def _update_buttons(self) -> None:
         usable = _has_console(self._target)
@@ -136,19 +153,26 @@ class ConsoleTab(QWidget):
         self._update_buttons()
 
     async def _open(self, opener: ShellOpener) -> None:
+        me = asyncio.current_task()
         self.status.setText("Opening a shell…")
         try:
             channel = await opener(self.terminal.vt.columns, self.terminal.vt.lines)
+        except asyncio.CancelledError:
+            self._open_failed(me, "Opening the shell was stopped. Press Connect shell to try again.")
+            raise
         except SitelineError as exc:
-            self.status.setText(f"Cannot open a shell: {exc}")
+            self._open_failed(me, f"Cannot open a shell: {exc}")
             return
         except Exception as exc:  # an unexpected failure must leave the tab usable
             log.exception("opening a shell failed")
-            self.status.setText(f"Cannot open a shell: {exc}. Check the connection and try again.")
+            self._open_failed(me, f"Cannot open a shell: {exc}. Check the connection and try again.")
             return
-        finally:
-            self._task = None
-            self._update_buttons()
+        if self._task is not me:
+            # Another device was selected while this shell opened (an opener that could not be cancelled
+            # half-way): it must not show here, nor stay open on a device nobody looks at.
+            self._hang_up(channel)
+            return
+        self._task = None
         self.channel = channel
         channel.add_output_listener(self._on_output)
         channel.add_closed_listener(self._on_closed)
@@ -156,6 +180,13 @@ class ConsoleTab(QWidget):
                             "Shift+PgUp scrolls back.")
         self._update_buttons()
         self.terminal.setFocus()
+
+    def _open_failed(self, me: asyncio.Task[object] | None, message: str) -> None:
+        if self._task is not me:
+            return  # the tab shows another device now: this failure is not its news
+        self._task = None
+        self.status.setText(message)
+        self._update_buttons()
 
     def _on_output(self, data: bytes) -> None:
         self.terminal.feed(data)
@@ -180,16 +211,27 @@ class ConsoleTab(QWidget):
     def stop_shell(self) -> None:
         channel, self.channel = self.channel, None
         if channel is not None:
-            self._closing = asyncio.ensure_future(channel.close())  # kept: a bare future may be collected
+            self._hang_up(channel)
         self._update_buttons()
+
+    def _hang_up(self, channel: Channel) -> None:
+        closing = asyncio.ensure_future(channel.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._on_hung_up)
+
+    def _on_hung_up(self, closing: asyncio.Future[None]) -> None:
+        self._closing.discard(closing)
+        if not closing.cancelled() and closing.exception() is not None:
+            log.warning("hanging up a shell failed: %s", closing.exception())
 
     async def close_shell(self) -> None:
         """Hang up and wait for it (window close, tests); the session log is closed too."""
+        self._cancel_opening()
         channel, self.channel = self.channel, None
         if channel is not None:
             await channel.close()
-        if self._closing is not None:
-            await self._closing
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         self.stop_log()
         self._update_buttons()
 

@@ -62,6 +62,7 @@ class DevicePage(QWidget):
     ) -> None:
         super().__init__(parent)
         self.device: str | None = None
+        self._entry: DeviceEntry | None = None
         # Set by the window: device name -> a shell opener for its live SSH link (None when it has none).
         self.console_opener: Callable[[str], ShellOpener | None] | None = None
         self._state_colour = state_colour
@@ -160,6 +161,8 @@ class DevicePage(QWidget):
             return
         self.show_paths(self._sessions.paths(self.device), self._sessions.active_target(self.device))
         self.show_host_key_problem(self._sessions.host_key_problem(self.device))
+        if self._entry is not None and self._console_target(self._entry) != self.console.target:
+            self._show_console_target(self._entry)  # the session moved to another path
 
     def show_paths(self, paths: list[Any], active_target: Any = None) -> None:
         """The "Path" line: shown for a device with more than one path (one path is the target line)."""
@@ -201,6 +204,7 @@ class DevicePage(QWidget):
         if entry.name != self.device:
             self.overview.clear()
         self.device = entry.name
+        self._entry = entry
         self._show_console_target(entry)
         self._title.setText(entry.name)
         self._target.setText(f"{entry.target}   ·   site {entry.site}")
@@ -214,12 +218,25 @@ class DevicePage(QWidget):
         self._refresh_from_sessions()
 
     def _show_console_target(self, entry: DeviceEntry) -> None:
-        try:
-            target: Target | None = parse_target(entry.target)
-        except TargetError:
-            target = None
         opener = self.console_opener(entry.name) if self.console_opener else None
-        self.console.set_device(target, opener, name=entry.name)
+        self.console.set_device(self._console_target(entry), opener, name=entry.name)
+
+    def _console_target(self, entry: DeviceEntry) -> Target | None:
+        """The path the Console tab works over: the one in use, not the preferred one.
+
+        A device whose preferred path is MQTT and whose fallback is the serial cable has a console while
+        it is on the cable. While no path is up the tab keeps the path it showed, else the first path
+        that can carry a console (Connect then says the device is not connected yet).
+        """
+        targets = _parsed(entry.targets)
+        active = self._sessions.active_target(entry.name) if self._sessions is not None else None
+        in_use = _parsed((active,)) if active else []
+        if in_use:
+            return in_use[0]
+        shown = self.console.target
+        if self.console.device_name == entry.name and shown is not None and shown in targets:
+            return shown
+        return next((t for t in targets if t.is_ssh or t.is_serial), targets[0] if targets else None)
 
     def show_state(self, state: ConnectionState) -> None:
         self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))
@@ -240,3 +257,14 @@ class DevicePage(QWidget):
     def show_snapshot(self, kind: str, snapshot: Any) -> None:
         if kind == "system" and isinstance(snapshot, System):
             self.overview.show_system(snapshot)
+
+
+def _parsed(texts: tuple[str, ...] | list[str]) -> list[Target]:
+    """The targets that parse (a broken one in the inventory must not take the page down)."""
+    found = []
+    for text in texts:
+        try:
+            found.append(parse_target(text))
+        except TargetError:
+            continue
+    return found

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from siteline.core.errors import TargetError
-from siteline.core.paths import STANDBY, path_name
+from siteline.core.paths import HELD, STANDBY, path_name
 from siteline.core.targets import Target, parse_target
 
 UP_STATES = {"up", "active", "in_use", "in use"}
@@ -84,6 +84,8 @@ def _why(path: Any, limit: int = 0) -> str:
         return "standby"
     if word == "connecting":
         return word
+    if reason.startswith(HELD):  # it answers; we stay because a console holds the current link
+        return reason
     since = clock(getattr(path, "last_change", None))
     text = f"down since {since}" if since else "down"
     if limit and len(reason) > limit:
