@@ -170,7 +170,8 @@ async def _measure(folder: Path, n: int) -> list[Row]:
     try:
         ssh_target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
         creds = Credentials(key_path=str(sshd.client_key), use_agent=False)
-        await pair("ssh (OpenSSH sshd)", _siteline(SshTransport(ssh_target, creds, folder / "known_hosts"), n),
+        await pair("ssh (OpenSSH sshd)", _siteline(SshTransport(ssh_target, creds, folder / "known_hosts",
+                                                                accept_new_host_key=True), n),
                    lambda: asyncio.to_thread(_openssh, sshd, folder, n))
         socat = SerialTransport(parse_target(shell.url + "?baud=115200"), Credentials())
         await pair("serial (bash on a pty)", _siteline(socat, n),

@@ -43,7 +43,7 @@ async def _put(sshd: SshdHandle, port: int, src: Path, remote: str, known: Path)
     t = SshTransport(
         parse_target(f"ssh://{sshd.user}@127.0.0.1:{port}"),
         Credentials(key_path=str(sshd.client_key), use_agent=False), known,
-    )
+     accept_new_host_key=True,)
     os.sync()
     began = time.monotonic()  # from before the handshake, as scp's time includes its own
     await t.connect()

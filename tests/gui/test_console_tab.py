@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.peer("sshd")]
 @pytest.fixture
 def console(qtbot, aloop: Loop, sshd: SshdHandle, tmp_path: Path) -> Iterator[ConsoleTab]:
     target = parse_target(f"ssh://{sshd.user}@{sshd.host}:{sshd.port}")
-    transport = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh")
+    transport = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh",
+                             accept_new_host_key=True)
     aloop.run(transport.connect())
     tab = ConsoleTab()  # not qtbot.addWidget: pytest-qt would delete it before the shell is hung up
     tab.resize(900, 500)

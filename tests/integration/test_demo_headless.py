@@ -31,7 +31,7 @@ async def _ssh_with_key(port: int, key: Path) -> str:
 
 
 async def _run_on(target: Target, creds: Credentials, known_hosts: Path) -> str:
-    transport = open_transport(target, creds, known_hosts)
+    transport = open_transport(target, creds, known_hosts, accept_new_host_key=True)
     try:
         await asyncio.wait_for(transport.connect(), 30)
         result = await transport.run("cat /etc/hostname", timeout=20)

@@ -47,7 +47,8 @@ async def make_session(tmp_path: Path) -> AsyncIterator[Callable[..., DeviceSess
 
     def make(targets: list[str], creds: Credentials) -> DeviceSession:
         def factory(t: Target, c: Credentials) -> Transport:
-            return open_transport(t, c, tmp_path / "known_hosts", connect_timeout=CONNECT_TIMEOUT)
+            return open_transport(t, c, tmp_path / "known_hosts", connect_timeout=CONNECT_TIMEOUT,
+                                  accept_new_host_key=True)
 
         entry = DeviceEntry("gw", targets[0], username=creds.username, fallbacks=tuple(targets[1:]))
         session = DeviceSession(entry, factory, creds, PluginHost(), Backoff(0.05, maximum=0.2, jitter=0.1),

@@ -41,7 +41,8 @@ def proxy(sshd: SshdHandle) -> Iterator[FaultProxy]:
 def _transport(sshd: SshdHandle, port: int, tmp: Path) -> SshTransport:
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{port}")
     creds = Credentials(key_path=str(sshd.client_key), use_agent=False)
-    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=1.0, connect_timeout=5)
+    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=1.0, connect_timeout=5,
+                        accept_new_host_key=True)
 
 
 async def _until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
@@ -117,7 +118,8 @@ async def test_cut_during_the_handshake(sshd: SshdHandle, proxy: FaultProxy, tmp
 async def test_session_survives_a_cut_and_says_why(sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path,
                                                    reset: bool) -> None:
     def factory(target: Target, creds: Credentials) -> Transport:
-        return SshTransport(target, creds, tmp_path / "known_hosts", keepalive_interval=1.0, connect_timeout=5)
+        return SshTransport(target, creds, tmp_path / "known_hosts", keepalive_interval=1.0, connect_timeout=5,
+                            accept_new_host_key=True)
 
     entry = DeviceEntry("dev", f"ssh://{sshd.user}@127.0.0.1:{proxy.port}")
     creds = Credentials(key_path=str(sshd.client_key), use_agent=False)

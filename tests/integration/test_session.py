@@ -27,7 +27,7 @@ def _session(tmp_path: Path, target: str, key: Path | None) -> tuple[DeviceSessi
     plugins.load_entry_points()
 
     def factory(t: Target, c: Credentials) -> Transport:
-        return open_transport(t, c, tmp_path / "known_hosts")
+        return open_transport(t, c, tmp_path / "known_hosts", accept_new_host_key=True)
 
     creds = Credentials(key_path=str(key) if key else None, use_agent=False)
     session = DeviceSession(DeviceEntry("dev", target), factory, creds, plugins, backoff=Backoff(**vars(FAST)))

@@ -33,7 +33,7 @@ def proxy(sshd: SshdHandle) -> Iterator[FaultProxy]:
 def _transport(sshd: SshdHandle, proxy: FaultProxy, tmp: Path) -> SshTransport:
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{proxy.port}")
     creds = Credentials(key_path=str(sshd.client_key), use_agent=False)
-    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=1.0)
+    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=1.0, accept_new_host_key=True)
 
 
 def _file(path: Path, size: int) -> Path:
@@ -187,7 +187,8 @@ async def test_transfers_run_over_two_sftp_sessions(sshd_bastion: SshdHandle, tm
     src = _file(tmp_path / "src.bin", 3 * MIB)
     offset = _size(device.log_file)
     target = parse_target(f"ssh://{device.user}@127.0.0.1:{device.port}")
-    t = SshTransport(target, Credentials(key_path=str(device.client_key), use_agent=False), tmp_path / "known_hosts")
+    t = SshTransport(target, Credentials(key_path=str(device.client_key), use_agent=False), tmp_path / "known_hosts",
+                     accept_new_host_key=True)
     await t.connect()
     try:
         up = await t.put(src, str(tmp_path / "dst.bin"))
@@ -218,7 +219,8 @@ async def test_a_device_allowing_one_session_still_gets_checked_files(
     _limit_sessions(sshd, 1)
     src = _file(tmp_path / "src.bin", 3 * MIB)
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
-    t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "known_hosts")
+    t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "known_hosts",
+                     accept_new_host_key=True)
     await t.connect()
     try:
         with caplog.at_level("DEBUG", logger="siteline.core.transports.transfer"):

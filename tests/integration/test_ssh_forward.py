@@ -62,7 +62,8 @@ def _fetch(url: str) -> bytes:
 def _transport(sshd: SshdHandle, tmp: Path, jump: str = "") -> SshTransport:
     query = f"?jump={jump}" if jump else ""
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}{query}")
-    return SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp / "known_hosts")
+    return SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp / "known_hosts",
+                        accept_new_host_key=True)
 
 
 async def test_web_ui_through_the_forward(sshd: SshdHandle, web_ui: int, tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ async def test_black_holed_link_goes_down_after_three_missed_keepalives(
     sshd: SshdHandle, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{proxy.port}?keepalive=1")
-    t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh")
+    t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh",
+                     accept_new_host_key=True)
     assert t.keepalive_interval == 1
     reasons: list[str] = []
     t.add_state_listener(lambda s: reasons.append(s.reason) if s.state is ConnState.DOWN else None)
@@ -72,7 +73,8 @@ async def test_black_holed_bastion_goes_down_too(
     with FaultProxy(sshd_bastion.port) as to_bastion:
         jump = f"{sshd_bastion.user}@127.0.0.1:{to_bastion.port}"
         target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}?jump={jump}&keepalive=1")
-        t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh")
+        t = SshTransport(target, Credentials(key_path=str(sshd.client_key), use_agent=False), tmp_path / "kh",
+                         accept_new_host_key=True)
         reasons: list[str] = []
         t.add_state_listener(lambda s: reasons.append(s.reason) if s.state is ConnState.DOWN else None)
         await _black_hole_goes_down(t, to_bastion)

@@ -29,7 +29,8 @@ def proxy(sshd: SshdHandle) -> Iterator[FaultProxy]:
 def _transport(sshd: SshdHandle, proxy: FaultProxy, tmp: Path, keepalive: float = 0.3) -> SshTransport:
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{proxy.port}")
     creds = Credentials(key_path=str(sshd.client_key), use_agent=False)
-    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=keepalive, connect_timeout=5)
+    return SshTransport(target, creds, tmp / "known_hosts", keepalive_interval=keepalive, connect_timeout=5,
+                        accept_new_host_key=True)
 
 
 def _gone(pid: int, within: float) -> bool:

@@ -27,7 +27,7 @@ def _transport(sshd: SshdHandle, known: Path, key: Path | None = None, jump: str
     query = f"?jump={jump}" if jump else ""
     target = parse_target(f"ssh://{sshd.user}@{sshd.host}:{sshd.port}{query}")
     creds = Credentials(key_path=str(key or sshd.client_key), use_agent=False)
-    return SshTransport(target, creds, known)
+    return SshTransport(target, creds, known, accept_new_host_key=True)
 
 
 async def test_run_exit_codes_stdout_stderr(sshd: SshdHandle, tmp_path: Path) -> None:
@@ -99,18 +99,20 @@ async def test_key_with_passphrase(sshd: SshdHandle, tmp_path: Path) -> None:
     sshd.authorize(key)
     target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
     good = SshTransport(target, Credentials(key_path=str(key), key_passphrase="correct horse", use_agent=False),
-                        tmp_path / "kh")
+                        tmp_path / "kh", accept_new_host_key=True)
     await good.connect()
     assert (await good.run("true")).ok
     await good.close()
-    bad = SshTransport(target, Credentials(key_path=str(key), key_passphrase="wrong", use_agent=False), tmp_path / "kh")
+    bad = SshTransport(target, Credentials(key_path=str(key), key_passphrase="wrong", use_agent=False), tmp_path / "kh",
+                       accept_new_host_key=True)
     with pytest.raises(AuthError, match="passphrase"):
         await bad.connect()
 
 
 async def test_refused_port_is_transport_error(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    t = SshTransport(parse_target(f"ssh://root@127.0.0.1:{port}"), Credentials(use_agent=False), tmp_path / "kh")
+    t = SshTransport(parse_target(f"ssh://root@127.0.0.1:{port}"), Credentials(use_agent=False), tmp_path / "kh",
+                     accept_new_host_key=True)
     with pytest.raises(TransportError, match="refused the connection") as info:
         await t.connect()
     assert not isinstance(info.value, AuthError | HostKeyError)
@@ -216,13 +218,13 @@ async def test_agent_auth(sshd: SshdHandle, tmp_path: Path, monkeypatch: pytest.
         assert await add.wait() == 0
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         target = parse_target(f"ssh://{sshd.user}@127.0.0.1:{sshd.port}")
-        t = SshTransport(target, Credentials(use_agent=True), tmp_path / "kh")
+        t = SshTransport(target, Credentials(use_agent=True), tmp_path / "kh", accept_new_host_key=True)
         await t.connect()
         assert (await t.run("echo agent")).stdout == "agent\n"
         await t.close()
         monkeypatch.delenv("SSH_AUTH_SOCK")  # no agent socket: the agent is not tried, so the key is refused
         with pytest.raises(AuthError):
-            await SshTransport(target, Credentials(use_agent=True), tmp_path / "kh").connect()
+            await SshTransport(target, Credentials(use_agent=True), tmp_path / "kh", accept_new_host_key=True).connect()
     finally:
         agent.terminate()
         await agent.wait()

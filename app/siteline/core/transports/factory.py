@@ -13,12 +13,13 @@ def open_transport(
     credentials: Credentials,
     known_hosts: Path,
     *,
-    accept_new_host_key: bool = True,
+    accept_new_host_key: bool = False,
     connect_timeout: float | None = None,
 ) -> Transport:
     """Return an unconnected transport for ``target``; imports only the library that scheme needs.
 
-    ``accept_new_host_key`` (SSH): pin an unknown host key on first use; False refuses it. A changed
+    ``accept_new_host_key`` (SSH): pin an unknown host key on first use (only when the person said so,
+    like --accept-new-host-key); by default an unknown key is refused. A changed
     key is refused either way. ``connect_timeout`` bounds reaching the device (default: each
     transport's own).
     """

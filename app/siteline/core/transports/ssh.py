@@ -134,7 +134,7 @@ class SshTransport(StatefulLink):
         credentials: Credentials,
         known_hosts: Path,
         *,
-        accept_new_host_key: bool = True,
+        accept_new_host_key: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT,
         keepalive_interval: float | None = None,
     ) -> None:
