@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from tests.peers import require_tool
 from tests.peers.socat_shell import SocatShell
 
 from siteline.core.backoff import Backoff
@@ -80,3 +82,21 @@ async def test_reconnect_with_a_console_open_gives_a_fresh_link(session: DeviceS
     await _until(lambda: b"con-42" in out)
     await again.close()
     assert (await session.run("echo done")).stdout == "done\n"
+
+
+async def test_console_left_in_a_program_waits_for_the_person(session: DeviceSession, tmp_path: Path) -> None:
+    """Closed with vi still open: no retry wakes the console (its Enter would go into vi) until Reconnect."""
+    require_tool("vi")
+    f = tmp_path / "hosts"
+    f.write_text("127.0.0.1 localhost\n")
+    session.start()
+    await _until(lambda: session.state.state is ConnState.UP)
+    shell = await session.open_shell(80, 24)
+    shell.write(f"vi {f}\r".encode())
+    await asyncio.sleep(0.6)  # vi draws the file
+    await shell.close()
+    await _until(lambda: session.state.state is ConnState.DOWN)
+    assert "press Reconnect" in session.state.reason
+    await asyncio.sleep(0.5)  # several backoff periods: nothing is retried
+    assert session.state.state is ConnState.DOWN
+    assert f.read_text() == "127.0.0.1 localhost\n"

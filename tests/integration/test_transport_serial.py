@@ -15,6 +15,7 @@ from siteline.core.errors import AuthError, CommandTimeout, TransportError
 from siteline.core.loopwatch import LoopWatch
 from siteline.core.targets import parse_target
 from siteline.core.transports.base import ConnState, Credentials, Transport
+from siteline.core.transports.console import MAX_TYPED_LINE, CommandFrame
 from siteline.core.transports.serial import SerialTransport
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.peer("socat")]
@@ -103,6 +104,24 @@ async def test_timeout_sends_ctrl_c_and_recovers(socat_shell: SocatShell) -> Non
         assert (await t.run("echo back")).stdout == "back\n"
         # a command that reads stdin gets /dev/null, not our next keystrokes
         assert (await t.run("cat; echo done", timeout=5)).stdout == "done\n"
+    finally:
+        await t.close()
+
+
+async def test_typed_lines_stay_within_what_busybox_ash_accepts(socat_shell: SocatShell) -> None:
+    # BusyBox ash cuts a typed line at 1023 characters: the whole framed line, Enter included, stays <= 1000.
+    overhead = len(CommandFrame.new("echo ").line()) + 1
+    t = _transport(socat_shell)
+    await t.connect()
+    try:
+        fits = "echo " + "x" * (MAX_TYPED_LINE - overhead)
+        assert (await t.run(fits)).stdout == "x" * (MAX_TYPED_LINE - overhead) + "\n"
+        with pytest.raises(TransportError, match="too long to type on a serial console") as info:
+            await t.run(fits + "x")
+        assert f"({MAX_TYPED_LINE + 1} characters, limit {MAX_TYPED_LINE}" in info.value.message
+        assert "siteline put" in info.value.hint
+        assert t.state.state is ConnState.UP  # refused before a byte was typed
+        assert (await t.run("echo still-here")).stdout == "still-here\n"
     finally:
         await t.close()
 

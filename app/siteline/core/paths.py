@@ -254,6 +254,9 @@ class PathLinks:
         """The link in use went away: close it, note why on its path; returns (path, reason)."""
         transport, index = self.transport, self.active if self.active is not None else 0
         reason = (transport.state.reason if transport else "") or "link lost"
+        if getattr(transport, "left_busy", False):
+            # A console left inside a program: a retry's wake-up Enter would go into it. The person acts.
+            self.needs_person[index] = reason
         await self.close_current()
         then = "trying the other paths" if len(self.book) > 1 else "retrying"
         self.mark(index, ConnState.RETRYING, reason, "dropped", f"{self.book.name(index)} dropped ({reason}); {then}")

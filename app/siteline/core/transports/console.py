@@ -19,6 +19,9 @@ from siteline.core.errors import TransportError
 from siteline.core.transports.base import Result
 
 MAX_STRING = 4096  # an OSC/DCS string longer than this is garbage, not a title: stop swallowing text
+# The longest command line Siteline types on a console, framing included. BusyBox ash (Buildroot's shell)
+# cuts a typed line at 1023 characters (CONFIG_FEATURE_EDITING_MAX_LEN=1024); a canonical tty at 4095.
+MAX_TYPED_LINE = 1000
 
 
 class _S(enum.Enum):

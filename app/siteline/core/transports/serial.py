@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from siteline.core.errors import CommandTimeout, TransportError
 from siteline.core.targets import Target
 from siteline.core.transports.base import ConnState, Credentials, Result, StatefulLink
-from siteline.core.transports.console import CommandFrame, RebootWatch, normalize_lines
+from siteline.core.transports.console import (
+    MAX_TYPED_LINE,
+    CommandFrame,
+    ConsoleState,
+    RebootWatch,
+    normalize_lines,
+)
 from siteline.core.transports.serial_link import SerialLink
 from siteline.core.transports.serial_login import detect_baud, login
 from siteline.core.transports.serial_options import BY_ID, port_settings, stable_alias
@@ -29,8 +35,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 3500  # a canonical-mode tty line holds 4095 bytes; stay clear of it with the framing around
 REBOOTED = "the device rebooted during the command"
+LEFT_IN_PROGRAM = ("the console was left inside a running program (it shows no shell prompt); quit it at the "
+                   "device, then press Reconnect (until then Siteline types nothing into it)")
+LEFT_AT_LOGIN = ("the console was left at a login prompt (the shell there was logged out); Siteline logs in "
+                 "again when it reconnects")
+LEFT_IN_BOOTLOADER = ("the console was left at the boot loader prompt; boot the device (in the Console tab or at "
+                      "the device), Siteline reconnects when it is back at a prompt")
+HAND_BACK_QUIET = 0.2  # the echo of the last keystrokes arrives within this when the shell is handed back
+HAND_BACK_LIMIT = 1.0  # ... or, on a console that keeps talking (tail -f), we stop waiting after this
 SHELL_TERM = "xterm"  # in the terminfo of nearly every image, Buildroot's minimal set included
 
 
@@ -69,6 +82,9 @@ class SerialTransport(StatefulLink):
         self._watch_reboots = False  # off while we log in or out: the login prompts then are ours
         self._logged_in_by_us = False
         self._shell: SerialShell | None = None
+        # A person's shell was handed back outside a shell prompt: type nothing more on this connection.
+        self._hands_off = False
+        self._left_alternate = False  # ... and the program it was left in held the alternate screen
 
     # -- what the line tells us --------------------------------------------------------------
 
@@ -97,6 +113,7 @@ class SerialTransport(StatefulLink):
 
     async def connect(self) -> None:
         await self.close()
+        self._hands_off = self._left_alternate = False
         self._state.set(ConnState.CONNECTING)
         link = self._link
         try:
@@ -135,14 +152,18 @@ class SerialTransport(StatefulLink):
             )
 
     async def run(self, command: str, timeout: float = 30.0) -> Result:
-        if len(command) > MAX_LINE:
-            raise TransportError(f"A console command may be at most {MAX_LINE} characters long.",
-                                 "Put long scripts in a file on the device and run that.")
+        frame = CommandFrame.new(command)
+        typed = len(frame.line().encode()) + 1  # with the Enter; a console line holds bytes
+        if typed > MAX_TYPED_LINE:
+            raise TransportError(
+                f"The command is too long to type on a serial console ({typed} characters, limit "
+                f"{MAX_TYPED_LINE}, framing included).",
+                "Put it in a script file with `siteline put` and run that.",
+            )
         self._refuse_if_shell()
         async with self._lock:
             self._refuse_if_shell()  # the shell may have opened while we waited for the lock
             self._require_up()
-            frame = CommandFrame.new(command)
             result = await self._exchange(frame, timeout)
             if result is not None:
                 return result
@@ -175,13 +196,15 @@ class SerialTransport(StatefulLink):
 
         return await link.wait_for(check, timeout)
 
-    async def _recover(self) -> None:
+    async def _recover(self) -> bool:
         """After a timeout: Ctrl-C, then a marker-only command proves the shell listens again."""
         await self._link.write(b"\x03")
         await asyncio.sleep(0.1)
         if await self._exchange(CommandFrame.new("true"), 5.0) is None:
             reason = f"the console on {self.target.device} stopped answering after Ctrl-C"
             self._state.set(ConnState.DOWN, reason)
+            return False
+        return True
 
     # -- the interactive shell ---------------------------------------------------------------
 
@@ -189,9 +212,15 @@ class SerialTransport(StatefulLink):
         """Hand the console's shell to a person; commands are refused until the shell is closed."""
         async with self._lock:
             self._refuse_if_shell()
-            self._require_up()
-            first = await self._prepare_terminal(cols, rows)
-            shell = SerialShell(self._link.write, self._release_shell, first, cols, rows)
+            hands_off = self._hands_off and self._link.is_open and not self._link.lost_reason
+            if hands_off:
+                # Left inside a program: the person may quit it here. Type nothing (Ctrl-L redraws most screens).
+                first = b""
+            else:
+                self._require_up()
+                first = await self._prepare_terminal(cols, rows)
+            shell = SerialShell(self._link.write, self._release_shell, first, cols, rows,
+                                alternate=hands_off and self._left_alternate)
             # No await from the prompt check to here: every byte goes either into ``first`` or the tap.
             self._shell = shell
             self._watch_reboots = False  # the person may log out or reboot; that is theirs to see
@@ -219,19 +248,65 @@ class SerialTransport(StatefulLink):
         return after.lstrip(b"\r\n")
 
     async def _release_shell(self, shell: SerialShell) -> None:
-        """The shell closed: take the line back into command mode and prove the prompt listens."""
+        """The shell closed: back to command mode if the console shows a prompt, else type nothing and go DOWN.
+
+        After a person had the console, a typed line lands in whatever runs there: our Ctrl-C and
+        marker command would end up as text in the file vi has open, or keep a pager stuck.
+        """
         if self._shell is not shell:
             return
         link = self._link
         link.tap = None
+        link.reset()  # from here the buffer holds what came after the shell: the last echoes
         async with self._lock:
             self._shell = None
-            if not link.is_open or link.lost_reason or self._state.state.state is not ConnState.UP:
+            if not link.is_open or link.lost_reason or (self._state.state.state is not ConnState.UP
+                                                        and not self._hands_off):
                 return
+            try:
+                shown = shell.shows(await self._quiet_output())
+            except TransportError:
+                return  # the line was lost while we waited: on_lost said so
+            if shown is not ConsoleState.SHELL:
+                self._left_alternate = shell.alternate
+                self._leave_alone(shown)
+                return
+            recovered = False
             with contextlib.suppress(TransportError):
-                await self._recover()
+                recovered = await self._recover()
+            if recovered and self._hands_off:  # the person quit the program it was left in: usable again
+                self._hands_off = False
+                self._state.set(ConnState.UP, "back at a shell prompt")
             if self._state.state.state is ConnState.UP:
                 self._reboots, self._watch_reboots = RebootWatch(), True
+
+    async def _quiet_output(self) -> bytes:
+        """What the console says until it is quiet for HAND_BACK_QUIET (at most HAND_BACK_LIMIT)."""
+        link = self._link
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HAND_BACK_LIMIT
+        while (remaining := deadline - loop.time()) > 0:
+            if await link.wait_for(link.grew_past(link.raw_total), min(HAND_BACK_QUIET, remaining)) is None:
+                break
+        return bytes(link.raw)
+
+    def _leave_alone(self, shown: ConsoleState) -> None:
+        """The console is not at a shell prompt: touch nothing, say what to do, and go DOWN."""
+        if shown in (ConsoleState.LOGIN, ConsoleState.PASSWORD, ConsoleState.LOGIN_INCORRECT):
+            reason = LEFT_AT_LOGIN
+            self._logged_in_by_us = False  # nothing of ours to log out of
+        elif shown is ConsoleState.BOOTLOADER:
+            reason = LEFT_IN_BOOTLOADER
+        else:
+            reason = LEFT_IN_PROGRAM
+        self._hands_off = True
+        self.log.warning("%s (%s)", reason, shown.value)
+        self._state.set(ConnState.DOWN, reason)
+
+    @property
+    def left_busy(self) -> bool:
+        """The console was left inside a program: waking it would type into that program."""
+        return self._hands_off
 
     # -- files over the console --------------------------------------------------------------
 
@@ -257,7 +332,9 @@ class SerialTransport(StatefulLink):
         if shell is not None:
             link.tap = None
             shell.end("the connection to the device was closed")
-        if had and self._logged_in_by_us and link.lost_reason is None:
+            # Ctrl-C and 'exit' only at a prompt: typed into vi they would be text in the person's file.
+            self._hands_off = self._hands_off or shell.shows() is not ConsoleState.SHELL
+        if had and self._logged_in_by_us and not self._hands_off and link.lost_reason is None:
             # A console stays logged in after the cable is pulled: leave it at login: as we found it,
             # not as an open root shell for the next person at the cabinet.
             with contextlib.suppress(Exception):

@@ -2,85 +2,215 @@
 
 Keeps the duck-typed protocol of :class:`siteline.core.transports.shell.ShellChannel`: ``write``,
 ``resize``, output and closed listeners, ``closed``/``close_reason``, ``close()`` and
-``async for chunk in shell``. The serial transport owns the port: it hands received bytes to
-:meth:`SerialShell.feed` while the shell is open and calls :meth:`SerialShell.end` when the line
-is lost; ``close()`` gives the line back to the transport, which returns it to command mode.
+``async for chunk in shell`` (both through :class:`~siteline.core.transports.shell.OutputFanout`).
+The serial transport owns the port: it hands received bytes to :meth:`SerialShell.feed` while the
+shell is open and calls :meth:`SerialShell.end` when the line is lost; ``close()`` gives the line
+back to the transport, which asks :meth:`SerialShell.shows` whether the console is at a prompt
+before it types anything (a person may have left vi or ``tail -f`` running).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from siteline.core.errors import TransportError
+from siteline.core.transports.console import ConsoleState, classify
+from siteline.core.transports.shell import MAX_QUEUED, TAIL_BYTES, ClosedListener, OutputFanout, OutputListener
+
+__all__ = ["MAX_QUEUED", "ScreenWatch", "SerialShell", "TypedLine", "cursor_line", "shown_at_hand_back"]
 
 log = logging.getLogger(__name__)
 
-OutputListener = Callable[[bytes], None]
-ClosedListener = Callable[[str], None]
 Writer = Callable[[bytes], Awaitable[None]]
-# Chunks kept for ``async for`` readers (the reader thread hands over up to 4 KiB each, so ~16 MiB): a
-# UI that only uses listeners never drains the queue, and an hour of `tail -f` must not grow without end.
-MAX_QUEUED = 4096
+
+
+# -- what a console shows when a person hands it back -------------------------------------------
+
+# xterm's alternate-screen switches: full-screen programs (vi, less, top) enter with h and leave with l.
+_ALT_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
+_LINE_RESETS = {"\r", "\n", "\x03", "\x15"}  # Enter, Ctrl-C, Ctrl-U: the line starts afresh
+_BRACKETED_PASTE = ("\x1b[200~", "\x1b[201~")
+MAX_TYPED = 4096
+HAND_BACK_TAIL = 4096  # output bytes judged: holds a prompt line many times over; pyte costs ~3 µs a byte
+
+
+class ScreenWatch:
+    """Whether a full-screen program holds the alternate screen, from output bytes fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.alternate = False
+        self._carry = b""  # a switch split across two chunks is found in carry + chunk
+
+    def feed(self, data: bytes) -> None:
+        joined = self._carry + data
+        switches = _ALT_SCREEN.findall(joined)
+        if switches:  # only the last switch counts
+            self.alternate = switches[-1] == b"h"
+        self._carry = joined[-7:]
+
+
+class TypedLine:
+    """What a person typed on the command line since the last Enter, from the keystrokes sent.
+
+    ``text`` is None once the line cannot be known from keystrokes alone (cursor keys, Tab
+    completion, Ctrl-W ...): then only a bare prompt proves the console is at a shell.
+    """
+
+    def __init__(self) -> None:
+        self.text: str | None = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, keys: bytes) -> None:
+        typed = self._decoder.decode(keys)
+        for marker in _BRACKETED_PASTE:  # a paste is plain text between these
+            typed = typed.replace(marker, "")
+        for ch in typed:
+            if ch in _LINE_RESETS:
+                self.text = ""
+            elif self.text is None:
+                continue
+            elif ch in ("\x7f", "\x08"):
+                self.text = self.text[:-1]
+            elif ch == "\x04":
+                continue  # Ctrl-D: at the end of a line it changes nothing; on an empty one the screen shows the logout
+            elif ch < " " or "\x80" <= ch <= "\x9f" or len(self.text) >= MAX_TYPED:
+                self.text = None
+            else:
+                self.text += ch
+
+
+def cursor_line(raw: bytes, cols: int = 80, rows: int = 24) -> tuple[str, bool]:
+    """The text left of the cursor on its row, as a terminal of ``cols`` x ``rows`` shows ``raw``; and
+    whether the cursor was placed (absolute move, as vi and top do) after the last text was drawn.
+
+    A shell leaves the cursor where its prompt (and the echo) ended; full-screen programs position it.
+    """
+    import pyte  # only when a shell is handed back: the command path never needs a screen
+
+    class Screen(pyte.Screen):
+        placed = False
+
+        def draw(self, data: str) -> None:
+            super().draw(data)
+            self.placed = False
+
+        def cursor_position(self, line: int | None = None, column: int | None = None) -> None:
+            super().cursor_position(line, column)
+            self.placed = True
+
+        def cursor_to_line(self, line: int | None = None) -> None:
+            super().cursor_to_line(line)
+            self.placed = True
+
+    try:
+        screen = Screen(max(2, min(cols, 1000)), max(2, min(rows, 500)))
+        pyte.Stream(screen).feed(raw.decode("utf-8", errors="replace"))
+        row = screen.buffer[screen.cursor.y]
+        text = "".join(str(row[x].data) for x in range(min(int(screen.cursor.x), screen.columns)))
+        return text, bool(screen.placed)
+    except Exception:  # pyte on garbage: nothing recognisable is shown, which is the safe answer
+        return "", True
+
+
+def shown_at_hand_back(tail: bytes, typed: str | None, cols: int = 80, rows: int = 24,
+                       alternate: bool = False) -> ConsoleState:
+    """What the console shows when a person's shell is closed: SHELL only for a prompt the cursor sits at.
+
+    ``tail`` is the last output the person's terminal got, ``typed`` what they typed since the last
+    Enter (that echo may follow the prompt), ``alternate`` whether a full-screen program holds the
+    screen. Anything but a prompt (a program, a pager, a command still running) must not be typed into.
+    """
+    if alternate:
+        return ConsoleState.UNKNOWN
+    line, placed = cursor_line(tail[-HAND_BACK_TAIL:], cols, rows)
+    if placed:  # BusyBox vi and less draw without the alternate screen; a "#" in the text is no prompt
+        return ConsoleState.UNKNOWN
+    if typed and line.endswith(typed):
+        before = _shown(line[: len(line) - len(typed)])
+        if before is ConsoleState.SHELL:
+            return before
+    # Keys that went to a program that has ended (a 'q' for less) are not echoed: a bare prompt counts too.
+    return _shown(line)
+
+
+def _shown(line: str) -> ConsoleState:
+    if not line.strip():
+        return ConsoleState.UNKNOWN  # a cursor at the start of a line: a command runs (or is silent)
+    state = classify(line.encode())
+    return state if state is not ConsoleState.GARBAGE else ConsoleState.UNKNOWN
 
 
 class SerialShell:
     """The console's shell handed to a person: keystrokes in, raw output bytes out."""
 
     def __init__(self, write: Writer, release: Callable[[SerialShell], Awaitable[None]], first: bytes = b"",
-                 cols: int = 80, rows: int = 24) -> None:
+                 cols: int = 80, rows: int = 24, alternate: bool = False) -> None:
         self._send = write
         self._release = release
         self.cols, self.rows = cols, rows  # as set on the device when the shell opened
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # The reader thread hands over up to 4 KiB a chunk: MAX_QUEUED of them is ~16 MiB at most.
+        self.output = OutputFanout("serial shell")
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
-        self._listeners: list[OutputListener] = []
-        self._closed_listeners: list[ClosedListener] = []
-        self.closed = False
-        self.close_reason = ""
+        # What the person's terminal shows and what they typed: judged when the line is handed back.
+        self._screen = ScreenWatch()
+        self._screen.alternate = alternate  # a console reopened inside vi is still on vi's screen
+        self._typed = TypedLine()
         # One writer task keeps keystrokes in order (executor writes could overtake each other).
         self._writer = asyncio.ensure_future(self._write_loop())
         if first:  # the prompt that followed the setup: delivered once the caller has attached its listeners
             asyncio.get_running_loop().call_soon(self.feed, first)
 
+    @property
+    def closed(self) -> bool:
+        return self.output.closed
+
+    @property
+    def close_reason(self) -> str:
+        return self.output.close_reason
+
     def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
         """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        return self.output.add_output_listener(listener)
 
     def add_closed_listener(self, listener: ClosedListener) -> None:
-        self._closed_listeners.append(listener)
+        self.output.add_closed_listener(listener)
 
     def feed(self, chunk: bytes) -> None:
         """Bytes the console sent (called by the transport on the event loop)."""
         if self.closed or not chunk:
             return
-        if self._queue.qsize() >= MAX_QUEUED:
-            self._queue.get_nowait()  # the oldest goes: an iterator that fell this far behind sees a gap
-        self._queue.put_nowait(chunk)
-        for listener in list(self._listeners):
-            try:
-                listener(chunk)
-            except Exception:  # a broken view must not stop the shell
-                log.exception("serial shell output listener failed")
+        self._screen.feed(chunk)
+        self.output.deliver(chunk)
+
+    def shows(self, later: bytes = b"") -> ConsoleState:
+        """What the console shows now: the shell's output plus ``later`` (what came after it closed).
+
+        SHELL only when a shell prompt is the last thing on it (maybe followed by the echo of what
+        the person typed since their last Enter); anything else must not be typed into.
+        """
+        self._screen.feed(later)
+        tail = (self.output.tail + later)[-TAIL_BYTES:]  # bounded: a screen emulator costs ~µs a byte
+        return shown_at_hand_back(tail, self._typed.text, self.cols, self.rows, self._screen.alternate)
+
+    @property
+    def alternate(self) -> bool:
+        """Whether a full-screen program held the alternate screen at the last output."""
+        return self._screen.alternate
 
     def end(self, reason: str) -> None:
         """The shell is over (closed, or the line was lost): tell the listeners once."""
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
-        self._queue.put_nowait(None)
-        self._writer.cancel()
-        for listener in list(self._closed_listeners):
-            with contextlib.suppress(Exception):
-                listener(reason)
+        if self.output.finish(reason):
+            self._writer.cancel()
 
     def write(self, data: bytes) -> None:
         """Send keystrokes; ignored once the shell has ended (the UI shows that it ended)."""
         if not self.closed and data:
+            self._typed.feed(data)
             self._outgoing.put_nowait(data)
 
     def resize(self, cols: int, rows: int) -> None:
@@ -103,18 +233,10 @@ class SerialShell:
                 return
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await self._queue.get()
-            if chunk is None:
-                self._queue.put_nowait(None)  # later iterators end too
-                return
-            yield chunk
+        return self.output.iterate()
 
     async def close(self) -> None:
-        """End the shell and give the console back to command mode (Ctrl-C, then a prompt check)."""
+        """End the shell and give the console back: to command mode if it shows a prompt, else untouched."""
         if not self.closed:
             # Keystrokes already typed go out first: the person saw them echoed as typed.
             with contextlib.suppress(TimeoutError):

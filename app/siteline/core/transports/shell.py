@@ -1,8 +1,8 @@
 """An interactive PTY shell over an SSH connection, as raw bytes (the terminal widget decodes them).
 
-The channel pumps the remote output into a queue and to optional listeners, so the UI can either
-``async for chunk in channel`` or register a callback; a flood of output never blocks the loop
-because reading yields to the loop on every chunk asyncssh hands us.
+The channel pumps the remote output through an :class:`OutputFanout` (a bounded queue plus listeners),
+so the UI can either ``async for chunk in channel`` or register a callback; a flood of output never
+blocks the loop because reading yields to the loop on every chunk asyncssh hands us.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import asyncssh
@@ -21,19 +22,32 @@ log = logging.getLogger(__name__)
 OutputListener = Callable[[bytes], None]
 ClosedListener = Callable[[str], None]
 READ_SIZE = 65536
+# What ``async for`` readers may fall behind by: a UI that only uses listeners never drains the queue,
+# and an hour of `tail -f` must not grow without end. Past either cap the oldest chunks go (``dropped``).
+MAX_QUEUED = 4096
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+TAIL_BYTES = 8192  # the last output kept to judge what the terminal shows now (a prompt? a program?)
 
 
-class ShellChannel:
-    """One interactive shell: ``write`` keystrokes, ``resize`` the window, read output bytes."""
+class OutputFanout:
+    """A shell's output, handed to listeners and to a bounded queue for ``async for`` readers.
 
-    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
-        self._process = process
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    Shared by the SSH and the serial shell: both deliver chunks on the event loop, both end once
+    with a reason that closed listeners hear, both keep the last few KiB for a look at the screen.
+    """
+
+    def __init__(self, what: str, max_chunks: int = MAX_QUEUED, max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self._what = what  # for log lines: "ssh shell", "serial shell"
+        self.max_chunks, self.max_bytes = max_chunks, max_bytes  # public: a test may lower them
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._ready = asyncio.Event()
         self._listeners: list[OutputListener] = []
         self._closed_listeners: list[ClosedListener] = []
+        self._tail = bytearray()
+        self.dropped = 0  # chunks an iterator never saw because it fell too far behind
         self.closed = False
         self.close_reason = ""
-        self._pump = asyncio.ensure_future(self._read_loop())
 
     def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
         """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
@@ -43,6 +57,82 @@ class ShellChannel:
     def add_closed_listener(self, listener: ClosedListener) -> None:
         self._closed_listeners.append(listener)
 
+    @property
+    def tail(self) -> bytes:
+        """The last output bytes (up to TAIL_BYTES), what the terminal shows last."""
+        return bytes(self._tail)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def deliver(self, chunk: bytes) -> None:
+        if self.closed or not chunk:
+            return
+        self._tail += chunk
+        if len(self._tail) > 2 * TAIL_BYTES:  # trimmed in bulk: amortized O(1) per chunk
+            del self._tail[:-TAIL_BYTES]
+        self._queue.append(chunk)
+        self._queued_bytes += len(chunk)
+        while len(self._queue) > self.max_chunks or (self._queued_bytes > self.max_bytes and len(self._queue) > 1):
+            self._queued_bytes -= len(self._queue.popleft())  # the oldest goes: a late iterator sees a gap
+            self.dropped += 1
+        self._ready.set()
+        for listener in list(self._listeners):
+            try:
+                listener(chunk)
+            except Exception:  # a broken view must not stop the shell
+                log.exception("%s output listener failed", self._what)
+
+    def finish(self, reason: str) -> bool:
+        """The shell is over: tell the closed listeners once; False if it had ended already."""
+        if self.closed:
+            return False
+        self.closed = True
+        self.close_reason = reason
+        self._ready.set()
+        for listener in list(self._closed_listeners):
+            with contextlib.suppress(Exception):
+                listener(reason)
+        return True
+
+    async def iterate(self) -> AsyncIterator[bytes]:
+        """Queued chunks in order (each to one reader), until the shell ends and the queue is empty."""
+        while True:
+            if self._queue:
+                chunk = self._queue.popleft()
+                self._queued_bytes -= len(chunk)
+                yield chunk
+            elif self.closed:
+                return
+            else:
+                self._ready.clear()
+                await self._ready.wait()
+
+
+class ShellChannel:
+    """One interactive shell: ``write`` keystrokes, ``resize`` the window, read output bytes."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        self._process = process
+        self.output = OutputFanout("ssh shell")
+        self._pump = asyncio.ensure_future(self._read_loop())
+
+    def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
+        """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
+        return self.output.add_output_listener(listener)
+
+    def add_closed_listener(self, listener: ClosedListener) -> None:
+        self.output.add_closed_listener(listener)
+
+    @property
+    def closed(self) -> bool:
+        return self.output.closed
+
+    @property
+    def close_reason(self) -> str:
+        return self.output.close_reason
+
     async def _read_loop(self) -> None:
         reason = "the shell ended"
         try:
@@ -50,29 +140,11 @@ class ShellChannel:
                 chunk = await self._process.stdout.read(READ_SIZE)
                 if not chunk:
                     break
-                self._deliver(chunk)
+                self.output.deliver(chunk)
         except (OSError, asyncssh.Error) as exc:
             reason = f"the link broke: {exc}"
         finally:
-            self._finish(reason)
-
-    def _deliver(self, chunk: bytes) -> None:
-        self._queue.put_nowait(chunk)
-        for listener in list(self._listeners):
-            try:
-                listener(chunk)
-            except Exception:  # a broken view must not stop the shell
-                log.exception("shell output listener failed")
-
-    def _finish(self, reason: str) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
-        self._queue.put_nowait(None)
-        for listener in list(self._closed_listeners):
-            with contextlib.suppress(Exception):
-                listener(reason)
+            self.output.finish(reason)
 
     def write(self, data: bytes) -> None:
         """Send keystrokes; ignored once the shell has ended (the UI shows that it ended)."""
@@ -91,15 +163,7 @@ class ShellChannel:
             self._process.change_terminal_size(cols, rows)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await self._queue.get()
-            if chunk is None:
-                self._queue.put_nowait(None)  # later iterators end too
-                return
-            yield chunk
+        return self.output.iterate()
 
     async def close(self) -> None:
         """Hang up the shell and wait (briefly) for its channel to close."""
@@ -110,7 +174,7 @@ class ShellChannel:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        self._finish("closed")
+        self.output.finish("closed")
 
 
 async def open_ssh_shell(
