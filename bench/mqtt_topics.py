@@ -1,14 +1,16 @@
 """MQTT topic model under a flood: Siteline's explorer path against a bare paho client, same broker, same run.
 
-    .venv/bin/python bench/mqtt_topics.py [--seconds 5] [--topics 2000] [--rate 0]
+    .venv/bin/python bench/mqtt_topics.py [--seconds 5] [--topics 2000] [--rate 0] [--intake child|thread]
 
 Starts its own Mosquitto on loopback and a publisher process that floods QoS 0 messages to
 ``--topics`` topics (``site/<n>/dev/<m>/metric``) for ``--seconds``, received by two consumers at once
 (so the machine's other load weighs on both alike; each rate is its messages over its own first-to-last span):
   (a) a bare paho-mqtt 2.x client (a child process) whose on_message only counts, and at the same time
-  (b) Siteline's path in this process: MqttSubscriber -> (feeder thread) TopicTree -> MqttTreeModel
-      behind the explorer's sort proxy and a QTreeView, QApplication offscreen, the model's tick
-      timer running on the qasync loop, while LoopWatch measures the worst event-loop stall.
+  (b) Siteline's path. ``--intake child`` (the explorer's, default): MqttSubscriber -> TopicTree in the
+      intake child process (core/mqtt_intake.py), polled each tick by RemoteTreeModel in this process;
+      ``--intake thread`` (the former path): MqttSubscriber -> (feeder thread) TopicTree -> MqttTreeModel
+      in this process. Either way behind the explorer's sort proxy and a QTreeView, QApplication
+      offscreen, the model's tick timer on the qasync loop, while LoopWatch measures the worst stall.
 It prints both rates, the ratio (b)/(a) (goal >= 0.8), the worst stall (goal < 50 ms), the
 peak RSS of (b), and the spread of the view's repaints (paint event to the next loop pass) and of
 the model's ticks: the two things the UI thread does for the flood.
@@ -214,6 +216,94 @@ async def measure(port: int, args: argparse.Namespace) -> tuple[dict[str, float]
     return a, b
 
 
+async def measure_child(port: int, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float]]:
+    """(b) with the intake in its child process: this process only applies one small snapshot per tick."""
+    from PySide6.QtWidgets import QTreeView
+
+    from siteline.core.loopwatch import LoopWatch
+    from siteline.core.mqtt_intake import Snapshot
+    from siteline.core.mqtt_intake_client import IntakeClient
+    from siteline.ui.mqtt_remote_model import RemoteTreeModel, topics_on_screen
+    from siteline.ui.mqtt_tree_model import TopicSortProxy
+
+    client = IntakeClient(f"mqtt://127.0.0.1:{port}", FILTERS)
+    model = RemoteTreeModel()
+    proxy = TopicSortProxy()
+    proxy.setSourceModel(model)
+    view = QTreeView()
+    view.setUniformRowHeights(True)
+    view.setModel(proxy)
+    view.setSortingEnabled(True)
+    view.resize(1200, 800)
+    view.show()
+    model.on_screen = topics_on_screen(view)
+    paints = PaintTimer(view.viewport())
+    applies: list[float] = []
+    latest: list[Snapshot] = []
+    real_apply = model.apply
+
+    def timed_apply(snapshot: Snapshot) -> None:
+        t0 = time.perf_counter()
+        real_apply(snapshot)
+        applies.append(time.perf_counter() - t0)
+        latest[:] = [snapshot]
+        if proxy.rowCount() and not view.isExpanded(proxy.index(0, 0)):
+            view.expand(proxy.index(0, 0))  # 'site' open, as a person would have it: its rows repaint every tick
+        t = snapshot.totals
+        if t.last and time.time() - t.last > IDLE and not snapshot.more:
+            done.set()
+
+    await client.connect()
+    model.set_client(client)
+    client.on_snapshot = timed_apply
+    bare_child = start_bare(port)
+    await asyncio.sleep(0.3)  # both SUBSCRIBEs reached the broker
+    watch = LoopWatch(interval=0.01)
+    watch.start()
+    cpu0, child_cpu0 = _cpu(), _proc_cpu(client.pid)
+    pub = start_publisher(port, args)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), args.seconds + 60)
+    cpu, child_cpu = _cpu() - cpu0, _proc_cpu(client.pid) - child_cpu0
+    child_rss = _proc_rss_mib(client.pid)
+    await watch.stop()
+    pub_out, _ = await loop.run_in_executor(None, pub.communicate)
+    model.set_client(None)
+    await client.close()
+    t = latest[0].totals if latest else None
+    stored = t.messages if t else 0
+    a = await loop.run_in_executor(None, bare_result, bare_child)
+    b = {"messages": stored, "rate": stored / max(1e-6, t.last - t.first) if t else 0.0,
+         "stall_ms": watch.worst_stall * 1000, "stalls_over_50ms": sum(watch.stats.histogram[2:]),
+         "samples": watch.stats.samples, "cpu_us": (cpu + child_cpu) / max(1, stored) * 1e6,
+         "ui_cpu_us": cpu / max(1, stored) * 1e6, "dropped": t.dropped if t else 0,
+         "topics": t.topics if t else 0, "rows": model.topic_count,
+         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "child_rss_mib": child_rss,
+         "sent": json.loads(pub_out)["sent"], "paint_ms": _spread(paints.times), "tick_ms": _spread(applies)}
+    return a, b
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of a live process, from /proc."""
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _proc_rss_mib(pid: int | None) -> float:
+    """Peak RSS of a live process, from /proc."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _spread(times: list[float]) -> dict[str, float]:
     """Median, p90 and max in milliseconds (and how many)."""
     if not times:
@@ -264,7 +354,7 @@ def run_measure(port: int, args: argparse.Namespace) -> tuple[dict[str, float], 
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(measure(port, args))
+        return loop.run_until_complete((measure_child if args.intake == "child" else measure)(port, args))
     finally:
         loop.close()
 
@@ -274,6 +364,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="flood length (default 5)")
     ap.add_argument("--topics", type=int, default=2000, help="distinct topics (default 2000)")
     ap.add_argument("--rate", type=float, default=0.0, help="publisher cap in messages/s (default 0: no cap)")
+    ap.add_argument("--intake", choices=["child", "thread"], default="child",
+                    help="where the intake runs: a child process (the explorer's path) or a thread in the UI process")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     ap.add_argument("--publisher", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--bare", type=int, help=argparse.SUPPRESS)
@@ -298,7 +390,11 @@ def main() -> int:
     print(f"  (a) bare paho on_message     {a['rate']:>10,.0f} msg/s  ({a['messages']:,} received, "
           f"{a['cpu_us']:.1f} µs CPU per message)")
     print(f"  (b) Siteline tree + Qt model {b['rate']:>10,.0f} msg/s  ({b['messages']:,} absorbed, "
-          f"{b['cpu_us']:.1f} µs CPU per message, {b['topics']:,} tree nodes, {b['dropped']:,} dropped in the buffer)")
+          f"{b['cpu_us']:.1f} µs CPU per message, {b['topics']:,} tree nodes, {b['dropped']:,} dropped in the buffer)"
+          f"  [intake: {args.intake}]")
+    if "ui_cpu_us" in b:
+        print(f"      UI process {b['ui_cpu_us']:.1f} µs CPU per message, {b['rows']:,} rows; intake child peak RSS "
+              f"{b['child_rss_mib']:.0f} MiB")
     print(f"  ratio (b)/(a) {ratio:.2f} (goal >= 0.8)   worst event-loop stall {b['stall_ms']:.0f} ms (goal < 50)   "
           f"({b['stalls_over_50ms']} of {b['samples']} samples over 50 ms)   peak RSS {b['rss_mib']:.0f} MiB")
     for name in ("paint_ms", "tick_ms"):

@@ -1,7 +1,9 @@
 """MQTT Explorer: subscribe to a broker with wildcard filters, browse the live topic tree, inspect and publish.
 
-The window only wires widgets to core: MqttSubscriber connects and buffers, TopicTree counts, the
-MqttTreeModel turns ticks into view updates; payload formatting comes from core too.
+The window only wires widgets to core: an IntakeClient runs the subscriber and the TopicTree in a child
+process (core/mqtt_intake.py: under a flood the UI process has no CPU-bound thread to share the GIL
+with), the RemoteTreeModel asks it once per tick for the rows on screen and the selected topic and
+turns the answers into view updates; payload formatting comes from core too.
 """
 
 from __future__ import annotations
@@ -35,38 +37,43 @@ from PySide6.QtWidgets import (
 )
 
 from siteline.core.errors import SitelineError
-from siteline.core.mqtt_subscriber import MqttSubscriber, parse_filters
-from siteline.core.mqtt_topics import Payload, TopicNode, payload_text
+from siteline.core.mqtt_intake import Published, Selected, Snapshot
+from siteline.core.mqtt_intake_client import IntakeClient
+from siteline.core.mqtt_subscriber import parse_filters
+from siteline.core.mqtt_topics import Payload, payload_text
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials
-from siteline.ui.mqtt_tree_model import COL_COUNT, COL_RATE, COL_TOPIC, MqttTreeModel, TopicSortProxy, rows_on_screen
+from siteline.ui.mqtt_remote_model import RemoteTreeModel, topic_of, topics_on_screen
+from siteline.ui.mqtt_tree_model import COL_COUNT, COL_RATE, COL_TOPIC, TopicSortProxy
 
 log = logging.getLogger(__name__)
-SubscriberFactory = Callable[[str, list[str], Credentials], MqttSubscriber]
+ClientFactory = Callable[[str, list[str], Credentials], IntakeClient]
 
 
-def _default_factory(url: str, filters: list[str], credentials: Credentials) -> MqttSubscriber:
-    return MqttSubscriber(url, filters, credentials=credentials)
+def _default_factory(url: str, filters: list[str], credentials: Credentials) -> IntakeClient:
+    return IntakeClient(url, filters, credentials=credentials)
 
 
 class MqttExplorer(QMainWindow):
     """A window of its own (Tools → MQTT Explorer…); several can be open at once."""
 
-    def __init__(self, url: str = "", filters: str = "#", *, factory: SubscriberFactory = _default_factory,
+    def __init__(self, url: str = "", filters: str = "#", *, factory: ClientFactory = _default_factory,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("MQTT Explorer — Siteline")
         self.resize(1280, 780)
         self._factory = factory
-        self.subscriber: MqttSubscriber | None = None
+        self.client: IntakeClient | None = None
         self._busy: asyncio.Future[object] | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._shown_count = -1  # how many messages of the selected topic the payload pane shows
-        self.model = MqttTreeModel(parent=self)
+        self.last: Snapshot | None = None  # the latest answer from the intake
+        self._publishing = ""  # the topic of the latest publish, for its outcome
+        self.model = RemoteTreeModel(parent=self)
         self.proxy = TopicSortProxy(self)  # C++ at paint time like the model: views never call into Python
         self._build(url, filters)
-        self.model.sig_tick_done.connect(self._on_model_tick_done)
-        self.model.watched = set()
-        self.model.on_screen = rows_on_screen(self.tree_view, self.model)  # each tick refreshes only these rows
+        self.model.sig_snapshot_applied.connect(self._on_model_snapshot_applied)
+        self.model.on_screen = topics_on_screen(self.tree_view)  # each tick asks only for these rows
+        self.model.selection = lambda: (self.selected_topic(), self._shown_count)
         self.tree_view.expanded.connect(self._on_tree_expanded)
         self.tree_view.collapsed.connect(self._on_tree_collapsed)
 
@@ -183,7 +190,7 @@ class MqttExplorer(QMainWindow):
         if self._busy is not None and not self._busy.done():
             return
         work: Coroutine[object, object, object] = (
-            self.disconnect_broker() if self.subscriber is not None else self.connect_broker())
+            self.disconnect_broker() if self.client is not None else self.connect_broker())
         self._busy = asyncio.ensure_future(work)
         self._busy.add_done_callback(_log_failure)
 
@@ -192,46 +199,49 @@ class MqttExplorer(QMainWindow):
         try:
             filters = parse_filters(self.filters_edit.text())
             creds = Credentials(password=self.password_edit.text() or None)
-            sub = self._factory(self.url_edit.text(), filters, creds)
+            client = self._factory(self.url_edit.text(), filters, creds)
         except SitelineError as exc:
             self._show_error(exc)
             return False
         self.model.clear()
-        self._select_node(None)
-        self.subscriber = sub
-        self._remove_listener = sub.add_state_listener(self._on_subscriber_state_changed)
+        self.last = None
+        self._show_topic(None)
+        self.client = client
+        self._remove_listener = client.add_state_listener(self._on_client_state_changed)
+        client.on_published = self._on_client_published
         self.connect_button.setEnabled(False)
         try:
-            await sub.connect()
+            await client.connect()
         except SitelineError as exc:
-            self._drop_subscriber()
+            self._drop_client()
             self._show_error(exc)
             return False
         finally:
             self.connect_button.setEnabled(True)
-        self.model.set_source(sub.drain)
+        self.model.set_client(client)
         self._set_connected_ui(True)
         return True
 
     async def disconnect_broker(self) -> None:
-        sub = self.subscriber
-        if sub is None:
+        client = self.client
+        if client is None:
             return
-        self.model.set_source(None)
-        self.model.tick()  # what was already received is still shown
-        await sub.close()
-        self._drop_subscriber()
+        self.model.set_client(None)  # what was already received stays shown
+        await client.close()
+        self._drop_client()
         self._set_connected_ui(False)
         self.state_label.setText("down: disconnected")
 
-    def _drop_subscriber(self) -> None:
+    def _drop_client(self) -> None:
         if self._remove_listener is not None:
             self._remove_listener()
-        self._remove_listener, self.subscriber = None, None
+        if self.client is not None:
+            self.client.on_published = None
+        self._remove_listener, self.client = None, None
         self._set_connected_ui(False)
 
     def _show_error(self, exc: SitelineError) -> None:
-        text = " ".join(str(a) for a in exc.args if a)
+        text = str(exc)  # what happened, then what to do
         self.state_label.setText("error")
         self.state_label.setToolTip(text)
         self.stats.setText(text)
@@ -242,58 +252,66 @@ class MqttExplorer(QMainWindow):
             w.setEnabled(not connected)
         self.pub_button.setEnabled(connected)
 
-    def _on_subscriber_state_changed(self, state: ConnectionState) -> None:
+    def _on_client_state_changed(self, state: ConnectionState) -> None:
         colour = {ConnState.UP: "#2e7d32", ConnState.RETRYING: "#e65100", ConnState.CONNECTING: "#1565c0"}
         self.state_label.setText(f"<b style='color:{colour.get(state.state, '#b71c1c')}'>{state.state.value}</b>")
         self.state_label.setToolTip(state.describe())
 
     def _on_publish_clicked(self) -> None:
-        sub = self.subscriber
-        if sub is None:
+        client = self.client
+        if client is None:
             return
+        topic = self.pub_topic.text()
         try:
-            sub.publish(self.pub_topic.text(), self.pub_payload.text().encode(), self.pub_qos.currentIndex(),
-                        self.pub_retain.isChecked())
+            client.publish(topic, self.pub_payload.text().encode(), self.pub_qos.currentIndex(),
+                           self.pub_retain.isChecked())
         except SitelineError as exc:
             self._show_error(exc)
             return
-        self.stats.setText(f"Published to {self.pub_topic.text()}.")
+        self._publishing = topic
+        self.stats.setText(f"Publishing to {topic}…")
+
+    def _on_client_published(self, outcome: Published) -> None:
+        if outcome.error is not None:
+            self._show_error(outcome.error)
+        else:
+            self.stats.setText(f"Published to {self._publishing}.")
 
     # ---- tree and payload pane -----------------------------------------------------------------
 
     def _on_tree_expanded(self, index: QModelIndex) -> None:
-        self.model.set_watched(self.model.node(self.proxy.mapToSource(index)), True)
+        topic = topic_of(index)
+        if topic is not None:
+            self.model.expanded.add(topic)
 
     def _on_tree_collapsed(self, index: QModelIndex) -> None:
-        self.model.set_watched(self.model.node(self.proxy.mapToSource(index)), False)
+        self.model.expanded.discard(topic_of(index) or "")
 
     def _on_search_text_changed(self, text: str) -> None:
         self.proxy.setFilterFixedString(text)
         if text:
             self.tree_view.expandAll()
 
-    def _on_model_tick_done(self, absorbed: int) -> None:
-        tree, sub = self.model.tree, self.subscriber
-        parts = [f"{tree.messages:,} messages on {tree.nodes - 1:,} topic levels",
-                 f"{tree.root.rate.per_second(self.model._clock()):,.0f} msg/s"]
-        if sub is not None and sub.dropped:
-            parts.append(f"{sub.dropped:,} dropped (the display fell behind)")
-        warnings = tree.warnings
+    def _on_model_snapshot_applied(self, snap: Snapshot) -> None:
+        self.last = snap
+        t = snap.totals
+        parts = [f"{t.messages:,} messages on {t.topics:,} topic levels", f"{t.rate:,.0f} msg/s"]
+        if t.dropped:
+            parts.append(f"{t.dropped:,} dropped (the display fell behind)")
+        warnings = t.warnings
         self.stats.setText("  ·  ".join(parts) + ("  ·  ⚠ " + warnings[0] if warnings else ""))
         self.stats.setToolTip("\n".join(warnings))
-        node = self.selected_node()
-        if node is not None and node.count != self._shown_count:
-            self._select_node(node)
+        sel = snap.selected
+        if sel is not None and sel.topic == self.selected_topic():
+            self._show_selected(sel)
 
-    def selected_node(self) -> TopicNode | None:
+    def selected_topic(self) -> str | None:
         rows = self.tree_view.selectionModel().selectedRows()
-        if not rows:
-            return None
-        return self.model.node(self.proxy.mapToSource(rows[0]))
+        return topic_of(rows[0]) if rows else None
 
     def select_topic(self, topic: str) -> bool:
         """Select ``topic`` in the tree (expanding its parents); False when it is not shown yet."""
-        index = self.proxy.mapFromSource(self.model.index_for(self.model.tree.find(topic) or self.model.tree.root))
+        index = self.proxy.mapFromSource(self.model.index_of(topic))
         if not index.isValid():
             return False
         self.tree_view.expand(index.parent())
@@ -302,29 +320,35 @@ class MqttExplorer(QMainWindow):
         return True
 
     def _on_tree_selection_changed(self, _sel: QItemSelection, _desel: QItemSelection) -> None:
-        self._select_node(self.selected_node())
+        self._show_topic(self.selected_topic())
+        self.model.tick()  # its payloads now, not at the next tick
 
-    def _select_node(self, node: TopicNode | None) -> None:
+    def _show_topic(self, topic: str | None) -> None:
+        """A new selection: an empty pane until the intake sends the topic's messages."""
         self.history.blockSignals(True)
         self.history.clear()
         self.history.blockSignals(False)
         self.payload_view.clear()
-        if node is None:
-            self._shown_count = -1
-            self.topic_label.setText("Select a topic to see its last messages.")
+        self._shown_count = -1
+        self.topic_label.setText("Select a topic to see its last messages." if topic is None else
+                                 f"<b>{topic or '(empty)'}</b><br>…")
+
+    def _show_selected(self, sel: Selected) -> None:
+        self.topic_label.setText(f"<b>{sel.topic or '(empty)'}</b><br>{sel.count:,} messages here, "
+                                 f"{sel.total:,} in the subtree, {sel.rate:,.1f}/s")
+        if sel.payloads is None:  # what the pane shows is current
             return
-        self._shown_count = node.count
-        rate = node.rate.per_second(self.model._clock())
-        self.topic_label.setText(f"<b>{node.topic or '(empty)'}</b><br>{node.count:,} messages here, "
-                                 f"{node.total:,} in the subtree, {rate:,.1f}/s")
-        with self.model.locked():  # the feeder thread appends to the deque
-            payloads = tuple(node.payloads or ())
-        for p in reversed(payloads):
+        self._shown_count = sel.count
+        row = self.history.currentRow()
+        self.history.blockSignals(True)
+        self.history.clear()
+        for p in reversed(sel.payloads):
             item = QListWidgetItem(_history_line(p))
             item.setData(Qt.ItemDataRole.UserRole, p)
             self.history.addItem(item)
+        self.history.blockSignals(False)
         if self.history.count():
-            self.history.setCurrentRow(0)
+            self.history.setCurrentRow(0 if row <= 0 else min(row, self.history.count() - 1))  # shows it
 
     def _on_history_row_changed(self, row: int) -> None:
         item = self.history.item(row) if row >= 0 else None
@@ -338,13 +362,14 @@ class MqttExplorer(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # The window may be deleted right after this (WA_DeleteOnClose): close the link without touching widgets.
-        self.model.set_source(None)
-        sub = self.subscriber
-        if sub is not None:
+        self.model.set_client(None)
+        client = self.client
+        if client is not None:
             if self._remove_listener is not None:
                 self._remove_listener()
-            self._remove_listener, self.subscriber = None, None
-            asyncio.ensure_future(sub.close()).add_done_callback(_log_failure)
+            client.on_published = None
+            self._remove_listener, self.client = None, None
+            asyncio.ensure_future(client.close()).add_done_callback(_log_failure)
         super().closeEvent(event)
 
 

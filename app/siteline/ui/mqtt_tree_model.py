@@ -1,4 +1,8 @@
-"""The MQTT topic tree as a Qt item model, refreshed in coalesced ticks.
+"""The MQTT topic tree as a Qt item model, refreshed in coalesced ticks: the in-process intake path.
+
+The explorer now runs its intake in a child process (core/mqtt_intake.py, ui/mqtt_remote_model.py); this
+model stays for ``bench/mqtt_topics.py --intake thread`` (the comparison) and shares its columns, roles,
+natural sort key and TopicSortProxy with RemoteTreeModel.
 
 Built so that the UI loop stays responsive under a flood (bench/mqtt_topics.py measures it):
 
