@@ -101,8 +101,14 @@ case "$cmd" in
     say "pytest: unit and integration tests (real peers, no Qt)"
     rc=0
     "$VENV/bin/python" -m pytest tests/unit tests/integration || rc=$?
-    say "pytest: GUI tests (pytest-qt, offscreen)"
-    "$VENV/bin/python" -m pytest tests/gui || rc=$((rc ? rc : $?))
+    # One process per GUI test file: after many windows, qasync loops and real links in one process,
+    # the terminal flood test segfaulted inside Qt's event dispatch about one run in five on a loaded
+    # 2-core box (never on its own, nor in 8 runs under gdb); the cause is not yet found. Files stay
+    # isolated so such state cannot leak from one file into the next; each file still fails the run.
+    say "pytest: GUI tests (pytest-qt, offscreen), one process per file"
+    for file in tests/gui/test_*.py; do
+      "$VENV/bin/python" -m pytest -q "$file" || rc=$((rc ? rc : $?))
+    done
     exit "$rc"
     ;;
   *)
