@@ -20,6 +20,7 @@ PACKAGE_OF = {
     "sshd": "openssh-server",
     "ssh-keygen": "openssh-client",
     "socat": "socat",
+    "busybox": "busybox",
     "fw_printenv": "libubootenv-tool",
     "fw_setenv": "libubootenv-tool",
     "mkenvimage": "u-boot-tools",

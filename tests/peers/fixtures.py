@@ -13,7 +13,7 @@ import pytest
 
 from siteline.simulator.broker import BrokerHandle
 from tests.peers import require_tool
-from tests.peers.socat_shell import SocatShell, start_socat_shell
+from tests.peers.socat_shell import SocatShell, start_busybox_shell, start_socat_shell
 from tests.peers.sshd import SshdHandle, start_sshd
 
 
@@ -59,6 +59,17 @@ def socat_shell(tmp_path: Path) -> Iterator[SocatShell]:
     """A real bash on a pty (socat), reachable as a serial device at ``handle.path``."""
     require_tool("socat")
     handle = start_socat_shell(tmp_path / "socat")
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def busybox_shell(tmp_path: Path) -> Iterator[SocatShell]:
+    """BusyBox's ash on a pty (socat), already at a prompt with no login, PATH holding BusyBox applets only."""
+    require_tool("socat")
+    handle = start_busybox_shell(tmp_path / "busybox", require_tool("busybox"))
     try:
         yield handle
     finally:

@@ -167,7 +167,13 @@ class SerialTransport(StatefulLink):
             result = await self._exchange(frame, timeout)
             if result is not None:
                 return result
-            await self._recover()
+            if not await self._recover():
+                raise CommandTimeout(
+                    f"'{command[:80]}' did not finish within {timeout:g} s on {self.target.device}, and Ctrl-C "
+                    "did not stop it: it may still be running (a console shell without job control ignores Ctrl-C).",
+                    "Wait for it to finish, then reconnect. On the device, start the console shell through a getty "
+                    "or BusyBox's cttyhack so that Ctrl-C reaches commands.",
+                )
             raise CommandTimeout(
                 f"'{command[:80]}' did not finish within {timeout:g} s on {self.target.device}; "
                 "it was interrupted with Ctrl-C.",

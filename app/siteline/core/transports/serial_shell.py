@@ -128,7 +128,7 @@ def shown_at_hand_back(tail: bytes, typed: str | None, cols: int = 80, rows: int
     if alternate:
         return ConsoleState.UNKNOWN
     line, placed = cursor_line(tail[-HAND_BACK_TAIL:], cols, rows)
-    if placed:  # BusyBox vi and less draw without the alternate screen; a "#" in the text is no prompt
+    if placed:  # some vi and less builds draw without the alternate screen; a "#" in the text is no prompt
         return ConsoleState.UNKNOWN
     if typed and line.endswith(typed):
         before = _shown(line[: len(line) - len(typed)])
