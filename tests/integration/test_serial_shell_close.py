@@ -296,3 +296,19 @@ async def test_ssh_shell_queue_is_bounded_when_only_listeners_read(sshd: SshdHan
         await shell.close()
     finally:
         await t.close()
+
+
+@pytest.mark.parametrize("line", [
+    "######################                        45.2%",  # curl -#
+    "[=========>              ] 45%",  # pv -p
+    "|=====                   / 40.0%",  # e2fsck -C0
+])
+def test_a_progress_display_is_no_prompt(line: str) -> None:
+    """Ctrl-C at the hand-back would kill the person's download or fsck."""
+    assert shown_at_hand_back(line.encode(), None) is not ConsoleState.SHELL
+
+
+def test_typed_text_ending_in_a_prompt_sign_is_no_prompt() -> None:
+    """'price 5$' typed into `cat > notes`: the line ends in $, but no prompt comes before the typing."""
+    assert shown_at_hand_back(b"price 5$", "price 5$") is not ConsoleState.SHELL
+    assert shown_at_hand_back(b"root@gw:~# price 5$", "price 5$") is ConsoleState.SHELL

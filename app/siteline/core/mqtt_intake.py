@@ -169,7 +169,10 @@ def _str_list(obj: Mapping[str, Any], key: str, limit: int) -> tuple[str, ...]:
 
 
 def _number(obj: Mapping[str, Any], key: str) -> float:
-    return float(get_field(obj, key, (int, float)))
+    try:
+        return float(get_field(obj, key, (int, float)))
+    except OverflowError as exc:  # an integer past a float's range: garbage, not a crash
+        raise ProtocolError(f"'{key}' is out of range") from exc
 
 
 def parse_query(obj: Mapping[str, Any]) -> tuple[int, Query]:

@@ -40,6 +40,9 @@ CHILD = [sys.executable, "-m", "siteline.core.mqtt_intake_child"]
 EXIT_WAIT = 3.0  # seconds a closing child gets before it is killed
 
 
+POLL_ANSWER_LIMIT = 10.0  # seconds a snapshot may take before the intake counts as stuck
+
+
 class IntakeClient(StatefulLink):
     """Subscribe ``filters`` at the broker ``url`` through a child process; see the module docstring."""
 
@@ -64,6 +67,7 @@ class IntakeClient(StatefulLink):
         self._opened: asyncio.Future[None] | None = None
         self._ident = 0
         self._closing = False
+        self._asked_at = 0.0
 
     # ---- lifetime ------------------------------------------------------------------------------
 
@@ -160,10 +164,14 @@ class IntakeClient(StatefulLink):
 
     def poll(self, query: Query) -> bool:
         """Ask for a snapshot; False (nothing sent) while the previous poll is unanswered or when not up."""
+        if self.waiting and time.monotonic() - self._asked_at > POLL_ANSWER_LIMIT:
+            # Alive but silent (wedged, or it dropped a reply): stale numbers must not pass for live ones.
+            self._fail(TransportError("The MQTT intake process stopped answering.", "Disconnect and connect again."))
+            return False
         if self.waiting or self._proc is None or self._opened is None or not self._opened.done():
             return False
         self._ident += 1
-        self.waiting = True
+        self.waiting, self._asked_at = True, time.monotonic()
         self._send(query.to_wire(self._ident))
         return True
 

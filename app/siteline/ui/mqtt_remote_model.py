@@ -85,6 +85,7 @@ class RemoteTreeModel(QStandardItemModel):
         # Rows are long-lived Python wrappers; making thousands of them triggers full collections that scan the
         # whole process (PySide6's types, every module): 140 ms stalls in bench/mqtt_topics.py. Freezing what
         # exists now takes it out of those scans. Process-wide, and harmless to repeat.
+        gc.collect()  # garbage of earlier windows is freed first, not frozen for good
         gc.freeze()
         self.timer.start()
         self.tick()

@@ -40,8 +40,8 @@ LEFT_IN_PROGRAM = ("the console was left inside a running program (it shows no s
                    "device, then press Reconnect (until then Siteline types nothing into it)")
 LEFT_AT_LOGIN = ("the console was left at a login prompt (the shell there was logged out); Siteline logs in "
                  "again when it reconnects")
-LEFT_IN_BOOTLOADER = ("the console was left at the boot loader prompt; boot the device (in the Console tab or at "
-                      "the device), Siteline reconnects when it is back at a prompt")
+LEFT_IN_BOOTLOADER = ("the console was left at the boot loader prompt; boot the device at the device, then press "
+                      "Reconnect (a bare Enter in the boot loader repeats its last command)")
 HAND_BACK_QUIET = 0.2  # the echo of the last keystrokes arrives within this when the shell is handed back
 HAND_BACK_LIMIT = 1.0  # ... or, on a console that keeps talking (tail -f), we stop waiting after this
 SHELL_TERM = "xterm"  # in the terminfo of nearly every image, Buildroot's minimal set included
@@ -84,6 +84,8 @@ class SerialTransport(StatefulLink):
         self._shell: SerialShell | None = None
         # A person's shell was handed back outside a shell prompt: type nothing more on this connection.
         self._hands_off = False
+        self._judging = False  # a closed shell's console is being judged: nothing may be typed meanwhile
+        self._left_reason = ""
         self._left_alternate = False  # ... and the program it was left in held the alternate screen
 
     # -- what the line tells us --------------------------------------------------------------
@@ -114,6 +116,7 @@ class SerialTransport(StatefulLink):
     async def connect(self) -> None:
         await self.close()
         self._hands_off = self._left_alternate = False
+        self._left_reason = ""
         self._state.set(ConnState.CONNECTING)
         link = self._link
         try:
@@ -261,6 +264,13 @@ class SerialTransport(StatefulLink):
         """
         if self._shell is not shell:
             return
+        self._judging = True
+        try:
+            await self._judge_hand_back(shell)
+        finally:
+            self._judging = False
+
+    async def _judge_hand_back(self, shell: SerialShell) -> None:
         link = self._link
         link.tap = None
         link.reset()  # from here the buffer holds what came after the shell: the last echoes
@@ -281,7 +291,7 @@ class SerialTransport(StatefulLink):
             with contextlib.suppress(TransportError):
                 recovered = await self._recover()
             if recovered and self._hands_off:  # the person quit the program it was left in: usable again
-                self._hands_off = False
+                self._hands_off, self._left_reason = False, ""
                 self._state.set(ConnState.UP, "back at a shell prompt")
             if self._state.state.state is ConnState.UP:
                 self._reboots, self._watch_reboots = RebootWatch(), True
@@ -305,14 +315,17 @@ class SerialTransport(StatefulLink):
             reason = LEFT_IN_BOOTLOADER
         else:
             reason = LEFT_IN_PROGRAM
-        self._hands_off = True
+        self._hands_off, self._left_reason = True, reason
         self.log.warning("%s (%s)", reason, shown.value)
         self._state.set(ConnState.DOWN, reason)
 
     @property
     def left_busy(self) -> bool:
-        """The console was left inside a program: waking it would type into that program."""
-        return self._hands_off
+        """The console was left inside a program (or the boot loader): waking it would type into it.
+
+        A console left at its login prompt is not: waking it there only brings the prompt again.
+        """
+        return self._hands_off and self._left_reason != LEFT_AT_LOGIN
 
     # -- files over the console --------------------------------------------------------------
 
@@ -340,6 +353,8 @@ class SerialTransport(StatefulLink):
             shell.end("the connection to the device was closed")
             # Ctrl-C and 'exit' only at a prompt: typed into vi they would be text in the person's file.
             self._hands_off = self._hands_off or shell.shows() is not ConsoleState.SHELL
+        if self._judging:  # a hand-back is being judged: what the console shows is not known yet
+            self._hands_off = True
         if had and self._logged_in_by_us and not self._hands_off and link.lost_reason is None:
             # A console stays logged in after the cable is pulled: leave it at login: as we found it,
             # not as an open root shell for the next person at the cabinet.

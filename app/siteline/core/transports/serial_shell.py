@@ -131,16 +131,23 @@ def shown_at_hand_back(tail: bytes, typed: str | None, cols: int = 80, rows: int
     if placed:  # some vi and less builds draw without the alternate screen; a "#" in the text is no prompt
         return ConsoleState.UNKNOWN
     if typed and line.endswith(typed):
-        before = _shown(line[: len(line) - len(typed)])
-        if before is ConsoleState.SHELL:
-            return before
+        # What the person typed is echoed after whatever was there: only that part can be the prompt
+        # ("price 5$" typed into `cat > notes` ends in $ but follows no prompt).
+        return _shown(line[: len(line) - len(typed)])
     # Keys that went to a program that has ended (a 'q' for less) are not echoed: a bare prompt counts too.
     return _shown(line)
+
+
+# A progress display ends in "%" or "#" too ("45.2%", "[=====>   ]", "######"): no prompt looks like that,
+# and Ctrl-C at the hand-back would kill the person's download or fsck.
+_PROGRESS = re.compile(r"\d\s*%\s*$|#{3,}|\[[=#>\- ]{3,}")
 
 
 def _shown(line: str) -> ConsoleState:
     if not line.strip():
         return ConsoleState.UNKNOWN  # a cursor at the start of a line: a command runs (or is silent)
+    if _PROGRESS.search(line):
+        return ConsoleState.UNKNOWN
     state = classify(line.encode())
     return state if state is not ConsoleState.GARBAGE else ConsoleState.UNKNOWN
 
