@@ -16,11 +16,11 @@ import codecs
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from siteline.core.errors import TransportError
 from siteline.core.transports.console import ConsoleState, classify
-from siteline.core.transports.shell import MAX_QUEUED, TAIL_BYTES, ClosedListener, OutputFanout, OutputListener
+from siteline.core.transports.shell import MAX_QUEUED, TAIL_BYTES, FannedOutShell, OutputFanout
 
 __all__ = ["MAX_QUEUED", "ScreenWatch", "SerialShell", "TypedLine", "cursor_line", "shown_at_hand_back"]
 
@@ -152,7 +152,7 @@ def _shown(line: str) -> ConsoleState:
     return state if state is not ConsoleState.GARBAGE else ConsoleState.UNKNOWN
 
 
-class SerialShell:
+class SerialShell(FannedOutShell):
     """The console's shell handed to a person: keystrokes in, raw output bytes out."""
 
     def __init__(self, write: Writer, release: Callable[[SerialShell], Awaitable[None]], first: bytes = b"",
@@ -171,21 +171,6 @@ class SerialShell:
         self._writer = asyncio.ensure_future(self._write_loop())
         if first:  # the prompt that followed the setup: delivered once the caller has attached its listeners
             asyncio.get_running_loop().call_soon(self.feed, first)
-
-    @property
-    def closed(self) -> bool:
-        return self.output.closed
-
-    @property
-    def close_reason(self) -> str:
-        return self.output.close_reason
-
-    def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
-        """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
-        return self.output.add_output_listener(listener)
-
-    def add_closed_listener(self, listener: ClosedListener) -> None:
-        self.output.add_closed_listener(listener)
 
     def feed(self, chunk: bytes) -> None:
         """Bytes the console sent (called by the transport on the event loop)."""
@@ -238,9 +223,6 @@ class SerialShell:
                 log.info("serial shell write failed: %s", exc)
                 self.end(f"the serial line failed: {exc}")
                 return
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.output.iterate()
 
     async def close(self) -> None:
         """End the shell and give the console back: to command mode if it shows a prompt, else untouched."""

@@ -110,20 +110,10 @@ class OutputFanout:
                 await self._ready.wait()
 
 
-class ShellChannel:
-    """One interactive shell: ``write`` keystrokes, ``resize`` the window, read output bytes."""
+class FannedOutShell:
+    """What every interactive shell (SSH, serial) offers its readers, kept by its OutputFanout."""
 
-    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
-        self._process = process
-        self.output = OutputFanout("ssh shell")
-        self._pump = asyncio.ensure_future(self._read_loop())
-
-    def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
-        """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
-        return self.output.add_output_listener(listener)
-
-    def add_closed_listener(self, listener: ClosedListener) -> None:
-        self.output.add_closed_listener(listener)
+    output: OutputFanout
 
     @property
     def closed(self) -> bool:
@@ -132,6 +122,25 @@ class ShellChannel:
     @property
     def close_reason(self) -> str:
         return self.output.close_reason
+
+    def add_output_listener(self, listener: OutputListener) -> Callable[[], None]:
+        """Call ``listener(chunk)`` for every output chunk; returns a function that unregisters it."""
+        return self.output.add_output_listener(listener)
+
+    def add_closed_listener(self, listener: ClosedListener) -> None:
+        self.output.add_closed_listener(listener)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.output.iterate()
+
+
+class ShellChannel(FannedOutShell):
+    """One interactive shell: ``write`` keystrokes, ``resize`` the window, read output bytes."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[bytes]) -> None:
+        self._process = process
+        self.output = OutputFanout("ssh shell")
+        self._pump = asyncio.ensure_future(self._read_loop())
 
     async def _read_loop(self) -> None:
         reason = "the shell ended"
@@ -161,9 +170,6 @@ class ShellChannel:
             return
         with contextlib.suppress(OSError, asyncssh.Error):
             self._process.change_terminal_size(cols, rows)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self.output.iterate()
 
     async def close(self) -> None:
         """Hang up the shell and wait (briefly) for its channel to close."""
