@@ -228,17 +228,14 @@ def _check_place(place: cmds.UploadPlace | None, remote: str, size: int) -> tupl
     if not place.writable:
         raise TransportError(f"Cannot upload {remote}: {directory} is not writable on the device.",
                              "Use a path the login user may write (e.g. /tmp), or log in as a user who may.")
-    if place.codec is None or not place.has_sha256:
-        missing = "base64 (or openssl)" if place.codec is None else "sha256sum"
-        raise TransportError(f"The device has no {missing}, which a console transfer needs.",
-                             "Use SSH, or a device image with BusyBox's base64 and sha256sum applets.")
+    codec = _require_tools(place.codec, place.has_sha256)
     need = size - min(place.part_size or 0, size) + FREE_MARGIN
     if place.free_bytes is not None and place.free_bytes < need:
         raise TransportError(
             f"Cannot upload {remote}: the device has {_size(place.free_bytes)} free at {directory}, "
             f"the file needs {_size(size)}.",
             "Free space on the device (old logs, old bundles) or pick another directory, then run it again.")
-    return place, place.codec
+    return place, codec
 
 
 async def _send_chunk(chan: _Channel, codec: str, index: int, cs: int, data: bytes) -> None:
@@ -318,11 +315,16 @@ def _check_source(source: cmds.DownloadSource | None, remote: str) -> tuple[int,
     if not source.readable or source.size is None:
         raise TransportError(f"Cannot download {remote}: permission denied on the device.",
                              "Log in as a user who may read it.")
-    if source.codec is None or not source.has_sha256:
-        missing = "base64 (or openssl)" if source.codec is None else "sha256sum"
+    return source.size, _require_tools(source.codec, source.has_sha256)
+
+
+def _require_tools(codec: str | None, has_sha256: bool) -> str:
+    """The device's base64 decoder, or a refusal naming the tool it lacks."""
+    if codec is None or not has_sha256:
+        missing = "base64 (or openssl)" if codec is None else "sha256sum"
         raise TransportError(f"The device has no {missing}, which a console transfer needs.",
                              "Use SSH, or a device image with BusyBox's base64 and sha256sum applets.")
-    return source.size, source.codec
+    return codec
 
 
 async def _fetch_chunk(chan: _Channel, codec: str, index: int, cs: int, length: int) -> bytes:
