@@ -30,7 +30,9 @@ from siteline.ui.mqtt_tree_model import (
     COLUMNS,
     NODE_ROLE,
     SORT_ROLE,
+    announce_spans,
     natural_key,
+    widen_span,
 )
 
 log = logging.getLogger(__name__)
@@ -167,18 +169,11 @@ class RemoteTreeModel(QStandardItemModel):
                 if cells is None:
                     continue
                 _fill(cells, st)
-                row, parent = cells[0].row(), parent_topic(topic)
-                span = spans.get(parent)
-                if span is None:
-                    spans[parent] = [row, row]
-                else:
-                    span[0], span[1] = min(span[0], row), max(span[1], row)
+                widen_span(spans, parent_topic(topic), cells[0].row())
         finally:
             self.blockSignals(blocked)
-        for parent, (lo, hi) in spans.items():
-            pidx = self.index_of(parent) if parent is not None else QModelIndex()
-            self.dataChanged.emit(self.index(lo, COL_COUNT, pidx), self.index(hi, COL_PAYLOAD, pidx),
-                                  [_DISPLAY, SORT_ROLE])
+        announce_spans(self, [(self.index_of(parent) if parent is not None else QModelIndex(), span)
+                              for parent, span in spans.items()])
 
     def clear(self) -> None:
         """Start again with no rows (a new connection); stops polling (set_client again)."""

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 from PySide6.QtCore import (
     QAbstractProxyModel,
@@ -57,6 +58,7 @@ COL_TOPIC, COL_COUNT, COL_RATE, COL_PAYLOAD = range(4)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # a value a proxy can compare (numbers for numeric columns)
 NODE_ROLE = Qt.ItemDataRole.UserRole + 2  # the full topic of the row (also what the search filter matches)
 _DISPLAY = Qt.ItemDataRole.DisplayRole
+K = TypeVar("K")
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _DIGITS = re.compile(r"\d+")
 GIL_SWITCH_INTERVAL = 0.0005  # seconds; see set_source
@@ -244,19 +246,11 @@ class MqttTreeModel(QStandardItemModel):
                 if cells is None or parent is None or (watched is not None and parent is not root
                                                        and parent not in watched):
                     continue  # collapsed: refreshed when expanded
-                row = cells[0].row()
                 self._fill(cells[COL_COUNT], cells[COL_RATE], cells[COL_PAYLOAD], node, now)
-                span = spans.get(parent)
-                if span is None:
-                    spans[parent] = [row, row]
-                else:
-                    span[0], span[1] = min(span[0], row), max(span[1], row)
+                widen_span(spans, parent, cells[0].row())
         finally:
             self.blockSignals(blocked)
-        for parent, (lo, hi) in spans.items():
-            pidx = self.index_for(parent)
-            self.dataChanged.emit(self.index(lo, COL_COUNT, pidx), self.index(hi, COL_PAYLOAD, pidx),
-                                  [_DISPLAY, SORT_ROLE])
+        announce_spans(self, [(self.index_for(parent), span) for parent, span in spans.items()])
 
     def set_watched(self, node: TopicNode, on_screen: bool) -> None:
         """A view expanded (or collapsed) ``node``: only watched parents get their children's texts refreshed.
@@ -400,3 +394,19 @@ class TreeFeeder:
             except Exception:  # a bug must not silently end the explorer's feed: log it and go on
                 log.exception("the MQTT topic feeder failed on a batch; it goes on with the next")
                 self._stop.wait(FEEDER_IDLE)
+
+
+def widen_span(spans: dict[K, list[int]], parent: K, row: int) -> None:
+    """Grow ``parent``'s [first, last] range of changed rows to include ``row``."""
+    span = spans.get(parent)
+    if span is None:
+        spans[parent] = [row, row]
+    else:
+        span[0], span[1] = min(span[0], row), max(span[1], row)
+
+
+def announce_spans(model: QStandardItemModel, spans: Iterable[tuple[QModelIndex, list[int]]]) -> None:
+    """One dataChanged per parent for the rows whose texts were set with signals blocked."""
+    for parent, (lo, hi) in spans:
+        model.dataChanged.emit(model.index(lo, COL_COUNT, parent), model.index(hi, COL_PAYLOAD, parent),
+                               [_DISPLAY, SORT_ROLE])
