@@ -14,15 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-
-from siteline.simulator.lifetime import die_with_parent
-
-
-def die_with_test_run() -> Callable[[], None] | None:
-    """A Popen ``preexec_fn`` that ends a peer when the test process dies (a crash skips teardown)."""
-    return die_with_parent()
 
 
 def descendants(pid: int) -> list[int]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from siteline.simulator.device import SimulatedDevice
+from siteline.simulator.lifetime import die_with_parent
 from siteline.simulator.state import DeviceState
-from tests.peers.process import die_with_test_run
 
 PASSWORD = "s1te-line-test"
 FAST = {"boot_delay": 0.05, "kernel_log_interval": 3600.0, "telemetry_interval": 0.2, "mark_good_delay": 0.05}
@@ -94,7 +94,7 @@ def start_siteline(args: Sequence[str], log_path: Path, env: dict[str, str] | No
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "siteline", *args], stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-            bufsize=0, env={**os.environ, **(env or {})}, preexec_fn=die_with_test_run(),
+            bufsize=0, env={**os.environ, **(env or {})}, preexec_fn=die_with_parent(),
         )
     return SimProcess(proc)
 

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from siteline.simulator.lifetime import die_with_parent
 from tests.peers import find_tool
-from tests.peers.process import die_with_test_run, stop_tree
+from tests.peers.process import stop_tree
 
 # \[ \] mark non-printing parts for readline; \e]0;...\a sets a window title; \e[1;32m is bold green.
 FANCY_PS1 = r"\[\e]0;sim-console\a\]\[\e[1;32m\]root@sim\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]# "
@@ -73,7 +74,7 @@ def start_socat_shell(
            f"EXEC:{program},pty,stderr,setsid,sigint,sane" + (",ctty" if ctty else "")]
     with (workdir / "socat.log").open("ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=cwd or home,
-                                start_new_session=True, preexec_fn=die_with_test_run())
+                                start_new_session=True, preexec_fn=die_with_parent())
     shell = SocatShell(workdir, link, proc)
     deadline = time.monotonic() + timeout
     while not link.exists():

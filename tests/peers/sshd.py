@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from siteline.simulator.lifetime import die_with_parent
 from tests.peers import find_tool, free_port
-from tests.peers.process import die_with_test_run, stop_tree
+from tests.peers.process import stop_tree
 
 _UNSHARE_OK: bool | None = None
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -122,7 +123,7 @@ class SshdHandle:
             with self.log_file.open("ab") as log:
                 self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                                 start_new_session=True,  # stop_tree ends the whole group
-                                                preexec_fn=die_with_test_run())
+                                                preexec_fn=die_with_parent())
             if self._wait_ready(10.0, offset):
                 return
             self.stop()
