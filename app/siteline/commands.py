@@ -49,6 +49,21 @@ def _credentials(args: argparse.Namespace, password: str | None) -> Credentials:
     return Credentials(username=args.user, password=password, key_path=args.identity)
 
 
+def vault_password(target: Target) -> str | None:
+    """The password kept in the vault for the device this target belongs to (in the device list), when
+    ``siteline vault unlock`` left an agent running; never prompts."""
+    from siteline.cli_audit import UNLISTED_SITE, device_of
+    from siteline.core.keep import device_secret_name
+    from siteline.core.vault import agent
+
+    if not agent.supported() or agent.agent_info() is None:
+        return None  # no agent: the device list is not even read
+    site, device = device_of(target)
+    if site == UNLISTED_SITE:
+        return None
+    return agent.get_secret(device_secret_name(site, device, "password"))
+
+
 def _ask_password(target: Target) -> str | None:
     """Prompt only on a terminal: a script must fail with exit 5, never hang on a prompt."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -63,7 +78,7 @@ def _fail(code: int, exc: BaseException) -> int:
 
 async def _connect(args: argparse.Namespace, target: Target) -> Transport:
     """Connect within --timeout; on a refused password ask once (terminal only) and try again."""
-    password = os.environ.get(PASSWORD_ENV)
+    password = os.environ.get(PASSWORD_ENV) or vault_password(target)
     for attempt in range(2):
         transport = open_transport(
             target,
@@ -119,6 +134,9 @@ async def run_or_probe(args: argparse.Namespace) -> int:
         return transport
     try:
         if args.command == "run":
+            from siteline.cli_audit import record
+
+            record(target, "console-command", {"line": command})
             result = await transport.run(command, args.timeout)
             sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)

@@ -98,6 +98,10 @@ async def put_or_get(args: argparse.Namespace) -> int:
     finally:
         await transport.close()
     line.end()
+    from siteline.cli_audit import record
+
+    record(target, "file-put" if upload else "file-get",
+           {"local": str(local), "remote": args.remote, "bytes": result.size, "sha256": result.sha256})
     if result.resumed_from and not line.announced_resume:
         print(f"siteline: resumed at {size_text(result.resumed_from)} of {size_text(result.size)} "
               f"(sent {size_text(result.transferred)} this time)", file=sys.stderr)
