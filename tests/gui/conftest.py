@@ -100,6 +100,7 @@ def make_window(qtbot, home: Path, aloop: Loop) -> Iterator[Callable[..., MainWi
     for window in made:
         if window.sessions.names() or window.sessions._stopping:
             aloop.run(window.sessions.close_all())
+        aloop.run(window.close_keep())
 
 
 async def show(window: MainWindow) -> None:
@@ -117,4 +118,5 @@ async def show(window: MainWindow) -> None:
 async def close_window(window: MainWindow) -> None:
     window.close()
     await window.sessions.close_all()
+    await window.close_keep()
 

@@ -19,7 +19,7 @@ def test_keyboard_flow_and_row_height(make_window, aloop, qtbot) -> None:
         window = make_window()
         window.load_devices(devices)
         await show(window)
-        assert window.status.control_plane.text() == "Control plane: not configured"
+        assert window.keep_ui.sync_widget.word == "not configured"
         await until(lambda: window.sessions.all_up(), what="both up")
         tree = window.tree
         tree.setFocus()

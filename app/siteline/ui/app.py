@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -30,6 +30,7 @@ from siteline.core.plugins import PluginHost
 from siteline.core.session import TransportFactory
 from siteline.core.transports.base import Credentials
 from siteline.ui.icons import icon
+from siteline.ui.keep_controller import open_keep
 from siteline.ui.main_window import MainWindow
 from siteline.ui.sessions import SessionManager, default_factory
 from siteline.ui.theme import Theme, set_high_dpi_policy, wanted_mode
@@ -114,12 +115,18 @@ def build_window(
     theme: Theme | None = None,
     backoff: Callable[[], Backoff] = Backoff,
     config_dir: Path | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> MainWindow:
     """Build the window and what it stands on; every path comes from ``siteline.paths``."""
     config = config_dir or paths.config_dir()
     factory = factory or default_factory(paths.data_dir() / "known_hosts")
-    sessions = SessionManager(plugins, factory, backoff=backoff)
-    window = MainWindow(plugins, Inventory(config / "devices.json"), sessions, config / "window.json", theme, title)
+    keep, keep_problem = open_keep()
+    if keep is not None:
+        for name, value in (secrets or {}).items():
+            keep.give_secret(name, value)
+    sessions = SessionManager(plugins, factory, backoff=backoff, keep=keep)
+    window = MainWindow(plugins, Inventory(config / "devices.json"), sessions, config / "window.json", theme, title,
+                        keep=keep, keep_problem=keep_problem)
     sessions.setParent(window)
     return window
 
@@ -147,6 +154,7 @@ async def run_window(
     try:
         window.load_devices(devices)
         window.show()
+        window.start_keep()
         log.info("window shown %.0f ms after start", (time.monotonic() - started) * 1000)
         if on_ready is not None:
             on_ready(window)
@@ -157,6 +165,7 @@ async def run_window(
     finally:
         await window.page.console.close_shell()  # hang up the console (and close its log) before the links
         await window.sessions.close_all()
+        await window.close_keep()  # after the sessions: their disconnects go into the audit trail
         await watch.stop()
         log.info("%s", watch.stats.describe())
     return 0
@@ -175,6 +184,7 @@ def run_gui(
     on_ready: Callable[[MainWindow], None] | None = None,
     stall_threshold: float = 2.0,
     factory: TransportFactory | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> int:
     """Open Siteline's window (with ``devices`` added, e.g. the demo's) and run until it is closed.
 
@@ -188,7 +198,7 @@ def run_gui(
     asyncio.set_event_loop(loop)
     try:
         theme = Theme(app, wanted_mode())
-        window = build_window(load_plugins(), factory=factory, title=title, theme=theme)
+        window = build_window(load_plugins(), factory=factory, title=title, theme=theme, secrets=secrets)
         old_sigint = signal.signal(signal.SIGINT, lambda *_: loop.call_soon_threadsafe(window.close))
         try:
             code: int = loop.run_until_complete(

@@ -17,6 +17,7 @@ from typing import Protocol
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from siteline.core.console_audit import ConsoleInputRecorder
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
 from siteline.ui.session_log import SessionLog, SessionLogError, default_log_path
@@ -54,6 +55,10 @@ class ConsoleTab(QWidget):
         self.terminal = TerminalWidget(history=history_lines)
         self.channel: Channel | None = None
         self.session_log: SessionLog | None = None
+        # Makes the audit recorder for a device's shell (set by the window when there is an audit trail):
+        # the command lines typed are recorded, lines typed with the echo off (passwords) never are.
+        self.recorder_factory: Callable[[str, int], ConsoleInputRecorder | None] | None = None
+        self.recorder: ConsoleInputRecorder | None = None
         self.choose_log_path: PathChooser = self._ask_log_path  # tests and scripts replace the dialog
         self._opener: ShellOpener | None = None
         self._target: Target | None = None
@@ -174,6 +179,7 @@ class ConsoleTab(QWidget):
             return
         self._task = None
         self.channel = channel
+        self._start_recorder()
         channel.add_output_listener(self._on_output)
         channel.add_closed_listener(self._on_closed)
         self.status.setText("Shell open. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Ctrl+Shift+F finds, "
@@ -188,8 +194,20 @@ class ConsoleTab(QWidget):
         self.status.setText(message)
         self._update_buttons()
 
+    def _start_recorder(self) -> None:
+        self._stop_recorder()
+        if self.recorder_factory is not None:
+            self.recorder = self.recorder_factory(self._name, self.terminal.vt.columns)
+
+    def _stop_recorder(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.flush()  # lines still waiting for their echo are withheld, never guessed
+
     def _on_output(self, data: bytes) -> None:
         self.terminal.feed(data)
+        if self.recorder is not None:
+            self.recorder.received(data)
         if self.session_log is not None:
             try:
                 self.session_log.write(data)
@@ -197,18 +215,24 @@ class ConsoleTab(QWidget):
                 self._log_stopped(str(exc))
 
     def _on_closed(self, reason: str) -> None:
+        self._stop_recorder()
         self.status.setText(f"The shell ended ({reason}). Press Connect shell to open a new one.")
         self._update_buttons()
 
     def _on_input(self, data: bytes) -> None:
         if self.channel is not None:
+            if self.recorder is not None:
+                self.recorder.typed(data)
             self.channel.write(data)
 
     def _on_resized(self, cols: int, rows: int) -> None:
+        if self.recorder is not None:
+            self.recorder.resize(cols)
         if self.channel is not None:
             self.channel.resize(cols, rows)
 
     def stop_shell(self) -> None:
+        self._stop_recorder()
         channel, self.channel = self.channel, None
         if channel is not None:
             self._hang_up(channel)
@@ -227,6 +251,7 @@ class ConsoleTab(QWidget):
     async def close_shell(self) -> None:
         """Hang up and wait for it (window close, tests); the session log is closed too."""
         self._cancel_opening()
+        self._stop_recorder()
         channel, self.channel = self.channel, None
         if channel is not None:
             await channel.close()

@@ -1,4 +1,5 @@
-"""Ask for a device's password. The answer lives in memory only (the vault, a later issue, keeps it at rest)."""
+"""Ask for a device's password: kept in memory, and in the vault when the person ticks "Remember" (the vault
+must be unlocked for that; a password never goes anywhere else)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ import html
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 if TYPE_CHECKING:
     from siteline.ui.sessions import SessionManager
 
 
 class CredentialsDialog(QDialog):
-    def __init__(self, device: str, reason: str, username: str | None, parent: QWidget | None = None) -> None:
+    def __init__(self, device: str, reason: str, username: str | None, parent: QWidget | None = None,
+                 vault_unlocked: bool = False) -> None:
         super().__init__(parent)
         self.device = device
         self.setWindowTitle(f"Password for {device}")
@@ -27,8 +38,16 @@ class CredentialsDialog(QDialog):
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setObjectName("password")
-        note = QLabel("Kept in memory until Siteline closes; never written to disk.")
+        self.remember = QCheckBox("&Remember in the vault")
+        self.remember.setObjectName("rememberPassword")
+        self.remember.setEnabled(vault_unlocked)
+        note = QLabel("Kept encrypted in the vault for next time." if vault_unlocked else
+                      "Kept in memory until Siteline closes. Unlock the vault (Tools → Vault) to remember it.")
+        note.setWordWrap(True)
         note.setEnabled(False)
+        self.remember.toggled.connect(lambda on: note.setText(
+            "Kept encrypted in the vault for next time." if on else "Kept in memory until Siteline closes."))
+        self.remember.setChecked(vault_unlocked)
         form = QFormLayout()
         form.addRow("User:", self.user)
         form.addRow("&Password:", self.password)
@@ -39,6 +58,7 @@ class CredentialsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(why)
         layout.addLayout(form)
+        layout.addWidget(self.remember)
         layout.addWidget(note)
         layout.addWidget(buttons)
         self.password.setFocus()
@@ -70,8 +90,11 @@ class PasswordPrompts(QObject):
             session = self._sessions.get(name)
             if session is None:
                 continue  # removed meanwhile
-            dialog = CredentialsDialog(name, reason, session.credentials.username or session.target.user, self._window)
-            dialog.accepted.connect(lambda d=dialog: self._sessions.set_password(d.device, d.value()))
+            keep = self._sessions.keep
+            dialog = CredentialsDialog(name, reason, session.credentials.username or session.target.user, self._window,
+                                       vault_unlocked=keep is not None and not keep.vault.locked)
+            dialog.accepted.connect(lambda d=dialog: self._sessions.set_password(
+                d.device, d.value(), remember=d.remember.isChecked()))
             dialog.finished.connect(lambda _r: self._next())
             self.dialog = dialog
             dialog.open()

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from siteline.core.errors import SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry, Inventory
+from siteline.core.keep import Keep
 from siteline.core.loopwatch import LoopWatch
 from siteline.core.plugins import PluginHost
 from siteline.core.transports.base import ConnState, Credentials
@@ -41,6 +42,7 @@ from siteline.ui.device_page import DevicePage
 from siteline.ui.device_tree_model import NAME_COLUMN, STATE_COLUMN, DeviceTreeModel, NameRole
 from siteline.ui.host_key_dialog import HostKeyPrompts
 from siteline.ui.icons import icon
+from siteline.ui.keep_controller import KeepController
 from siteline.ui.plugins_dialog import PluginsDialog
 from siteline.ui.sessions import SessionManager
 from siteline.ui.status_bar import StatusBar
@@ -61,6 +63,8 @@ class MainWindow(QMainWindow):
         settings_path: Path,
         theme: Theme | None = None,
         title: str | None = None,
+        keep: Keep | None = None,
+        keep_problem: str = "",
     ) -> None:
         super().__init__()
         self.plugins = plugins
@@ -80,6 +84,9 @@ class MainWindow(QMainWindow):
         self._build_central()
         self.status = StatusBar(plugins, self)
         self.setStatusBar(self.status)
+        # What is kept on this laptop (outbox, audit, vault, sync); None when it could not be opened, and why.
+        self.keep_ui = KeepController(keep, self) if keep is not None else None
+        self.keep_problem = keep_problem
         self._build_actions()
         self._connect()
         self._restore_settings()
@@ -163,6 +170,9 @@ class MainWindow(QMainWindow):
         device_menu.addActions([self.act_open, self.act_edit, self.act_remove])
         device_menu.addSeparator()
         device_menu.addActions([self.act_refresh, self.act_reconnect])
+        if self.keep_ui is not None:
+            device_menu.addSeparator()
+            device_menu.addAction(self.keep_ui.act_note)
         view_menu = menu.addMenu("&View")
         self._theme_group = QActionGroup(self)
         for mode, text in (("system", "Follow &system"), ("light", "&Light"), ("dark", "&Dark")):
@@ -174,6 +184,9 @@ class MainWindow(QMainWindow):
         self._theme_group.triggered.connect(self._on_theme_triggered)
         tools_menu = menu.addMenu("&Tools")
         tools_menu.addAction(self.act_mqtt)
+        if self.keep_ui is not None:
+            tools_menu.addSeparator()
+            tools_menu.addActions(self.keep_ui.tools_actions)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_plugins)
         self._update_actions()
@@ -390,6 +403,8 @@ class MainWindow(QMainWindow):
         has = self.selected_device() is not None
         for action in (self.act_edit, self.act_remove, self.act_refresh, self.act_reconnect, self.act_open):
             action.setEnabled(has)
+        if self.keep_ui is not None:
+            self.keep_ui.act_note.setEnabled(has)
 
     def _restore_settings(self) -> None:
         if self._settings.geometry:
@@ -407,6 +422,17 @@ class MainWindow(QMainWindow):
         self._settings.selected = self.selected_device() or ""
         self._settings.theme = self.theme.mode if self.theme else "system"
         self._settings.save(self._settings_path)
+
+    def start_keep(self) -> None:
+        """Once shown: start syncing the outbox, or say why nothing can be kept."""
+        if self.keep_ui is not None:
+            self.keep_ui.start()
+        elif self.keep_problem:
+            self.status.show_problem(f"Nothing can be recorded: {self.keep_problem}")
+
+    async def close_keep(self) -> None:
+        if self.keep_ui is not None:
+            await self.keep_ui.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()

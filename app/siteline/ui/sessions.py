@@ -16,8 +16,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from siteline.core.backoff import Backoff
-from siteline.core.errors import AuthError, HostKeyError, HostKeyProblem, TransportError
+from siteline.core.errors import AuthError, HostKeyError, HostKeyProblem, SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry
+from siteline.core.keep import Keep, device_secret_name
 from siteline.core.paths import PathEvent, PathStatus
 from siteline.core.plugins import PluginHost
 from siteline.core.session import DeviceSession, TransportFactory
@@ -113,9 +114,15 @@ class SessionManager(QObject):
         factory: TransportFactory,
         backoff: Callable[[], Backoff] = Backoff,
         parent: QObject | None = None,
+        keep: Keep | None = None,
     ) -> None:
         super().__init__(parent)
         self._plugins = plugins
+        # The audit trail and the vault; None in tests that exercise sessions alone.
+        self.keep = keep
+        # Devices whose connection is in the audit trail: a link that drops and comes back by itself is
+        # not a new action (and must not cost metered data); a start or a person's reconnect is.
+        self._audited_up: set[str] = set()
         self._factory = factory
         self._backoff = backoff
         self._sessions: dict[str, DeviceSession] = {}
@@ -176,7 +183,7 @@ class SessionManager(QObject):
         """A session for ``entry``; it starts once ``after`` (and any stop of the same name) has finished."""
         if entry.name in self._sessions:
             self.remove(entry.name)
-        creds = credentials or Credentials(username=entry.username)
+        creds = self._with_vault_secrets(entry, credentials or Credentials(username=entry.username))
         name = entry.name
 
         def factory(target: Target, creds: Credentials) -> Transport:
@@ -200,6 +207,26 @@ class SessionManager(QObject):
                 session.start()
         return session
 
+    def _with_vault_secrets(self, entry: DeviceEntry, creds: Credentials) -> Credentials:
+        """Fill in the device's password and key passphrase from the vault when it is unlocked and has them."""
+        if self.keep is None:
+            return creds
+        if creds.password is None:
+            password = self.keep.secret(device_secret_name(entry.site, entry.name, "password"))
+            if password is not None:
+                creds = replace(creds, password=password)
+        if creds.key_passphrase is None:
+            passphrase = self.keep.secret(device_secret_name(entry.site, entry.name, "key-passphrase"))
+            if passphrase is not None:
+                creds = replace(creds, key_passphrase=passphrase)
+        return creds
+
+    def _audit(self, name: str, action: str, detail: dict[str, Any], result: str = "ok") -> None:
+        session = self._sessions.get(name)
+        if self.keep is None or session is None:
+            return
+        self.keep.record(action, device=name, site=session.entry.site, detail=detail, result=result)
+
     async def _start_after(self, waits: set[asyncio.Task[None]], session: DeviceSession) -> None:
         await asyncio.wait(waits)
         if self._sessions.get(session.entry.name) is session:  # not removed or replaced meanwhile
@@ -218,6 +245,9 @@ class SessionManager(QObject):
             return None
         if unlisten:
             unlisten()
+        if name in self._audited_up and self.keep is not None:
+            self._audited_up.discard(name)
+            self.keep.record("disconnect", device=name, site=session.entry.site, detail={"reason": "closed"})
         self.sig_device_removed.emit(name)
         task = asyncio.get_running_loop().create_task(session.stop(), name=f"stop {name}")
         self._track(task)
@@ -238,10 +268,19 @@ class SessionManager(QObject):
         stopping = self.remove(old_name)
         return self.add(entry, creds, after=stopping)
 
-    def set_password(self, name: str, password: str) -> None:
+    def set_password(self, name: str, password: str, remember: bool = False) -> None:
+        """Connect again with ``password``; with ``remember``, keep it in the (unlocked) vault for next time."""
         session = self._sessions.get(name)
-        if session is not None:
-            session.reconnect(replace(session.credentials, password=password))
+        if session is None:
+            return
+        if remember and self.keep is not None and not self.keep.vault.locked:
+            try:
+                self.keep.vault.put(device_secret_name(session.entry.site, name, "password"), password,
+                                    kind="password", note=f"login of {name} at {session.entry.site}")
+            except SitelineError as exc:  # the connection goes on with the typed password regardless
+                self.keep.report(exc)
+        self._audited_up.discard(name)
+        session.reconnect(replace(session.credentials, password=password))
 
     def trust_host_key(self, name: str, problem: HostKeyProblem) -> None:
         """The person compared the fingerprint of an unknown key and trusts it: pin it and connect."""
@@ -254,6 +293,7 @@ class SessionManager(QObject):
             "%s: the user trusted the host key %s of %s after comparing it; pinned in %s",
             name, problem.offered_fingerprint, problem.display_name, problem.known_hosts_path,
         )
+        self._audit(name, "host-key-pinned", {"host": problem.display_name, "fingerprint": problem.offered_fingerprint})
         self._settled(name, problem)
 
     def replace_host_key(self, name: str, problem: HostKeyProblem, typed_name: str) -> None:
@@ -268,6 +308,9 @@ class SessionManager(QObject):
             problem.offered_fingerprint,
         )
         KnownHosts(Path(problem.known_hosts_path)).replace(problem.host, problem.port, problem.offered_key)
+        self._audit(name, "host-key-replaced", {"host": problem.display_name,
+                                                "fingerprint": problem.offered_fingerprint,
+                                                "was": list(problem.pinned_fingerprints)})
         self._settled(name, problem)
 
     def _settled(self, name: str, problem: HostKeyProblem) -> None:
@@ -282,6 +325,7 @@ class SessionManager(QObject):
     def reconnect(self, name: str) -> None:
         session = self._sessions.get(name)
         if session is not None:
+            self._audited_up.discard(name)
             session.reconnect()
 
     async def refresh(self, name: str) -> None:
@@ -310,6 +354,9 @@ class SessionManager(QObject):
     def _on_session_state(self, name: str, state: ConnectionState) -> None:
         if state.state is ConnState.UP:
             self._clear_if_in_use(name)
+            if name not in self._audited_up and name in self._sessions:
+                self._audited_up.add(name)
+                self._audit(name, "connect", {"target": self.active_target(name) or ""})
         self.sig_state_changed.emit(name)
 
     def _clear_if_in_use(self, name: str) -> None:

@@ -1,4 +1,4 @@
-"""The status bar: control-plane link and queue (the offline-queue issue fills these), plugin trouble, loop health."""
+"""The status bar: devices up, a UI stall, plugin trouble, and the control plane's sync (widget set by the window)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,6 @@ class StatusBar(QStatusBar):
         super().__init__(parent)
         self._plugins = plugins
         self.devices = QLabel()
-        self.control_plane = QLabel("Control plane: not configured")
-        self.control_plane.setObjectName("controlPlane")
-        self.control_plane.setToolTip("Where the offline queue is sent; set up in a later version.")
-        self.queue = QLabel("Waiting to send: —")
-        self.queue.setObjectName("queueWaiting")
         self.plugin_button = QPushButton()
         self.plugin_button.setObjectName("pluginStatus")
         self.plugin_button.setFlat(True)
@@ -29,7 +24,7 @@ class StatusBar(QStatusBar):
         self.stall.setObjectName("loopStall")
         self.stall.hide()
         self.addWidget(self.devices)
-        for widget in (self.stall, self.plugin_button, self.queue, self.control_plane):
+        for widget in (self.stall, self.plugin_button):
             self.addPermanentWidget(widget)
         # The host outlives windows in tests and may outlive this widget: never call into a deleted one.
         plugins.add_failure_listener(lambda _f: self.update_plugins() if shiboken6.isValid(self) else None)
@@ -59,6 +54,14 @@ class StatusBar(QStatusBar):
     def show_path_event(self, device: str, message: str) -> None:
         """A path dropped or took over ("SSH via bastion dropped (...); continuing on serial ..."): said for a while."""
         self.showMessage(f"{device}: {message}", 15000)
+
+    def add_sync_widget(self, widget: QWidget) -> None:
+        """The control plane's state, items waiting and data used: rightmost, where people look for a link."""
+        self.addPermanentWidget(widget)
+
+    def show_problem(self, message: str) -> None:
+        """Something about what Siteline keeps (a full disk, a set-aside outbox): said until replaced."""
+        self.showMessage(f"⚠ {message}")
 
     def show_stall(self, count: int, worst: float) -> None:
         self.stall.setText(f"⚠ UI stalled {count}× (worst {worst:.1f} s)")

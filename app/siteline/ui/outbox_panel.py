@@ -1,0 +1,409 @@
+"""The outbox panel: what is waiting, sent or failed, why, and the hand-carry export/import.
+
+It calls ``Outbox`` (core/outbox/store.py) and shows typed results; the sync loop is not its business:
+"Retry now" puts failed items back to pending and emits ``sig_wake_requested``, which the main window
+connects to ``Syncer.wake``. File dialogs only pick a path: ``export_to``/``import_from`` do the work (tests
+call them directly).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QItemSelection, QSortFilterProxyModel, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from siteline.core.errors import SitelineError
+from siteline.core.outbox.model import State
+from siteline.ui.delegates import TallRowDelegate
+from siteline.ui.device_dialog import bad_colour
+from siteline.ui.outbox_model import (
+    COL_CREATED,
+    COL_ERROR,
+    ItemIdRole,
+    OutboxTableModel,
+    SortRole,
+    local_time,
+    state_text,
+)
+from siteline.ui.sync_status import default_state_colour, human_bytes
+
+if TYPE_CHECKING:
+    from siteline.core.outbox.model import Item, OutboxStatus
+    from siteline.core.outbox.store import Outbox
+
+log = logging.getLogger(__name__)
+REFRESH_MS = 3000
+ROW_LIMIT = 500
+FILTERS = (("All items", None), ("Waiting", State.PENDING), ("Failed", State.FAILED), ("Sent", State.SENT))
+MAX_REJECTS_SHOWN = 8
+
+
+def _label(name: str, wrap: bool = True) -> QLabel:
+    label = QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(wrap)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # payload fields and errors are data, never markup
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def recovered_text(path: Path) -> str:
+    """Rich text: the path is escaped (a folder name is data, never markup)."""
+    return (
+        "<b>The outbox file was damaged and has been set aside.</b><br>"
+        f"It is kept as {html.escape(str(path))}. A new, empty outbox is in use, so new work is kept safely. "
+        "Items in the old file may not have been sent: <b>do not delete it</b>; give it to support (or your "
+        "team lead) so they can recover them."
+    )
+
+
+class OutboxPanel(QWidget):
+    sig_wake_requested = Signal()
+    """Items are waiting again (retry, import): the sync loop should try now (connect to ``Syncer.wake``)."""
+
+    def __init__(
+        self, outbox: Outbox, state_colour: Callable[[str], QColor] | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("outboxPanel")
+        self.setWindowTitle("Outbox")
+        self.outbox = outbox
+        self.model = OutboxTableModel(state_colour or default_state_colour(self), self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setFilterKeyColumn(-1)
+        self.proxy.setSortRole(SortRole)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._build()
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self._on_timer_timeout)
+        self.timer.start()
+        self.refresh()
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.banner = _label("recoveredBanner")
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self.banner.setFrameShape(QFrame.Shape.StyledPanel)
+        self.banner.setStyleSheet(f"QLabel {{ border: 2px solid {bad_colour(self).name()}; padding: 8px; }}")
+        recovered = getattr(self.outbox, "recovered_from", None)
+        self.banner.setText(recovered_text(Path(recovered)) if recovered else "")
+        self.banner.setVisible(bool(recovered))
+        self.summary = _label("outboxSummary")
+        self.message = _label("outboxMessage")
+        self.message.hide()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(self._build_filters())
+        layout.addWidget(self.summary)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self._build_table())
+        splitter.addWidget(self._build_details())
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([380, 300])  # the list first: a technician scans states before reading a payload
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.message)
+        layout.addLayout(self._build_buttons())
+
+    def _build_filters(self) -> QHBoxLayout:
+        self.state_filter = QComboBox()
+        self.state_filter.setObjectName("outboxStateFilter")
+        for text, state in FILTERS:
+            self.state_filter.addItem(text, state)
+        self.state_filter.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.search = QLineEdit()
+        self.search.setObjectName("outboxSearch")
+        self.search.setPlaceholderText("Find kind, site, device or error…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.proxy.setFilterFixedString)
+        show = QLabel("&Show:")
+        show.setBuddy(self.state_filter)
+        row = QHBoxLayout()
+        row.addWidget(show)
+        row.addWidget(self.state_filter)
+        row.addWidget(self.search, 1)
+        return row
+
+    def _build_table(self) -> QTableView:
+        self.table = QTableView()
+        self.table.setObjectName("outboxTable")
+        self.table.setModel(self.proxy)
+        self.table.setItemDelegate(TallRowDelegate(self.table))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.Stretch)
+        header.setResizeContentsPrecision(0)  # size columns from the visible rows: 500 rows cost 0.2 s a refresh
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(COL_CREATED, Qt.SortOrder.DescendingOrder)  # newest first, as the outbox reads
+        self.table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
+        return self.table
+
+    def _build_details(self) -> QWidget:
+        self.details_title = _label("outboxDetailsTitle")
+        font = self.details_title.font()
+        font.setBold(True)
+        self.details_title.setFont(font)
+        self.details_hash = _label("outboxPayloadHash")
+        fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.payload_view = QPlainTextEdit()
+        self.payload_view.setObjectName("outboxPayload")
+        self.payload_view.setReadOnly(True)
+        self.payload_view.setFont(fixed)
+        self.attempts_view = QPlainTextEdit()
+        self.attempts_view.setObjectName("outboxAttempts")
+        self.attempts_view.setReadOnly(True)
+        self.attempts_view.setFont(fixed)
+        attempts = QWidget()
+        side = QVBoxLayout(attempts)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addWidget(QLabel("Delivery attempts:"))
+        side.addWidget(self.attempts_view, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.payload_view, 3)  # payload and attempts side by side: both stay readable
+        row.addWidget(attempts, 2)
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.details_title)
+        layout.addWidget(self.details_hash)
+        layout.addLayout(row, 1)
+        self._show_item(None)
+        return box
+
+    def _build_buttons(self) -> QHBoxLayout:
+        self.retry_button = QPushButton("&Retry now")
+        self.retry_button.setObjectName("outboxRetry")
+        self.retry_button.setToolTip("Failed items (the selected ones, or all) are sent again, now.")
+        self.export_button = QPushButton("&Export…")
+        self.export_button.setObjectName("outboxExport")
+        self.export_button.setToolTip("Write what is waiting to a file, to carry to a machine that has a network.")
+        self.import_button = QPushButton("&Import…")
+        self.import_button.setObjectName("outboxImport")
+        self.import_button.setToolTip("Add the items of an export file from another laptop; duplicates are skipped.")
+        self.refresh_button = QPushButton("Re&fresh")
+        self.refresh_button.setObjectName("outboxRefresh")
+        self.retry_button.clicked.connect(self._on_retry_clicked)
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.import_button.clicked.connect(self._on_import_clicked)
+        self.refresh_button.clicked.connect(self.refresh)
+        row = QHBoxLayout()
+        row.addWidget(self.retry_button)
+        row.addStretch(1)
+        for button in (self.export_button, self.import_button, self.refresh_button):
+            row.addWidget(button)
+        return row
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the outbox again (timer, Refresh, or a signal that items changed); the selection stays."""
+        selected = self.selected_ids()
+        try:
+            items = self.outbox.items(state=self.state_filter.currentData(), limit=ROW_LIMIT)
+            status = self.outbox.status()
+        except (SitelineError, sqlite3.Error, OSError) as exc:  # a closed or broken database must not crash the panel
+            log.warning("outbox refresh failed: %s", exc)
+            self._say(f"Could not read the outbox: {exc}", error=True)
+            return
+        self.model.set_items(items)
+        self._reselect(selected)
+        self.summary.setText(self._summary(status, len(items)))
+        self._show_item(self.current_item())
+
+    def _summary(self, s: OutboxStatus, shown: int) -> str:
+        parts = [f"{s.pending:,} waiting"]
+        high = s.pending_by_priority.get(0, 0)
+        if high:
+            parts[0] += f" ({high:,} high priority)"
+        parts += [f"{s.failed:,} failed", f"{s.sent:,} sent"]
+        if s.oldest_pending is not None:
+            parts.append(f"oldest waiting since {local_time(s.oldest_pending)}")
+        parts.append(f"{human_bytes(s.bytes_this_month)} sent in {s.month}")
+        text = " · ".join(parts)
+        return f"{text}\n(showing the newest {shown:,})" if shown >= ROW_LIMIT else text
+
+    def selected_ids(self) -> list[str]:
+        rows = self.table.selectionModel().selectedRows()
+        return [self.proxy.data(r, ItemIdRole) for r in rows]
+
+    def current_item(self) -> Item | None:
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            return None
+        return self.model.item(self.model.row_of(ids[0]))
+
+    def _reselect(self, ids: list[str]) -> None:
+        if ids == self.selected_ids():
+            return
+        selection = QItemSelection()
+        for item_id in ids:
+            row = self.model.row_of(item_id)
+            if row >= 0:
+                index = self.proxy.mapFromSource(self.model.index(row, 0))
+                selection.select(index, index.siblingAtColumn(self.model.columnCount() - 1))
+        flags = self.table.selectionModel().SelectionFlag.ClearAndSelect
+        self.table.selectionModel().select(selection, flags)
+
+    def _show_item(self, item: Item | None) -> None:
+        if item is None:
+            self.details_title.setText("Select an item to see what it carries.")
+            self.payload_view.setPlainText("")
+            self.details_hash.setText("")
+            self.attempts_view.setPlainText("")
+            return
+        self.details_title.setText(
+            f"{item.kind} · {item.site} / {item.device} · {state_text(item)} · created {local_time(item.created)}"
+        )
+        try:
+            pretty = json.dumps(json.loads(item.payload), indent=2, sort_keys=True, ensure_ascii=False)
+        except ValueError:
+            pretty = item.payload  # shown as it is: the person may still read it
+        if self.payload_view.toPlainText() != pretty:
+            self.payload_view.setPlainText(pretty)
+        self.details_hash.setText(f"id {item.id} · payload sha256 {item.payload_sha256}")
+        self.attempts_view.setPlainText(self._attempts_text(item))
+
+    def _attempts_text(self, item: Item) -> str:
+        try:
+            attempts = self.outbox.attempts(item.id)
+        except SitelineError as exc:
+            return f"(could not read the attempts: {exc})"
+        if not attempts:
+            return "None yet." if state_text(item) == "pending" else "No attempts recorded."
+        lines = []
+        for a in attempts:
+            size = f"  {human_bytes(a.bytes)}" if a.bytes else ""
+            error = f"  {a.error}" if a.error else ""
+            lines.append(f"{local_time(a.at)}  {a.outcome}{size}{error}")
+        return "\n".join(lines)
+
+    def _on_table_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self._show_item(self.current_item())
+
+    def _on_timer_timeout(self) -> None:
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.refresh()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def retry(self) -> int:
+        """Failed items back to pending: the selected failed ones, else every failed one. Returns how many."""
+        chosen = [i for i in map(self.model.item, self._selected_rows()) if i and state_text(i) == "failed"]
+        try:
+            count = self.outbox.retry([i.id for i in chosen] if chosen else None)
+        except SitelineError as exc:
+            self._say(f"Could not retry: {exc}", error=True)
+            return 0
+        if count:
+            self._say(f"{count:,} failed item{'s' if count != 1 else ''} waiting again; sending as soon as "
+                      "the control plane is reachable.")
+        else:
+            self._say("Nothing had failed; asked to send what is waiting now.")
+        self.sig_wake_requested.emit()
+        self.refresh()
+        return count
+
+    def _selected_rows(self) -> list[int]:
+        return [self.model.row_of(i) for i in self.selected_ids()]
+
+    def export_to(self, path: Path) -> int | None:
+        """Write the waiting and failed items to ``path`` (hand-carry). Returns the count, None on error."""
+        try:
+            count = self.outbox.export(path)
+        except SitelineError as exc:
+            self._say(f"Export failed: {exc}", error=True)
+            return None
+        except OSError as exc:
+            self._say(f"Could not write {path}: {exc.strerror or exc}. Pick another folder or free some space, "
+                      "then export again. Nothing in the outbox changed.", error=True)
+            return None
+        if count:
+            self._say(f"Exported {count:,} item{'s' if count != 1 else ''} (waiting and failed) to {path}. "
+                      "Carry the file to a machine with a network and use Import… there; the control plane "
+                      "drops items it already has.")
+        else:
+            self._say(f"Nothing was waiting: {path} holds no items.")
+        return count
+
+    def import_from(self, path: Path) -> object | None:
+        """Add the items of an export file; says how many were new, already here, or rejected (and why)."""
+        try:
+            result = self.outbox.import_file(path)
+        except SitelineError as exc:
+            self._say(f"Import failed: {exc}", error=True)
+            return None
+        except OSError as exc:
+            self._say(f"Could not read {path}: {exc.strerror or exc}. Check the file and try again.", error=True)
+            return None
+        rejected: list[str] = list(result.rejected)
+        text = (f"Imported {path.name}: {result.added:,} new, {result.duplicates:,} already here, "
+                f"{len(rejected):,} rejected.")
+        if rejected:
+            shown = "\n".join(f"• {r}" for r in rejected[:MAX_REJECTS_SHOWN])
+            more = len(rejected) - MAX_REJECTS_SHOWN
+            text += f"\n{shown}" + (f"\n… and {more:,} more." if more > 0 else "")
+        self._say(text, error=bool(rejected))
+        if result.added:
+            self.sig_wake_requested.emit()
+        self.refresh()
+        return result
+
+    def _on_retry_clicked(self) -> None:
+        self.retry()
+
+    def _on_export_clicked(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        suggested = str(Path.home() / f"siteline-outbox-{stamp}.jsonl.gz")
+        name, _ = QFileDialog.getSaveFileName(self, "Export the outbox", suggested, "Outbox export (*.jsonl.gz)")
+        if name:
+            self.export_to(Path(name))
+
+    def _on_import_clicked(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Import an outbox export", str(Path.home()), "Outbox export (*.jsonl.gz);;All files (*)")
+        if name:
+            self.import_from(Path(name))
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.setText(text)
+        colour = bad_colour(self).name() if error else self.palette().color(self.foregroundRole()).name()
+        self.message.setStyleSheet(f"color: {html.escape(colour)};")
+        self.message.setProperty("error", error)
+        self.message.show()
+
