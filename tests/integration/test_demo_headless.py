@@ -77,6 +77,20 @@ def _credentials(text: str, folder: Path) -> dict[str, Credentials]:
     }
 
 
+def _outbox_reaches_the_demo_control_plane(text: str, home: Path) -> None:
+    """The demo's broker is a control plane too: a note sent with the login it printed is acknowledged."""
+    from tests.integration.test_cli import siteline
+
+    control = re.search(r"control\s+(mqtt://\S+) \(login (\S+) / (\S+)\); .* to siteline/v1/(\S+)/outbox/#", text)
+    assert control, text
+    assert siteline("note", "demo-site", "gw-mqtt", "antenna checked", home=home).returncode == 0
+    sync = siteline("outbox", "sync", "--broker", control[1], "--plain-ok", "--username", control[2],
+                    "--technician", control[4], "--timeout", "20", home=home,
+                    env={"SITELINE_CONTROL_PLANE_PASSWORD": control[3]})
+    assert sync.returncode == 0, sync.stderr
+    assert "sent 2 items" in sync.stdout  # the note and its audit record
+
+
 def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
     require_tool("mosquitto")
     folder = tmp_path / "demo"
@@ -102,6 +116,7 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
             asyncio.run(_ssh_with_password(ssh.effective_port, creds["serial"].password or ""))
         names = {t.scheme: asyncio.run(_run_on(t, creds[t.scheme], tmp_path / "known_hosts")) for t in targets}
         assert names == {"serial": "gw-serial", "ssh": "gw-ssh", "mqtt": "gw-mqtt"}
+        _outbox_reaches_the_demo_control_plane(text, tmp_path / "home")
     finally:
         code = demo.stop(signal.SIGINT, timeout=20)
     assert code == 0
@@ -121,7 +136,7 @@ def test_demo_falls_back_to_the_embedded_broker(tmp_path: Path) -> None:
         demo.wait_for("Press Ctrl-C", timeout=30)
         text = "\n".join(demo.lines)
         assert "broker     embedded on 127.0.0.1:" in text
-        mqtt = parse_target(re.findall(r"\b(mqtt://\S+)", text)[0])
+        mqtt = parse_target(re.findall(r"\b(mqtt://\S+/edge/\S+)", text)[0])
         creds = _credentials(text, folder)["mqtt"]
         assert asyncio.run(_run_on(mqtt, creds, tmp_path / "known_hosts")) == "gw-mqtt"
     finally:

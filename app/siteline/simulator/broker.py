@@ -52,6 +52,14 @@ def siteline_acl() -> list[Grant]:
     return [("read", "edge/#"), ("write", "edge/+/+/cmd/req")]
 
 
+def control_plane_acl(technician: str) -> list[Grant]:
+    """A technician's Siteline as a control plane sees it: publishes under its own outbox, reads its inbox
+    and the fleet's (the contract in docs/control-plane.md)."""
+    root = "siteline/v1"
+    return [("write", f"{root}/{technician}/outbox/#"), ("read", f"{root}/{technician}/in/#"),
+            ("read", f"{root}/fleet/in/#")]
+
+
 def mosquitto_acl_text(acl: Acl) -> str:
     """The ACL in Mosquitto's acl_file format."""
     lines: list[str] = []

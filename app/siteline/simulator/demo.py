@@ -28,12 +28,14 @@ from typing import Any
 import asyncssh
 
 from siteline.core.inventory import DeviceEntry
+from siteline.core.outbox.settings import ControlPlaneSettings, save_settings
 from siteline.core.targets import parse_target
 from siteline.core.transports.base import Credentials
 from siteline.simulator.broker import (
     BrokerHandle,
     BrokerUnavailableError,
     Grant,
+    control_plane_acl,
     device_acl,
     siteline_acl,
     start_broker,
@@ -48,6 +50,10 @@ READY_TIMEOUT = 20.0
 SITE = "demo-site"
 USER = "root"
 SITELINE_MQTT_USER = "siteline"  # the broker login Siteline uses; each device gets its own
+# The demo broker is also the control plane: the outbox (audit records, notes) is sent there.
+CONTROL_PLANE_USER = "siteline-control"
+CONTROL_PLANE_SECRET = "control-plane/password"
+TECHNICIAN = "demo-technician"
 
 
 @dataclass
@@ -68,6 +74,18 @@ class DemoSite:
     devices: list[DemoDevice] = field(default_factory=list)
     # Broker logins made fresh for each run: user -> password (Siteline's and one per MQTT device).
     broker_users: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def control_plane(self) -> tuple[ControlPlaneSettings, str] | None:
+        """Siteline's control plane on the demo broker (its outbox goes there) and the login's password."""
+        password = self.broker_users.get(CONTROL_PLANE_USER)
+        if self.broker is None or password is None:
+            return None
+        settings = ControlPlaneSettings(
+            url=f"mqtt://{self.broker.host}:{self.broker.port}", technician=TECHNICIAN, allow_plain=True,
+            username=CONTROL_PLANE_USER, password_ref=CONTROL_PLANE_SECRET,
+            # MQTT 5 where the broker has it: on 3.1.1 Mosquitto acknowledges a publish its ACL denies.
+            protocol="5" if self.broker.kind == "mosquitto" else "3.1.1")
+        return settings, password
 
     def mqtt_target(self, name: str) -> str | None:
         """The MQTT device's target as Siteline uses it: Siteline's broker user in the URL."""
@@ -157,8 +175,9 @@ def _device_broker_user(name: str) -> str:
 
 def _broker_logins(names: list[str]) -> tuple[dict[str, str], dict[str, list[Grant]]]:
     """Random logins for this run: Siteline's and one per MQTT device, each limited by its ACL."""
-    users = {SITELINE_MQTT_USER: secrets.token_urlsafe(18)}
-    acl: dict[str, list[Grant]] = {SITELINE_MQTT_USER: list(siteline_acl())}
+    users = {SITELINE_MQTT_USER: secrets.token_urlsafe(18), CONTROL_PLANE_USER: secrets.token_urlsafe(18)}
+    acl: dict[str, list[Grant]] = {SITELINE_MQTT_USER: list(siteline_acl()),
+                                   CONTROL_PLANE_USER: control_plane_acl(TECHNICIAN)}
     for name in names:
         users[_device_broker_user(name)] = secrets.token_urlsafe(18)
         acl[_device_broker_user(name)] = list(device_acl(SITE, name))
@@ -239,6 +258,11 @@ def _print_site(site: DemoSite) -> None:
     if site.broker is not None:
         print(f"  broker     {site.broker.kind} on {site.broker.host}:{site.broker.port} "
               "(logins and ACLs required)", flush=True)
+    control = site.control_plane()
+    if control is not None:
+        settings, password = control
+        print(f"  control    {settings.url} (login {settings.username} / {password}); Siteline sends its outbox "
+              f"to siteline/v1/{settings.technician}/outbox/#", flush=True)
     for entry, creds in site.entries():
         broker = "broker " if entry.target.startswith("mqtt") else ""
         how = (f"key {creds.key_path}" if creds.key_path
@@ -286,8 +310,13 @@ def run_demo(args: argparse.Namespace) -> int:
         from siteline.ui.app import run_gui
 
         site.pin_host_keys(paths.data_dir() / "known_hosts")
+        given: dict[str, str] = {}
+        control = site.control_plane()
+        if control is not None:
+            save_settings(control[0])
+            given[CONTROL_PLANE_SECRET] = control[1]
 
-        result: int = run_gui(devices=site.entries(), title="Siteline — demo site")
+        result: int = run_gui(devices=site.entries(), title="Siteline — demo site", secrets=given)
         return result
     except KeyboardInterrupt:
         return 0
