@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -38,6 +39,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 def device_secret_name(site: str, device: str, what: str = "password") -> str:
     """The vault entry holding ``what`` (password, key-passphrase) for a device."""
     return f"device/{_segment(site)}/{_segment(device)}/{what}"
+
+
+def publish_detail(topic: str, payload: bytes, qos: int, retain: bool) -> dict[str, Any]:
+    """What the audit trail keeps of an MQTT publish: never the payload, which may hold a token or a password."""
+    return {"topic": topic[:500], "qos": qos, "retain": retain, "bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest()}
 
 
 def _segment(text: str) -> str:
@@ -218,8 +225,10 @@ class Keep:
         await self.stop_sync()
         self.settings, self.settings_problem = settings, None
         if settings is not None:
-            self.technician = settings.technician
-            self.audit = AuditTrail(self.outbox, self.technician)
+            # The same trail object (open consoles' recorders hold it), under the new technician id; the
+            # inbound cache must accept what is now addressed to that id.
+            self.technician = self.audit.technician = settings.technician
+            self.inbound = InboundCache(self.outbox, technician=self.technician)
         self.start_sync()
         self._tell_status(self.status)
 
