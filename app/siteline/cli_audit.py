@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from siteline import paths
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
+
+if TYPE_CHECKING:
+    from siteline.core.console_audit import ConsoleInputRecorder
 
 log = logging.getLogger(__name__)
 UNLISTED_SITE = "-"
@@ -35,14 +39,60 @@ def device_of(target: Target) -> tuple[str, str]:
 
 
 def record(target: Target, action: str, detail: dict[str, Any], result: str = "ok") -> None:
+    site, device = device_of(target)
+    record_for(site, device, action, detail, result)
+
+
+def record_for(site: str, device: str, action: str, detail: dict[str, Any], result: str = "ok") -> None:
+    """One audit record; a trail that cannot be written is a warning on stderr, never a failed command."""
     from siteline.core.audit import AuditTrail
     from siteline.core.outbox.settings import current_technician
     from siteline.core.outbox.store import Outbox
 
-    site, device = device_of(target)
     try:
         with Outbox.open() as outbox:
             trail = AuditTrail(outbox, current_technician())
             trail.record(action, device=device[:128], site=site, detail={**detail, "via": "cli"}, result=result)
     except SitelineError as exc:
         print(f"siteline: warning: not recorded in the audit trail: {exc}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def shell_recorder(target: Target, cols: int) -> Iterator[ConsoleInputRecorder | None]:
+    """For `siteline shell`: the session's connect and disconnect, and each command line typed (never one
+    typed with the echo off), in the audit trail. Problems are said once the terminal is back to normal."""
+    from siteline.core.audit import AuditTrail
+    from siteline.core.console_audit import audit_recorder
+    from siteline.core.outbox.settings import current_technician
+    from siteline.core.outbox.store import Outbox
+
+    site, device = device_of(target)
+    problems: list[str] = []
+    try:
+        outbox = Outbox.open()
+    except SitelineError as exc:
+        print(f"siteline: warning: this session is not recorded in the audit trail: {exc}", file=sys.stderr)
+        yield None
+        return
+    try:
+        trail = AuditTrail(outbox, current_technician())
+        where = {"target": str(target), "via": "cli-shell"}
+
+        def safely(action: str, detail: dict[str, Any]) -> None:
+            try:
+                trail.record(action, device=device[:128], site=site, detail=detail)
+            except SitelineError as exc:
+                problems.append(str(exc))
+
+        safely("connect", where)
+        recorder = audit_recorder(trail, site=site, device=device[:128], cols=cols,
+                                  on_error=lambda exc: problems.append(str(exc)))
+        try:
+            yield recorder
+        finally:
+            recorder.flush()
+            safely("disconnect", where)
+    finally:
+        outbox.close()
+        if problems:  # raw mode is over: one line, not a line per command
+            print(f"siteline: warning: {len(problems)} audit record(s) not written: {problems[0]}", file=sys.stderr)

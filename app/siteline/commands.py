@@ -134,18 +134,28 @@ async def run_or_probe(args: argparse.Namespace) -> int:
         return transport
     try:
         if args.command == "run":
-            from siteline.cli_audit import record
-
-            record(target, "console-command", {"line": command})
-            result = await transport.run(command, args.timeout)
-            sys.stdout.write(result.stdout)
-            sys.stderr.write(result.stderr)
-            return result.exit_code
+            return await _run_audited(transport, target, command, args.timeout)
         return await _probe(args.target, transport.run)
     except (SitelineError, OSError, TimeoutError) as exc:
         return _fail(EXIT_UNREACHABLE, exc)
     finally:
         await transport.close()
+
+
+async def _run_audited(transport: Transport, target: Target, command: str, timeout: float) -> int:
+    """Run the command and record it with how it ended: an error too, since the device may have run it."""
+    from siteline.cli_audit import record
+
+    try:
+        result = await transport.run(command, timeout)
+    except (SitelineError, OSError, TimeoutError) as exc:
+        record(target, "console-command", {"line": command, "error": str(exc)[:500]}, result="error")
+        raise
+    record(target, "console-command", {"line": command, "exit_code": result.exit_code},
+           result="ok" if result.exit_code == 0 else f"exit {result.exit_code}")
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_code
 
 
 async def _probe(target: str, run: Callable[[str, float], Awaitable[Result]]) -> int:

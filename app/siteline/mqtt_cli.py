@@ -140,7 +140,21 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await client.connect()
         if args.mqtt_command == "pub":
-            await client.publish(args.topic, args.payload.encode(), args.qos, args.retain)
+            from siteline.cli_audit import UNLISTED_SITE, record_for
+            from siteline.core.keep import publish_detail
+
+            payload = args.payload.encode()
+            # A message to a device's topics can change the device: audited, with the payload's hash only
+            # (it may hold a token or a password).
+            detail = {"broker": f"{broker.host}:{broker.port}", **publish_detail(args.topic, payload, args.qos,
+                                                                                  args.retain)}
+            try:
+                await client.publish(args.topic, payload, args.qos, args.retain)
+            except SitelineError as exc:
+                record_for(UNLISTED_SITE, f"{broker.host}:{broker.port}", "mqtt-publish",
+                           {**detail, "error": str(exc)[:500]}, "error")
+                raise
+            record_for(UNLISTED_SITE, f"{broker.host}:{broker.port}", "mqtt-publish", detail)
             return EXIT_OK
         return await _subscribe(client, args)
     finally:

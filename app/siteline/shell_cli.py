@@ -16,11 +16,14 @@ import sys
 import termios
 import tty
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from siteline.commands import EXIT_UNREACHABLE, EXIT_USAGE, connect_or_code, fail
 from siteline.core.errors import SitelineError
 from siteline.core.targets import parse_target
+
+if TYPE_CHECKING:
+    from siteline.core.console_audit import ConsoleInputRecorder
 
 READ_SIZE = 4096
 BROKEN = "the link broke"  # how ShellChannel's close reason starts when the connection died
@@ -109,9 +112,11 @@ async def shell_command(args: argparse.Namespace) -> int:
         if opener is None:
             return fail(EXIT_USAGE, SitelineError(f"{target.scheme}:// has no interactive shell here.",
                                                   "Use `siteline run TARGET -- CMD`."))
+        from siteline.cli_audit import shell_recorder
+
         shell = await opener(*window_size(stdin))
-        with raw_terminal(stdin):
-            reason = await interact(shell, stdin, stdout)
+        with shell_recorder(target, window_size(stdin)[0]) as recorder, raw_terminal(stdin):
+            reason = await interact(shell, stdin, stdout, recorder)
     except (SitelineError, OSError) as exc:
         return fail(EXIT_UNREACHABLE, exc)
     finally:
@@ -120,8 +125,10 @@ async def shell_command(args: argparse.Namespace) -> int:
     return EXIT_UNREACHABLE if reason.startswith(BROKEN) else 0
 
 
-async def interact(shell: Shell, stdin: int, stdout: int) -> str:
-    """Carry keys to the shell and its output to the terminal until one side ends; returns why."""
+async def interact(shell: Shell, stdin: int, stdout: int, recorder: ConsoleInputRecorder | None = None) -> str:
+    """Carry keys to the shell and its output to the terminal until one side ends; returns why.
+
+    ``recorder`` sees both directions: the command lines typed go to the audit trail."""
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[str] = loop.create_future()
     escape = EscapeFilter()
@@ -139,6 +146,8 @@ async def interact(shell: Shell, stdin: int, stdout: int) -> str:
             finish("the terminal closed")
             return
         keys, quit_now = escape.feed(data)
+        if recorder is not None and keys:
+            recorder.typed(keys)
         shell.write(keys)
         if quit_now:
             finish("disconnected (~.)")
@@ -146,10 +155,18 @@ async def interact(shell: Shell, stdin: int, stdout: int) -> str:
     async def pump() -> None:
         async for chunk in shell:
             _write_all(stdout, chunk)
+            if recorder is not None:
+                recorder.received(chunk)
         finish(shell.close_reason or "the shell ended")
 
     loop.add_reader(stdin, on_input)
-    loop.add_signal_handler(signal.SIGWINCH, lambda: shell.resize(*window_size(stdin)))
+    def on_resize() -> None:
+        cols, rows = window_size(stdin)
+        shell.resize(cols, rows)
+        if recorder is not None:
+            recorder.resize(cols)
+
+    loop.add_signal_handler(signal.SIGWINCH, on_resize)
     loop.add_signal_handler(signal.SIGTERM, lambda: finish("terminated (SIGTERM)"))
     output = asyncio.ensure_future(pump())
     output.add_done_callback(lambda t: finish(f"{BROKEN}: {t.exception()}") if not t.cancelled()

@@ -90,18 +90,19 @@ async def put_or_get(args: argparse.Namespace) -> int:
     if isinstance(transport, int):
         return transport
     line = ProgressLine(f"{'put' if upload else 'get'} {local.name if upload else args.remote}")
+    from siteline.cli_audit import record
+
+    action, where = ("file-put" if upload else "file-get"), {"local": str(local), "remote": args.remote}
     try:
         result = await _transfer(transport, target, upload, local, args.remote, line)
     except (SitelineError, OSError, TimeoutError) as exc:
         line.end()
+        record(target, action, {**where, "error": str(exc)[:500]}, result="error")  # a part may have been written
         return fail(EXIT_UNREACHABLE, exc)
     finally:
         await transport.close()
     line.end()
-    from siteline.cli_audit import record
-
-    record(target, "file-put" if upload else "file-get",
-           {"local": str(local), "remote": args.remote, "bytes": result.size, "sha256": result.sha256})
+    record(target, action, {**where, "bytes": result.size, "sha256": result.sha256})
     if result.resumed_from and not line.announced_resume:
         print(f"siteline: resumed at {size_text(result.resumed_from)} of {size_text(result.size)} "
               f"(sent {size_text(result.transferred)} this time)", file=sys.stderr)

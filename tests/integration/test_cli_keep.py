@@ -60,7 +60,7 @@ def test_run_takes_the_password_from_the_vault_agent_and_is_audited(tmp_path: Pa
     records = json.loads(listed.stdout)
     commands = [r for r in records if r["action"] == "console-command"]
     assert {(r["site"], r["device"]) for r in commands} == {("Tower 7", "gw-01")}
-    assert {"line": "cat /etc/hostname", "via": "cli"} in [r["detail"] for r in commands]
+    assert {"line": "cat /etc/hostname", "exit_code": 0, "via": "cli"} in [r["detail"] for r in commands]
     assert _cli(home, "audit", "verify").returncode == 0
     db = home / "data" / "outbox.sqlite3"
     for path in (db, db.with_name(db.name + "-wal"), home / "data" / "vault.siteline"):

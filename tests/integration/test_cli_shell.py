@@ -100,10 +100,22 @@ def _typed_after_shell_is_up(term: Pty, proc: subprocess.Popen[bytes], line: byt
     os.write(term.master, line)
 
 
+def _wait_for_prompt(term: Pty, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Until the shell's prompt (ending in '# ' or '$ ') follows the __READY__ line."""
+    deadline = time.monotonic() + timeout
+    while not term.seen.split(b"__READY__\r\n")[-1].rstrip(b" ").endswith((b"#", b"$")):
+        assert time.monotonic() < deadline, f"no prompt; got {term.seen[-300:]!r}"
+        term.drain(0.05)
+
+
 def test_shell_runs_a_command_and_restores_the_terminal(sshd: Any, pty_term: Pty, tmp_path: Path) -> None:
     before = termios.tcgetattr(pty_term.slave)
     proc = _shell(sshd, pty_term, tmp_path)
-    _typed_after_shell_is_up(pty_term, proc, b"stty size; echo h''i; exit\r")
+    _typed_after_shell_is_up(pty_term, proc, b"")
+    # At the prompt, as a person types (a line typed ahead of the prompt is withheld from the audit trail:
+    # the terminal echoes it before the program that reads it could turn the echo off for a password).
+    _wait_for_prompt(pty_term, proc)
+    os.write(pty_term.master, b"stty size; echo h''i; exit\r")
     assert _wait(proc) == 0
     pty_term.drain()
     out = pty_term.seen
@@ -111,6 +123,14 @@ def test_shell_runs_a_command_and_restores_the_terminal(sshd: Any, pty_term: Pty
     assert b"30 100" in out  # the remote pty got our window size
     assert b"siteline: the shell ended" in out
     assert termios.tcgetattr(pty_term.slave) == before  # cooked mode, echo and all, came back
+    # The session is in the audit trail: connect, each command line as the device echoed it, disconnect.
+    from siteline.core.audit import read_records
+
+    records = read_records(tmp_path / "data" / "outbox.sqlite3")
+    assert records[-1].action == "connect"
+    assert records[0].action == "disconnect"
+    lines = [r.detail_obj().get("line") for r in records if r.action == "console-command"]
+    assert "stty size; echo h''i; exit" in lines
 
 
 def test_tilde_dot_disconnects(sshd: Any, pty_term: Pty, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +48,15 @@ def test_pub_then_sub_over_tls(tls_broker: BrokerHandle, pki: Pki) -> None:
     assert pub.returncode == 0, pub.stderr
     sub = mqtt("sub", url, "edge/+/gw1/#", "--count", "1", "--duration", "10", *_tls(pki))
     assert (sub.returncode, sub.stdout) == (0, "edge/a/gw1/note kept\n"), sub.stderr
+    # A publish can change a device: it is in the audit trail, with the payload's hash, never the payload.
+    from siteline.core.audit import read_records
+    from siteline.core.outbox.store import default_path
+
+    published = [r.detail_obj() for r in read_records(default_path()) if r.action == "mqtt-publish"]
+    mine = [d for d in published if d["topic"] == "edge/a/gw1/note" and d["retain"]]
+    assert mine
+    assert mine[-1]["sha256"] == hashlib.sha256(b"kept").hexdigest()
+    assert "kept" not in json.dumps(mine[-1])
 
 
 def test_sub_sees_live_messages_with_mqtt5(tls_broker: BrokerHandle, pki: Pki) -> None:

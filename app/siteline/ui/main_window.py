@@ -329,6 +329,10 @@ class MainWindow(QMainWindow):
         from siteline.ui.mqtt_explorer import MqttExplorer
 
         window = MqttExplorer(parent=self)
+        if self.keep_ui is not None:
+            keep = self.keep_ui.keep
+            window.on_publish_done = lambda broker, detail, result: keep.record(
+                "mqtt-publish", device=broker, site="-", detail=detail, result=result)
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.show()
 

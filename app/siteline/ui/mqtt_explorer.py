@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from siteline.core.errors import SitelineError
+from siteline.core.keep import publish_detail
 from siteline.core.mqtt_intake import Published, Selected, Snapshot
 from siteline.core.mqtt_intake_client import IntakeClient
 from siteline.core.mqtt_subscriber import parse_filters
@@ -68,6 +69,9 @@ class MqttExplorer(QMainWindow):
         self._shown_count = -1  # how many messages of the selected topic the payload pane shows
         self.last: Snapshot | None = None  # the latest answer from the intake
         self._publishing = ""  # the topic of the latest publish, for its outcome
+        self._publish_detail: dict[str, Any] = {}
+        # Told of every publish and how it ended (the window puts it in the audit trail): broker, detail, result.
+        self.on_publish_done: Callable[[str, dict[str, Any], str], None] | None = None
         self.model = RemoteTreeModel(parent=self)
         self.proxy = TopicSortProxy(self)  # C++ at paint time like the model: views never call into Python
         self._build(url, filters)
@@ -262,12 +266,14 @@ class MqttExplorer(QMainWindow):
         if client is None:
             return
         topic = self.pub_topic.text()
+        payload, qos = self.pub_payload.text().encode(), self.pub_qos.currentIndex()
+        retain = self.pub_retain.isChecked()
         try:
-            client.publish(topic, self.pub_payload.text().encode(), self.pub_qos.currentIndex(),
-                           self.pub_retain.isChecked())
+            client.publish(topic, payload, qos, retain)
         except SitelineError as exc:
             self._show_error(exc)
             return
+        self._publish_detail = publish_detail(topic, payload, qos, retain)
         self._publishing = topic
         self.stats.setText(f"Publishing to {topic}…")
 
@@ -276,6 +282,10 @@ class MqttExplorer(QMainWindow):
             self._show_error(outcome.error)
         else:
             self.stats.setText(f"Published to {self._publishing}.")
+        if self.on_publish_done is not None and self._publish_detail:
+            result = "ok" if outcome.error is None else "error"
+            self.on_publish_done(self.url_edit.text().split("?")[0][:200], self._publish_detail, result)
+            self._publish_detail = {}
 
     # ---- tree and payload pane -----------------------------------------------------------------
 
