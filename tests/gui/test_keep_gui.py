@@ -156,7 +156,8 @@ def test_a_remembered_password_comes_from_the_vault_next_time(make_window, home:
         await show(window)
         await until(lambda: window.password_dialog is not None and window.password_dialog.isVisible(), what="prompt")
         dialog = window.password_dialog
-        assert dialog.remember.isEnabled() and dialog.remember.isChecked()
+        assert dialog.remember.isEnabled()
+        assert dialog.remember.isChecked()
         qtbot.keyClicks(dialog.password, "s3cret")
         dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok).click()
         await until(lambda: window.sessions.state("locked").state is ConnState.UP, what="up after password")
