@@ -12,18 +12,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from siteline.core.console_audit import ConsoleInputRecorder
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
 from siteline.ui.session_log import SessionLog, SessionLogError, default_log_path
 from siteline.ui.terminal_screen import HISTORY_LINES
 from siteline.ui.terminal_search import FindBar
 from siteline.ui.terminal_widget import TerminalWidget
+
+if TYPE_CHECKING:
+    from siteline.core.console_audit import ConsoleInputRecorder
 
 log = logging.getLogger(__name__)
 MQTT_NO_CONSOLE = "Console not available: MQTT has no interactive console; use Run… to send a command."

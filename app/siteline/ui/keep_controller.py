@@ -15,7 +15,6 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import QWidget
 
-from siteline.core.console_audit import ConsoleInputRecorder, audit_recorder
 from siteline.core.errors import SitelineError
 from siteline.core.keep import Keep, KeepProblem
 from siteline.core.outbox.settings import ControlPlaneSettings
@@ -23,6 +22,7 @@ from siteline.core.vault import Vault
 from siteline.ui.sync_status import SyncStatusWidget
 
 if TYPE_CHECKING:
+    from siteline.core.console_audit import ConsoleInputRecorder
     from siteline.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ class KeepController(QObject):
             log.info("the vault locked itself after %.0f s without use", self.keep.vault.idle_timeout)
 
     def _recorder_for(self, device: str, cols: int) -> ConsoleInputRecorder | None:
+        # Imported with the first shell: it needs the terminal machinery (and asyncssh) the window does not.
+        from siteline.core.console_audit import audit_recorder
+
         session = self.window.sessions.get(device)
         if session is None:
             return None
