@@ -303,7 +303,9 @@ def _passwd(args: argparse.Namespace, path: Path) -> int:
     old = ask(f"Current passphrase for {path}: ", PASSPHRASE_ENV)
     new = ask("New passphrase: ", NEW_PASSPHRASE_ENV, confirm=True)
     vault.change_passphrase(old, new)
-    print("siteline: passphrase changed")
+    print("siteline: passphrase changed; every entry was re-encrypted under a new key")
+    if vault.agent_stopped:
+        print("siteline: the vault agent was stopped (it held the old key); run siteline vault unlock again")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ import pytest
 from siteline.core.vault import (
     KdfCost,
     Vault,
+    VaultCorrupt,
     VaultError,
     VaultLocked,
     WrongPassphrase,
@@ -220,3 +221,44 @@ def test_refs() -> None:
 def test_default_path_under_siteline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SITELINE_HOME", str(tmp_path))
     assert default_path() == tmp_path / "data" / "vault.siteline"
+
+
+def test_an_old_copy_and_the_old_passphrase_open_nothing_written_after_a_change(filled: Vault,
+                                                                                vault_path: Path) -> None:
+    """The review's attack: keep a copy of the file, learn the old passphrase, wait for new entries."""
+    from siteline.core.vault import sealed
+
+    old_copy = vault_path.read_bytes()
+    old_key = sealed.open_with_passphrase(old_copy, PASS).data_key
+    filled.change_passphrase(PASS, "another long passphrase")
+    filled.put("token/after", "written-after-the-change-unique")
+    current = vault_path.read_bytes()
+    with pytest.raises(VaultCorrupt):  # the old data key opens neither the new body ...
+        sealed.open_with_data_key(current, old_key)
+    new = sealed.open_with_passphrase(current, "another long passphrase")
+    assert new.data_key != old_key  # ... nor is it the new key
+    assert new.entries["token/after"].value == "written-after-the-change-unique"
+    assert {n: e.value for n, e in new.entries.items() if n in SECRETS} == SECRETS  # re-encrypted, all kept
+    with pytest.raises(WrongPassphrase):
+        sealed.open_with_passphrase(current, PASS)
+
+
+def test_an_instance_unlocked_before_a_change_elsewhere_locks_and_says_why(filled: Vault, vault_path: Path) -> None:
+    other = Vault.open(vault_path)
+    other.unlock(PASS)
+    filled.change_passphrase(PASS, "another long passphrase")
+    with pytest.raises(VaultLocked, match="passphrase was changed"):
+        other.put("token/late", "late-unique")
+    assert other.locked
+    other.unlock("another long passphrase")
+    assert other.get("control-plane/password") == SECRETS["control-plane/password"]
+    assert "token/late" not in other.names()
+
+
+def test_a_failed_change_leaves_the_file_byte_for_byte(filled: Vault, vault_path: Path) -> None:
+    before = vault_path.read_bytes()
+    with pytest.raises(WrongPassphrase):
+        filled.change_passphrase("not the passphrase", "another long passphrase")
+    with pytest.raises(VaultError, match="shorter than 8"):
+        filled.change_passphrase(PASS, "short")
+    assert vault_path.read_bytes() == before

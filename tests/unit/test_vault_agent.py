@@ -106,6 +106,18 @@ def test_lock_stops_it(running: tuple[Vault, agent.AgentInfo]) -> None:
     assert not agent.stop_agent(vault.path)
 
 
+def test_a_passphrase_change_stops_the_agent_holding_the_old_key(running: tuple[Vault, agent.AgentInfo]) -> None:
+    vault, info = running
+    assert agent.get_secret("device/s/d/password", vault.path) == "agent-secret-unique"
+    vault.change_passphrase(PASS, "the new agent passphrase")
+    assert vault.agent_stopped
+    assert not _alive(info.pid) or not agent.socket_path(vault.path).exists()
+    assert agent.agent_info(vault.path) is None
+    assert agent.get_secret("device/s/d/password", vault.path) is None
+    vault.change_passphrase("the new agent passphrase", "and a third passphrase")
+    assert not vault.agent_stopped  # none was running
+
+
 def test_restart_replaces_the_running_agent(running: tuple[Vault, agent.AgentInfo]) -> None:
     vault, first = running
     second = agent.start_agent(vault, idle_timeout=30)

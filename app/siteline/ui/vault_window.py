@@ -216,7 +216,10 @@ class VaultWindow(QDialog):
         self._open(AddEntryDialog(self.vault, self), lambda _r: self._after("Entry saved."))
 
     def _on_passphrase_clicked(self) -> None:
-        self._open(ChangePassphraseDialog(self.vault, self), lambda _r: self.say("Passphrase changed."))
+        self._open(ChangePassphraseDialog(self.vault, self), lambda _r: self.say(
+            "Passphrase changed; every entry was re-encrypted under a new key."
+            + (" The vault agent was stopped: run siteline vault unlock again for CLI commands."
+               if self.vault.agent_stopped else "")))
 
     def _on_export_clicked(self) -> None:
         dialog = ExportDialog(self.vault, self)

@@ -7,8 +7,9 @@ Debian 12 test machine with cryptography 50: t=3, m=256 MiB, p=4 takes about 0.5
 unlock is not noticed by a person; a slower field laptop stays near 1 s.
 
 Why a wrapped data key: the entries are encrypted with a random 256-bit data key; the passphrase
-(or the OS keyring) only protects that key. Changing the passphrase rewrites the wrapped key, not
-the entries, and an agent can hold the data key without ever seeing the passphrase.
+(or the OS keyring) only protects that key, and an agent can hold the data key without ever seeing
+the passphrase. Changing the passphrase makes a new data key too and re-encrypts the entries: an old
+copy of the file plus the old passphrase must not open entries written after the change.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class Vault:
         self._clock = clock
         self._last_use = clock()
         self.problem: VaultError | None = None  # set by open() when the file cannot be used
+        self.agent_stopped = False  # the last change_passphrase stopped a running agent (it held the old key)
         self.export_cost = header.cost if header is not None and header.kdf == KDF_PASSPHRASE else DEFAULT_COST
 
     # ---- creating and opening
@@ -203,18 +204,40 @@ class Vault:
         log.info("vault entry %s deleted", name)
 
     def change_passphrase(self, old: str, new: str) -> None:
-        """New salt, new wrapped key; the data key and the entries stay (the body is re-sealed under the new header)."""
+        """A new data key under a new salt and passphrase, every entry re-encrypted with it, in one atomic write.
+
+        Why not keep the data key and only re-wrap it: anyone holding an old copy of the file (a backup, a
+        stolen laptop image) and the old passphrase would unwrap the same key and read every entry added after
+        the change. A running agent holds the old key, so it is stopped; ``agent_stopped`` then says True (the
+        caller says so: CLI commands need ``siteline vault unlock`` again).
+        """
         check_new_passphrase(new)
         with sealed.file_lock(self.path):
             opened = sealed.open_with_passphrase(sealed.read_bytes(self.path), old)
             if opened.header.kdf != KDF_PASSPHRASE:
                 raise VaultError("this vault is held by the OS keyring and has no passphrase",
                                  "export it and import the export into a new vault with a passphrase")
-            header = sealed.passphrase_header("vault", opened.data_key, new, opened.header.cost,
+            data_key = crypto.new_key()
+            header = sealed.passphrase_header("vault", data_key, new, opened.header.cost,
                                               vault_id=opened.header.vault_id)
-            self._commit(header, opened.data_key, opened.entries)
-        self._adopt(sealed.Opened(self._header or header, opened.data_key, opened.entries))
-        log.info("vault %s passphrase changed", self.path)
+            self._commit(header, data_key, opened.entries)
+        self._adopt(sealed.Opened(self._header or header, data_key, opened.entries))
+        log.info("vault %s passphrase changed; its entries were re-encrypted under a new data key", self.path)
+        self.agent_stopped = self._stop_agent()
+
+    def _stop_agent(self) -> bool:
+        from siteline.core.vault import agent  # agent imports this module
+
+        if not agent.supported():
+            return False
+        try:
+            stopped = agent.stop_agent(self.path)
+        except (OSError, VaultError) as exc:  # the passphrase did change: a stuck agent only fails its requests
+            log.warning("the vault agent for %s could not be asked to stop: %s", self.path, exc)
+            return False
+        if stopped:
+            log.info("the vault agent for %s was stopped: it held the old data key", self.path)
+        return stopped
 
     def export_to(self, path: Path, export_passphrase: str, names: Iterable[str] | None = None) -> int:
         from siteline.core.vault.exchange import export_entries
@@ -240,12 +263,27 @@ class Vault:
     def _reload(self) -> sealed.Opened:
         if self._key is None:
             raise VaultLocked()
+        data = sealed.read_bytes(self.path)
         try:
-            return sealed.open_with_data_key(sealed.read_bytes(self.path), self._key)
+            return sealed.open_with_data_key(data, self._key)
         except VaultCorrupt:
+            if self._rekeyed(data):
+                self.lock()
+                raise VaultLocked("the vault's passphrase was changed since it was unlocked here, so it was locked",
+                                  "unlock it again with the new passphrase") from None
             raise VaultCorrupt("the vault file was damaged or replaced since it was unlocked; nothing was "
                                "overwritten", "lock and unlock it again; restore it from your export if that "
                                "fails") from None
+
+    def _rekeyed(self, data: bytes) -> bool:
+        """The same vault with another wrapped key: another process changed the passphrase (and the data key)."""
+        try:
+            header = decode(data)[0]
+        except VaultError:
+            return False
+        mine = self._header
+        return (mine is not None and header.kind == "vault" and header.vault_id == mine.vault_id
+                and (header.salt, header.wrapped_key) != (mine.salt, mine.wrapped_key))
 
     def modify(self, change: Callable[[dict[str, Entry]], None]) -> None:
         self._modify(change)
