@@ -16,10 +16,13 @@ from pathlib import Path
 
 from siteline.core.audit import AuditRecord, AuditUnreadable, VerifyResult, read_records, verify_file
 
-EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 3, 6
+EXIT_OK, EXIT_BROKEN, EXIT_DAMAGED_KEPT, EXIT_UNREADABLE = 0, 3, 4, 6
 EPILOG = """exit codes:
-  0  the trail is intact (or empty: nothing recorded yet)
+  0  the trail is intact (or empty: nothing recorded yet) and no damaged outbox is kept beside it
   3  the trail is broken: a record was changed, removed or added; the first bad one is named
+  4  the trail in the file is intact, but a damaged outbox was set aside beside it
+     (outbox.sqlite3.damaged-*): the trail restarted there, and its earlier records are in that
+     file; keep it and give it to support (3 wins when the trail is broken as well)
   6  the file cannot be read (not a Siteline outbox, damaged, no permission)
 No vault is needed: the trail holds no secrets."""
 
@@ -35,7 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                            "hash-chained.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.set_defaults(handler=run, audit_command=None)
     actions = audit.add_subparsers(dest="audit_command", metavar="ACTION")
-    verify = actions.add_parser("verify", parents=[common], help="check the hash chain (exit 0 intact, 3 broken)",
+    verify = actions.add_parser("verify", parents=[common],
+                                help="check the hash chain (exit 0 intact, 3 broken, 4 a damaged outbox kept)",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     verify.set_defaults(handler=run)
     listing = actions.add_parser("list", parents=[common], help="the newest records first")
@@ -75,10 +79,30 @@ def _when(ts: float | None) -> str:
 
 def _verify(path: Path, as_json: bool) -> int:
     result: VerifyResult = verify_file(path)
+    code = EXIT_BROKEN if not result.ok else EXIT_DAMAGED_KEPT if result.damaged else EXIT_OK
     if as_json:
         print(json.dumps({"ok": result.ok, "count": result.count, "first_bad_seq": result.first_bad_seq,
                           "reason": result.reason, "last": _when(result.last_ts) if result.last_ts else None,
-                          "db": str(path)}))
+                          "db": str(path), "damaged": [str(p) for p in result.damaged]}))
+        return code
+    _print_verify(path, result)
+    if result.damaged:
+        print(_damaged_warning(result.damaged), file=sys.stderr)
+    return code
+
+
+def _damaged_warning(damaged: tuple[Path, ...]) -> str:
+    files = "\n".join(f"  {p}" for p in damaged)
+    return (f"siteline: WARNING: {len(damaged)} damaged outbox file{'s were' if len(damaged) > 1 else ' was'} set "
+            f"aside beside this one, so the audit trail restarted after {'them' if len(damaged) > 1 else 'it'}; "
+            f"the earlier records are in:\n{files}\nDo not delete {'them' if len(damaged) > 1 else 'it'}: keep "
+            "the files as they are and give them to support or your team lead (they are not repaired here).")
+
+
+def _print_verify(path: Path, result: VerifyResult) -> None:
+    if result.ok and result.damaged:
+        print(f"audit trail RESTARTED: {result.count} records intact in {path.name}, which was started anew "
+              f"when a damaged outbox was set aside; the earlier part of the trail is in the damaged file")
     elif result.ok and result.count == 0:
         print(f"audit trail intact: 0 records (nothing recorded yet in {path})")
     elif result.ok:
@@ -87,7 +111,6 @@ def _verify(path: Path, as_json: bool) -> int:
         print(f"audit trail BROKEN at record {result.first_bad_seq}: {result.reason}.")
         print(f"{result.count} records before it are intact. Keep the file {path} as it is and compare it with "
               "the copy the control plane received.", file=sys.stderr)
-    return EXIT_OK if result.ok else EXIT_BROKEN
 
 
 def _list(path: Path, device: str | None, limit: int, as_json: bool) -> int:

@@ -111,3 +111,33 @@ def test_list_text_and_json(home: Path, tmp_path: Path) -> None:
     one = json.loads(siteline_audit("list", "--db", str(db), "--device", "gw-02", "--json", home=home).stdout)
     assert [(r["seq"], r["device"], r["detail"]) for r in one] == [(2, "gw-02", {"via": "ssh", "n": 1})]
     assert len(one[0]["hash"]) == 64
+
+
+def test_a_damaged_outbox_set_aside_exits_4_and_names_it(home: Path) -> None:
+    """The trail restarted in a fresh outbox: not "intact", exit 4, the kept file named, nothing repaired."""
+    db = home / "data" / "outbox.sqlite3"
+    write_trail(db, 3)
+    with db.open("r+b") as fh:
+        fh.write(b"not a database any more" * 8)
+    with Outbox.open(db) as outbox:
+        kept = outbox.recovered_from
+        assert kept is not None
+        AuditTrail(outbox, "tech-ana").record("connect", site="north", device="gw-01")
+    before = kept.read_bytes()
+    done = siteline_audit("verify", home=home)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "audit trail intact" not in done.stdout
+    assert "RESTARTED: 1 records intact" in done.stdout
+    assert "WARNING" in done.stderr
+    assert str(kept) in done.stderr
+    as_json = siteline_audit("verify", "--json", home=home)
+    assert as_json.returncode == 4
+    doc = json.loads(as_json.stdout)
+    assert (doc["ok"], doc["count"], doc["damaged"]) == (True, 1, [str(kept)])
+    assert kept.read_bytes() == before  # kept as it was: not repaired, not opened for writing
+    with sqlite3.connect(db) as conn:  # broken as well: 3 wins, and the kept file is still named
+        conn.execute("UPDATE audit SET result = 'edited' WHERE seq = 1")
+    conn.close()
+    broken = siteline_audit("verify", home=home)
+    assert broken.returncode == 3, broken.stdout + broken.stderr
+    assert str(kept) in broken.stderr

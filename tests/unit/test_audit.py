@@ -328,3 +328,35 @@ def test_a_colleagues_audit_items_imported_by_hand_carry_are_not_ours(trail: Aud
     assert result.count == 2
     trails = {i.payload_obj()["trail"] for i in trail.outbox.items() if i.kind == "audit"}
     assert len(trails) == 2
+
+
+def damage_and_restart(db: Path) -> Path:
+    """The review's case: the outbox is damaged, Outbox.open sets it aside and starts anew, a record follows."""
+    with Outbox.open(db) as outbox:
+        fill(AuditTrail(outbox, "tech-ana"), 3)
+    with db.open("r+b") as fh:
+        fh.write(b"this is no longer a database" * 8)
+    with Outbox.open(db) as outbox:
+        assert outbox.recovered_from is not None
+        AuditTrail(outbox, "tech-ana").record(CONNECT, site="north", device="gw-01")
+        return outbox.recovered_from
+
+
+def test_a_damaged_outbox_kept_beside_it_is_reported_not_silently_intact(db: Path) -> None:
+    kept = damage_and_restart(db)
+    result = verify_file(db)
+    assert result.ok
+    assert result.count == 1
+    assert result.damaged == (kept,)  # ... but it restarted: the earlier records are in the kept file
+    assert not result.clean
+    assert Path(f"{kept}-wal") not in result.damaged
+
+
+def test_damaged_files_of_another_outbox_or_none_are_not_counted(tmp_path: Path, db: Path) -> None:
+    with Outbox.open(db) as outbox:
+        fill(AuditTrail(outbox, "tech-ana"), 2)
+    (tmp_path / "other.sqlite3.damaged-20261127T100854Z").write_bytes(b"x")
+    (tmp_path / f"{db.name}.damaged-20261127T100854Z-wal").write_bytes(b"x")  # a side file, not a kept outbox
+    result = verify_file(db)
+    assert (result.ok, result.damaged, result.clean) == (True, (), True)
+    assert verify_file(tmp_path / "missing" / "outbox.sqlite3").damaged == ()

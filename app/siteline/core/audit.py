@@ -26,7 +26,9 @@ caught by the control plane, which already has the records it received.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import glob
 import hashlib
 import json
 import re
@@ -44,7 +46,7 @@ from siteline.core.outbox.store import Outbox, Tx
 
 __all__ = [
     "ACTIONS", "INPUT_NOT_RECORDED", "AuditError", "AuditRecord", "AuditTrail", "AuditUnreadable", "VerifyResult",
-    "read_records", "record_hash", "verify_file",
+    "damaged_beside", "read_records", "record_hash", "verify_file",
 ]
 
 CONNECT = "connect"
@@ -135,6 +137,14 @@ class VerifyResult:
     first_bad_seq: int | None = None
     reason: str = ""
     last_ts: float | None = None  # the newest record's time (None: an empty trail)
+    # Outbox files set aside as damaged beside this one (outbox.sqlite3.damaged-*): the trail here restarted
+    # after them, so "intact" covers only this file. Never repaired or opened here; the person keeps them.
+    damaged: tuple[Path, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """Intact, and no earlier outbox (with an earlier part of the trail) was set aside as damaged."""
+        return self.ok and not self.damaged
 
 
 def ts_micros(ts: float) -> int:
@@ -357,16 +367,31 @@ def read_records(path: Path, device: str | None = None, limit: int = 1000) -> li
 def verify_file(path: Path) -> VerifyResult:
     """Check the chain in the outbox file ``path``: read-only, no vault, no migration, nothing created.
 
-    A missing or empty file, or one without an audit table, is an empty trail: ok. Raises
-    :class:`AuditUnreadable` when the file cannot be read.
+    A missing or empty file, or one without an audit table, is an empty trail: ok. ``damaged`` names the
+    damaged outbox files kept beside it (see :func:`damaged_beside`). Raises :class:`AuditUnreadable`
+    when the file cannot be read.
     """
-    with _open_ro(Path(path)) as conn:
+    path = Path(path)
+    with _open_ro(path) as conn:
         if conn is None or not _has_audit(conn):
-            return VerifyResult(ok=True, count=0)
-        try:
-            return _walk(conn)
-        except sqlite3.Error as exc:
-            raise _unreadable(Path(path), exc) from exc
+            result = VerifyResult(ok=True, count=0)
+        else:
+            try:
+                result = _walk(conn)
+            except sqlite3.Error as exc:
+                raise _unreadable(path, exc) from exc
+    return dataclasses.replace(result, damaged=damaged_beside(path))
+
+
+def damaged_beside(path: Path) -> tuple[Path, ...]:
+    """The damaged outboxes the store set aside next to ``path`` (``<name>.damaged-<UTC stamp>[-n]``, each with
+    its own -wal/-shm, which are not listed), oldest first. Their records are not in this file's chain."""
+    try:
+        found = [p for p in Path(path).parent.glob(f"{glob.escape(Path(path).name)}.damaged-*")
+                 if not p.name.endswith(("-wal", "-shm"))]
+    except OSError:
+        return ()
+    return tuple(sorted(found))
 
 
 def _stream(conn: sqlite3.Connection) -> Iterator[tuple[tuple[Any, ...], Any]]:

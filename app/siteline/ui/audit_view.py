@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
@@ -56,6 +57,16 @@ def detail_summary(detail: Any, limit: int = DETAIL_CHARS) -> str:
         text = "" if detail is None else str(detail)
     text = " ".join(text.split())  # one line in the table
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def damaged_text(damaged: Sequence[Any]) -> str:
+    """The warning for damaged outboxes set aside beside the trail's file ("" when there are none)."""
+    if not damaged:
+        return ""
+    files = "\n".join(f"  {p}" for p in damaged)
+    return ("Warning: the outbox was damaged and set aside, so the audit trail restarted; its earlier records "
+            f"are in:\n{files}\nDo not delete {'these files' if len(damaged) > 1 else 'this file'}: give "
+            f"{'them' if len(damaged) > 1 else 'it'} to support or your team lead.")
 
 
 class AuditTableModel(QAbstractTableModel):
@@ -248,24 +259,37 @@ class AuditView(QWidget):
         try:
             outcome = await asyncio.get_running_loop().run_in_executor(None, self.trail.verify)
         except (SitelineError, sqlite3.Error, OSError) as exc:
-            self._show_result(f"Could not verify the audit trail: {exc}", bad=True)
+            if self._alive():
+                self._show_result(f"Could not verify the audit trail: {exc}", bad=True)
             return None
         finally:
-            self.verify_button.setEnabled(True)
-        self._show_outcome(outcome)
+            if self._alive():
+                self.verify_button.setEnabled(True)
+        if self._alive():  # the window may have been closed and deleted while the thread walked the chain
+            self._show_outcome(outcome)
         return outcome
 
+    def _alive(self) -> bool:
+        """Both C++ objects still exist: touching a deleted widget raises RuntimeError."""
+        return shiboken6.isValid(self) and shiboken6.isValid(self.verify_button)
+
     def _show_outcome(self, outcome: Any) -> None:
-        """Say "intact: N records" or name the first bad record in red, mark it and scroll to it."""
+        """Say "intact: N records" or name the first bad record in red, mark it and scroll to it; either way
+        name the damaged outboxes kept beside this one (the trail restarted after them)."""
+        damaged = damaged_text(getattr(outcome, "damaged", ()))
         if outcome.ok:
             self.model.set_bad_seq(None)
-            self._show_result(f"Intact: {outcome.count:,} records, none edited, removed or inserted.", bad=False)
+            if damaged:
+                self._show_result(f"Intact since it restarted: {outcome.count:,} records, none edited, removed or "
+                                  f"inserted.\n{damaged}", bad=True)
+            else:
+                self._show_result(f"Intact: {outcome.count:,} records, none edited, removed or inserted.", bad=False)
             return
         self.model.set_bad_seq(outcome.first_bad_seq)
         self._show_result(
             f"BROKEN at record #{outcome.first_bad_seq}: {outcome.reason}\n"
             "Someone or something edited this laptop's audit trail. Do not delete anything: keep the outbox "
-            "file as evidence and tell your team lead.",
+            "file as evidence and tell your team lead." + (f"\n{damaged}" if damaged else ""),
             bad=True,
         )
         row = self.model.row_of_seq(outcome.first_bad_seq) if outcome.first_bad_seq is not None else -1
