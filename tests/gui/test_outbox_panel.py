@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QFileDialog
 
 from siteline.core.outbox.model import NewItem, State
 from siteline.core.outbox.store import Outbox
@@ -25,6 +27,8 @@ from siteline.ui.outbox_model import (
 )
 from siteline.ui.outbox_panel import OutboxPanel
 from siteline.ui.sync_status import SyncStatusWidget, human_bytes, local_time
+from tests.gui.conftest import Loop
+from tests.peers.stall import assert_no_stall, measure_stalls
 
 COLOURS = {"up": QColor("#008000"), "retrying": QColor("#aa6600"), "down": QColor("#cc0000"),
            "connecting": QColor("#0000cc")}
@@ -263,3 +267,96 @@ def test_sorting_by_a_column_and_back_to_newest_first(qtbot, outbox: Outbox) -> 
     assert panel.proxy.index(0, COL_ATTEMPTS).data() == 0
     panel.table.sortByColumn(COL_CREATED, Qt.SortOrder.AscendingOrder)
     assert panel.proxy.index(0, 0).data(ItemIdRole) == ids["sent"]  # the oldest first
+
+
+# -- hand-carry off the UI thread ---------------------------------------------------------------------
+
+BIG = 30_000  # about 1 s to export on the 2-core test machine: long enough that a blocked loop shows
+STALL_LIMIT = 0.3  # the worst loop stall allowed meanwhile; exporting on the loop itself stalls it for the lot
+
+
+@pytest.fixture
+def big_outbox(tmp_path: Path) -> Iterator[Outbox]:
+    with Outbox.open(tmp_path / "big.sqlite3") as box:
+        for start in range(0, BIG, 5000):
+            box.put_many([NewItem("telemetry", "Tower 7", "gw-01", {"n": n, "pad": "x" * 200})
+                          for n in range(start, start + 5000)])
+        yield box
+
+
+def test_a_large_export_runs_off_the_loop_with_the_panel_busy(qtbot, aloop: Loop, tmp_path: Path,
+                                                              big_outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    panel = OutboxPanel(big_outbox, colour)
+    qtbot.addWidget(panel)
+    target = tmp_path / "handover.jsonl.gz"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_a, **_k: (str(target), ""))
+    buttons = (panel.export_button, panel.import_button, panel.retry_button, panel.refresh_button)
+
+    async def scenario() -> None:
+        async with measure_stalls() as watch:
+            panel.export_button.click()
+            assert panel.working
+            assert not panel.busy.isHidden()
+            assert not any(b.isEnabled() for b in buttons)
+            assert not panel.state_filter.isEnabled()  # its refresh would wait for the worker's lock
+            panel.export_button.click()  # a second click while busy starts nothing
+            assert panel.task is not None
+            await panel.task
+        assert_no_stall(watch, f"exporting {BIG:,} items", bound=STALL_LIMIT)
+
+    aloop.run(scenario(), timeout=60)
+    assert all(b.isEnabled() for b in buttons)
+    assert panel.busy.isHidden()
+    assert f"Exported {BIG:,} items" in panel.message.text()
+    with Outbox.open(tmp_path / "there.sqlite3") as there:
+        other = OutboxPanel(there, colour)
+        qtbot.addWidget(other)
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *_a, **_k: (str(target), ""))
+
+        async def import_it() -> None:
+            async with measure_stalls() as watch:
+                with qtbot.waitSignal(other.sig_wake_requested, timeout=60_000):
+                    other.import_button.click()
+                    assert not other.import_button.isEnabled()
+                    assert other.task is not None
+                    await other.task
+            assert_no_stall(watch, f"importing {BIG:,} items", bound=STALL_LIMIT)
+
+        aloop.run(import_it(), timeout=60)
+        assert f"{BIG:,} new, 0 already here, 0 rejected" in other.message.text()
+        assert there.status().pending == BIG
+
+
+def test_an_export_error_in_the_worker_is_said_and_the_panel_usable(qtbot, aloop: Loop, tmp_path: Path,
+                                                                   outbox: Outbox) -> None:
+    fill(outbox)
+    panel = OutboxPanel(outbox, colour)
+    qtbot.addWidget(panel)
+    assert aloop.run(panel.export_async(tmp_path / "no-such-dir" / "x.jsonl.gz")) is None
+    assert panel.message.property("error") is True
+    assert "Could not write" in panel.message.text()
+    assert panel.export_button.isEnabled()
+    assert panel.busy.isHidden()
+    assert aloop.run(panel.import_async(tmp_path / "missing.jsonl.gz")) is None
+    assert "missing.jsonl.gz" in panel.message.text()
+    assert panel.import_button.isEnabled()
+
+
+def test_closing_the_panel_during_an_export_raises_nothing(qapp, aloop: Loop, tmp_path: Path,
+                                                           big_outbox: Outbox) -> None:
+    panel = OutboxPanel(big_outbox, colour)
+    panel.show()
+    errors: list[object] = []
+    aloop.loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception") or ctx.get("message")))
+
+    async def scenario() -> int | None:
+        task = asyncio.ensure_future(panel.export_async(tmp_path / "x.jsonl.gz"))
+        await asyncio.sleep(0.05)
+        panel.close()
+        panel.deleteLater()
+        QApplication.sendPostedEvents(None, 0)  # 0 = QEvent.DeferredDelete
+        return await task
+
+    assert aloop.run(scenario(), timeout=60) == BIG  # the file is still written; nothing is said to a dead panel
+    assert not errors, errors

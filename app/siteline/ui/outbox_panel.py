@@ -2,21 +2,24 @@
 
 It calls ``Outbox`` (core/outbox/store.py) and shows typed results; the sync loop is not its business:
 "Retry now" puts failed items back to pending and emits ``sig_wake_requested``, which the main window
-connects to ``Syncer.wake``. File dialogs only pick a path: ``export_to``/``import_from`` do the work (tests
-call them directly).
+connects to ``Syncer.wake``. File dialogs only pick a path: ``export_async``/``import_async`` do the work in
+a worker thread (50,000 items take seconds; the Outbox is thread-safe, one lock around its connection)
+while the panel shows it is busy; ``export_to``/``import_from`` are the same on the calling thread (scripts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import shiboken6
 from PySide6.QtCore import QItemSelection, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QShowEvent
 from PySide6.QtWidgets import (
@@ -29,6 +32,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QTableView,
@@ -52,7 +56,7 @@ from siteline.ui.outbox_model import (
 from siteline.ui.sync_status import default_state_colour, human_bytes
 
 if TYPE_CHECKING:
-    from siteline.core.outbox.model import Item, OutboxStatus
+    from siteline.core.outbox.model import ImportResult, Item, OutboxStatus
     from siteline.core.outbox.store import Outbox
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ REFRESH_MS = 3000
 ROW_LIMIT = 500
 FILTERS = (("All items", None), ("Waiting", State.PENDING), ("Failed", State.FAILED), ("Sent", State.SENT))
 MAX_REJECTS_SHOWN = 8
+T = TypeVar("T")
 
 
 def _label(name: str, wrap: bool = True) -> QLabel:
@@ -118,6 +123,13 @@ class OutboxPanel(QWidget):
         self.summary = _label("outboxSummary")
         self.message = _label("outboxMessage")
         self.message.hide()
+        self.busy = QProgressBar()
+        self.busy.setObjectName("outboxBusy")
+        self.busy.setRange(0, 0)  # indeterminate: the outbox does not report progress
+        self.busy.setTextVisible(False)
+        self.busy.setMaximumHeight(12)
+        self.busy.hide()
+        self.task: asyncio.Future[Any] | None = None
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(self._build_filters())
@@ -130,6 +142,7 @@ class OutboxPanel(QWidget):
         splitter.setSizes([380, 300])  # the list first: a technician scans states before reading a payload
         layout.addWidget(splitter, 1)
         layout.addWidget(self.message)
+        layout.addWidget(self.busy)
         layout.addLayout(self._build_buttons())
 
     def _build_filters(self) -> QHBoxLayout:
@@ -296,6 +309,8 @@ class OutboxPanel(QWidget):
         self.attempts_view.setPlainText(self._attempts_text(item))
 
     def _attempts_text(self, item: Item) -> str:
+        if self.working:  # the worker may hold the outbox's lock for seconds: never wait for it here
+            return "(shown when the export or import has finished)"
         try:
             attempts = self.outbox.attempts(item.id)
         except SitelineError as exc:
@@ -313,12 +328,13 @@ class OutboxPanel(QWidget):
         self._show_item(self.current_item())
 
     def _on_timer_timeout(self) -> None:
-        if self.isVisible():
+        if self.isVisible() and not self.working:  # an import holds the outbox's lock: reading would wait for it
             self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
-        self.refresh()
+        if not self.working:  # the worker's end refreshes
+            self.refresh()
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -342,17 +358,29 @@ class OutboxPanel(QWidget):
     def _selected_rows(self) -> list[int]:
         return [self.model.row_of(i) for i in self.selected_ids()]
 
+    @property
+    def working(self) -> bool:
+        """An export or import is running in the worker thread."""
+        return self.task is not None and not self.task.done()
+
     def export_to(self, path: Path) -> int | None:
-        """Write the waiting and failed items to ``path`` (hand-carry). Returns the count, None on error."""
+        """Write the waiting and failed items to ``path`` (hand-carry) on this thread. The count, None on error."""
         try:
-            count = self.outbox.export(path)
-        except SitelineError as exc:
-            self._say(f"Export failed: {exc}", error=True)
+            return self._exported(path, self.outbox.export(path))
+        except (SitelineError, OSError) as exc:
+            self._failed("export", path, exc)
             return None
-        except OSError as exc:
-            self._say(f"Could not write {path}: {exc.strerror or exc}. Pick another folder or free some space, "
-                      "then export again. Nothing in the outbox changed.", error=True)
+
+    async def export_async(self, path: Path) -> int | None:
+        """``export_to`` in a worker thread; the panel is busy (Export, Import, Retry, Refresh off) meanwhile."""
+        try:
+            count = await self._in_worker(f"Exporting to {path}…", self.outbox.export, path)
+        except (SitelineError, OSError) as exc:
+            self._failed("export", path, exc)
             return None
+        return self._exported(path, count) if self._alive() else count
+
+    def _exported(self, path: Path, count: int) -> int:
         if count:
             self._say(f"Exported {count:,} item{'s' if count != 1 else ''} (waiting and failed) to {path}. "
                       "Carry the file to a machine with a network and use Import… there; the control plane "
@@ -361,16 +389,35 @@ class OutboxPanel(QWidget):
             self._say(f"Nothing was waiting: {path} holds no items.")
         return count
 
-    def import_from(self, path: Path) -> object | None:
-        """Add the items of an export file; says how many were new, already here, or rejected (and why)."""
-        try:
-            result = self.outbox.import_file(path)
-        except SitelineError as exc:
-            self._say(f"Import failed: {exc}", error=True)
-            return None
-        except OSError as exc:
+    def _failed(self, action: str, path: Path, exc: SitelineError | OSError) -> None:
+        if not self._alive():  # closed and deleted while the worker ran: nobody to tell
+            return
+        if isinstance(exc, SitelineError):
+            self._say(f"{action.capitalize()} failed: {exc}", error=True)
+        elif action == "export":
+            self._say(f"Could not write {path}: {exc.strerror or exc}. Pick another folder or free some space, "
+                      "then export again. Nothing in the outbox changed.", error=True)
+        else:
             self._say(f"Could not read {path}: {exc.strerror or exc}. Check the file and try again.", error=True)
+
+    def import_from(self, path: Path) -> ImportResult | None:
+        """Add the items of an export file on this thread; says how many were new, already here, or rejected."""
+        try:
+            return self._imported(path, self.outbox.import_file(path))
+        except (SitelineError, OSError) as exc:
+            self._failed("import", path, exc)
             return None
+
+    async def import_async(self, path: Path) -> ImportResult | None:
+        """``import_from`` in a worker thread; the panel is busy meanwhile."""
+        try:
+            result = await self._in_worker(f"Importing {path.name}…", self.outbox.import_file, path)
+        except (SitelineError, OSError) as exc:
+            self._failed("import", path, exc)
+            return None
+        return self._imported(path, result) if self._alive() else result
+
+    def _imported(self, path: Path, result: ImportResult) -> ImportResult:
         rejected: list[str] = list(result.rejected)
         text = (f"Imported {path.name}: {result.added:,} new, {result.duplicates:,} already here, "
                 f"{len(rejected):,} rejected.")
@@ -384,6 +431,36 @@ class OutboxPanel(QWidget):
         self.refresh()
         return result
 
+    async def _in_worker(self, doing: str, work: Callable[[Path], T], path: Path) -> T:
+        """Run ``work(path)`` in the default executor with the panel busy; never touches a deleted widget."""
+        self._set_busy(True, doing)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, work, path)
+        finally:
+            if self._alive():
+                self._set_busy(False)
+
+    def _set_busy(self, busy: bool, doing: str = "") -> None:
+        # Everything that reads or writes the outbox on this thread: an import holds its lock for seconds.
+        for widget in (self.export_button, self.import_button, self.retry_button, self.refresh_button,
+                       self.state_filter):
+            widget.setEnabled(not busy)
+        self.busy.setVisible(busy)
+        if busy:
+            self._say(doing)
+
+    def _alive(self) -> bool:
+        """The panel was not closed and deleted while the worker ran (a deleted widget raises RuntimeError)."""
+        return shiboken6.isValid(self) and shiboken6.isValid(self.message)
+
+    def _start(self, job: Coroutine[Any, Any, object]) -> None:
+        """One export or import at a time; busy at once, so a second click cannot get in before the task runs."""
+        if self.working:
+            job.close()
+            return
+        self._set_busy(True, "Starting…")
+        self.task = asyncio.ensure_future(job)
+
     def _on_retry_clicked(self) -> None:
         self.retry()
 
@@ -392,13 +469,13 @@ class OutboxPanel(QWidget):
         suggested = str(Path.home() / f"siteline-outbox-{stamp}.jsonl.gz")
         name, _ = QFileDialog.getSaveFileName(self, "Export the outbox", suggested, "Outbox export (*.jsonl.gz)")
         if name:
-            self.export_to(Path(name))
+            self._start(self.export_async(Path(name)))
 
     def _on_import_clicked(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
             self, "Import an outbox export", str(Path.home()), "Outbox export (*.jsonl.gz);;All files (*)")
         if name:
-            self.import_from(Path(name))
+            self._start(self.import_async(Path(name)))
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
