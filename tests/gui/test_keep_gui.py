@@ -176,3 +176,27 @@ def test_a_remembered_password_comes_from_the_vault_next_time(make_window, home:
     aloop.run(next_visit())
     assert b"s3cret" not in vault_path().read_bytes()
     assert "s3cret" not in (home / "config" / "devices.json").read_text()
+
+
+def test_a_snapshot_of_what_the_probes_show_is_kept(make_window, home: Path, aloop: Loop, socat_shell: SocatShell,
+                                                   mosquitto: BrokerHandle) -> None:
+    window = _window(make_window, home, mosquitto)
+    keep = window.keep_ui.keep  # type: ignore[union-attr]
+
+    async def scenario() -> None:
+        window.load_devices([(DeviceEntry("gw-serial", socat_shell.url, "Tower 7"), Credentials())])
+        await show(window)
+        session = window.sessions.get("gw-serial")
+        await until(lambda: session is not None and "system" in session.snapshots, what="the system probe")
+        window._select("gw-serial")
+        window.keep_ui.act_snapshot.trigger()  # type: ignore[union-attr]
+        snaps = [i for i in keep.outbox.items() if i.kind == "snapshot"]
+        assert len(snaps) == 1
+        system = snaps[0].payload_obj()["system"]
+        assert system["kernel"]  # the typed snapshot, as plain JSON
+        assert "saved on this laptop" in window.status.currentMessage()
+
+    try:
+        aloop.run(scenario())
+    finally:
+        aloop.run(close_window(window))

@@ -102,3 +102,22 @@ async def test_new_settings_move_the_trail_and_the_inbox_to_the_new_technician(k
         assert result.accepted, result.reason
     finally:
         await keep.stop_sync()
+
+
+def test_a_snapshot_is_kept_as_plain_json(keep: Keep) -> None:
+    import dataclasses
+    import enum
+
+    class Tech(enum.Enum):
+        LTE = "lte"
+
+    @dataclasses.dataclass(frozen=True)
+    class Modem:
+        tech: Tech
+        rsrp: float | None
+        bands: tuple[int, ...]
+
+    with pytest.raises(SitelineError, match="nothing to save"):
+        keep.save_snapshot("Tower 7", "gw-01", {})
+    item = keep.save_snapshot("Tower 7", "gw-01", {"modem": Modem(Tech.LTE, None, (3, 20))})
+    assert item.payload_obj() == {"modem": {"tech": "lte", "rsrp": None, "bands": [3, 20]}}

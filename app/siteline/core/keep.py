@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
+import enum
 import hashlib
 import logging
 import re
@@ -149,6 +152,15 @@ class Keep:
         self.wake()
         return item
 
+    def save_snapshot(self, site: str, device: str, snapshots: Mapping[str, Any]) -> Item:
+        """What the probes show now, kept as one "snapshot" item (sent with the rest); raises when it cannot be."""
+        if not snapshots:
+            raise SitelineError(f"There is nothing to save for {device} yet.", "Wait until its probes have answered.")
+        payload = {kind: _plain(snap) for kind, snap in sorted(snapshots.items())}
+        item = self.outbox.put(NewItem(kind="snapshot", site=site, device=device, payload=payload))
+        self.wake()
+        return item
+
     def wake(self, retry: bool = False) -> None:
         """New items are waiting; ``retry`` (the person's "retry now") also drops the back-off."""
         if self.syncer is not None:
@@ -236,6 +248,23 @@ class Keep:
         await self.stop_sync()
         self.vault.lock()
         self.outbox.close()
+
+
+def _plain(value: Any) -> Any:
+    """A probe's typed snapshot as JSON-able data (dataclasses, enums, tuples, datetimes)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 def save_note(outbox: Outbox, audit: AuditTrail, site: str, device: str, text: str) -> Item:

@@ -55,6 +55,8 @@ class KeepController(QObject):
                                               "Where the outbox is sent (or work offline)")
         self.act_note = self._action("Add &note…", "Ctrl+Shift+N", self.add_note,
                                      "A note about the selected device, kept and sent with the rest")
+        self.act_snapshot = self._action("Save &snapshot", "Ctrl+Shift+S", self.save_snapshot,
+                                         "Keep what the selected device's probes show now; sent with the rest")
         self.idle_timer = QTimer(self)
         self.idle_timer.setInterval(IDLE_CHECK_MS)
         self.idle_timer.timeout.connect(self._on_idle_timer_timeout)
@@ -190,6 +192,21 @@ class KeepController(QObject):
     def _on_settings_saved(self, settings: object) -> None:
         if isinstance(settings, ControlPlaneSettings):
             self._spawn(self.keep.apply_settings(settings))
+
+    def save_snapshot(self) -> None:
+        name = self.window.selected_device()
+        session = self.window.sessions.get(name) if name else None
+        if name is None or session is None:
+            self.window.status.showMessage("Select a device first: a snapshot is of one device.", 8000)
+            return
+        try:
+            item = self.keep.save_snapshot(session.entry.site, name, dict(session.snapshots))
+        except SitelineError as exc:
+            self.window.status.show_problem(f"Snapshot not saved: {exc}")
+            return
+        kinds = ", ".join(sorted(session.snapshots))
+        self.window.status.showMessage(f"Snapshot of {name} ({kinds}) saved on this laptop; it is sent with the rest "
+                                       f"(id {item.id[:8]}…).", 10000)
 
     def add_note(self) -> None:
         from siteline.ui.note_dialog import NoteDialog

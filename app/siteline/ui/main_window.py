@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
         device_menu.addActions([self.act_refresh, self.act_reconnect])
         if self.keep_ui is not None:
             device_menu.addSeparator()
-            device_menu.addAction(self.keep_ui.act_note)
+            device_menu.addActions([self.keep_ui.act_note, self.keep_ui.act_snapshot])
         view_menu = menu.addMenu("&View")
         self._theme_group = QActionGroup(self)
         for mode, text in (("system", "Follow &system"), ("light", "&Light"), ("dark", "&Dark")):
@@ -409,6 +409,7 @@ class MainWindow(QMainWindow):
             action.setEnabled(has)
         if self.keep_ui is not None:
             self.keep_ui.act_note.setEnabled(has)
+            self.keep_ui.act_snapshot.setEnabled(has)
 
     def _restore_settings(self) -> None:
         if self._settings.geometry:
