@@ -6,6 +6,8 @@
 Exits 0 once the broker acknowledged every item that may go (printing "sent N items (B bytes) in S s"),
 else non-zero with the reason. The password comes from SITELINE_CONTROL_PLANE_PASSWORD, or from the vault
 entry the settings name (the vault must be unlocked: `siteline vault unlock`); nothing prompts.
+The saved login and TLS files belong to the saved broker: a --broker elsewhere gets only what the command
+line gives it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from typing import Any
 
 from siteline.core.errors import SitelineError
 from siteline.core.outbox.envelope import default_technician
-from siteline.core.outbox.link import SyncConfigError, installation_client_id, parse_url
+from siteline.core.outbox.link import Endpoint, SyncConfigError, installation_client_id, parse_url
 from siteline.core.outbox.settings import ControlPlaneSettings, SettingsError, default_path, load_settings
 from siteline.core.outbox.store import Outbox, OutboxError
 from siteline.core.outbox.sync import DrainResult, Syncer, SyncError
 
-EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_OUTBOX, EXIT_HELD = 0, 2, 4, 5, 6, 7
+EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_OUTBOX, EXIT_HELD, EXIT_REFUSED = 0, 2, 4, 5, 6, 7, 8
 PASSWORD_ENV = "SITELINE_CONTROL_PLANE_PASSWORD"
 EXIT_OF_KIND = {"unreachable": EXIT_UNREACHABLE, "timeout": EXIT_UNREACHABLE, "auth": EXIT_AUTH,
                 "config": EXIT_USAGE, "outbox": EXIT_OUTBOX}
@@ -35,13 +37,21 @@ SYNC_EPILOG = f"""exit codes:
   5  authentication failed: user name/password or client certificate refused
   6  outbox error: the outbox cannot be read or written
   7  held: items wait because this month's data budget is nearly used up
-The password comes from {PASSWORD_ENV}, or from the vault entry the settings name (unlock the vault first)."""
+  8  refused: items failed for good (the broker refused them, e.g. not authorised by its ACL, or an outbox
+     row no longer matches its hash); see `siteline outbox list --state failed`, fix, `siteline outbox retry`
+The password comes from {PASSWORD_ENV}, or from the vault entry the settings name (unlock the vault first).
+With --broker naming another host:port than the saved broker, the saved user name, password, client
+certificate, key and CA are not used: give --username, --cert, --key, --ca again for that broker."""
+# The saved settings' fields that hold a login or TLS files: they belong to the saved broker only.
+LOGIN_FIELDS = ("username", "password_ref", "key_passphrase_ref", "ca", "cert", "key")
 
 
 def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = SYNC_EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--broker", metavar="URL", help="mqtts://host:8883 instead of the settings' broker")
+    parser.add_argument("--broker", metavar="URL",
+                        help="mqtts://host:8883 instead of the settings' broker; if its host:port differs, the "
+                             "saved login and TLS files are not sent to it (give them again)")
     parser.add_argument("--plain-ok", action="store_true", help="allow plain mqtt:// (sends the outbox unencrypted)")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="give up after this long (default 120)")
@@ -54,6 +64,20 @@ def add_sync_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> ControlPlaneSettings:
     """The saved settings with the command line's overrides; SyncConfigError/SettingsError when unusable."""
+    return _settings_and_dropped(args)[0]
+
+
+def _same_broker(saved_url: str, endpoint: Endpoint) -> bool:
+    try:
+        saved = parse_url(saved_url, True)
+    except SyncConfigError:
+        return False
+    return (saved.host.lower(), saved.port, saved.tls) == (endpoint.host.lower(), endpoint.port, endpoint.tls)
+
+
+def _settings_and_dropped(args: argparse.Namespace) -> tuple[ControlPlaneSettings, list[str]]:
+    """:func:`_settings`, and the saved login fields left out because --broker names another broker (or the
+    same one without TLS): the saved login must not go to whatever broker the command line names."""
     saved = load_settings()
     broker = getattr(args, "broker", None)
     if saved is None and not broker:
@@ -61,16 +85,21 @@ def _settings(args: argparse.Namespace) -> ControlPlaneSettings:
                               "Set it up in Siteline's control-plane settings, or give --broker mqtts://host:8883.")
     plain_ok = bool(getattr(args, "plain_ok", False)) or (saved is not None and saved.allow_plain and not broker)
     url = broker or (saved.url if saved is not None else "")
-    parse_url(url, plain_ok)  # refuses plain mqtt:// with the words that say how to allow it
+    endpoint = parse_url(url, plain_ok)  # refuses plain mqtt:// with the words that say how to allow it
     changes: dict[str, Any] = {"url": url, "allow_plain": plain_ok}
+    dropped: list[str] = []
+    if saved is not None and broker and not _same_broker(saved.url, endpoint):
+        dropped = [name for name in LOGIN_FIELDS if getattr(saved, name)]
+        changes.update(dict.fromkeys(LOGIN_FIELDS))
     for name in ("technician", "ca", "cert", "key", "username"):
         value = getattr(args, name, None)
         if value:
             changes[name] = value
+    dropped = [name for name in dropped if changes.get(name) is None]
     if saved is not None:
-        return dataclasses.replace(saved, **changes)
+        return dataclasses.replace(saved, **changes), dropped
     changes.setdefault("technician", default_technician())
-    return ControlPlaneSettings(**changes)
+    return ControlPlaneSettings(**changes), dropped
 
 
 def _secret(env: str | None, ref: str | None, what: str) -> str | None:
@@ -91,6 +120,16 @@ def _secret(env: str | None, ref: str | None, what: str) -> str | None:
 
 def _report(result: DrainResult, held_message: str) -> int:
     print(f"sent {result.sent} items ({result.bytes} bytes) in {result.seconds:.1f} s")
+    if result.failed:
+        why = "; ".join(f"{reason} ({n})" for reason, n in result.failures[:3])
+        more = f"; and {len(result.failures) - 3} other reason(s)" if len(result.failures) > 3 else ""
+        print(f"siteline: {result.failed} items failed for good: {why}{more}. They stay in the outbox as failed: "
+              "see `siteline outbox list --state failed`, fix the cause (the broker's ACL, say), then "
+              "`siteline outbox retry`.", file=sys.stderr)
+    if result.held:
+        print(f"siteline: {result.held} items wait: {held_message}", file=sys.stderr)
+    if result.failed:
+        return EXIT_REFUSED
     if result.held:
         print(f"siteline: {result.held} items wait: {held_message}", file=sys.stderr)
         return EXIT_HELD
@@ -111,7 +150,11 @@ async def _drain(outbox: Outbox, settings: ControlPlaneSettings, password: str |
 
 def sync_command(args: argparse.Namespace) -> int:
     try:
-        settings = _settings(args)
+        settings, dropped = _settings_and_dropped(args)
+        if dropped:
+            print(f"siteline: --broker names another broker than the saved one: the saved {', '.join(dropped)} "
+                  "are not used for it (give them on the command line if that broker needs them).",
+                  file=sys.stderr)
         password = _secret(PASSWORD_ENV, settings.password_ref, "control plane's password")
         passphrase = _secret(None, settings.key_passphrase_ref, "client key's passphrase")
     except (SyncConfigError, SettingsError) as exc:

@@ -42,6 +42,7 @@ from siteline.core.mqtt_client import (
 )
 from siteline.core.outbox.envelope import WireMessage
 from siteline.core.outbox.settings import ControlPlaneSettings
+from siteline.core.redact import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,19 @@ class PublishOutcome:
 
 
 def parse_url(url: str, allow_plain: bool) -> Endpoint:
-    """``mqtts://host[:8883]``; ``mqtt://host[:1883]`` only when the user allowed plain MQTT."""
+    """``mqtts://host[:8883]``; ``mqtt://host[:1883]`` only when the user allowed plain MQTT. The URL holds no
+    login: the user name is a setting of its own and the password lives in the vault."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise SyncConfigError(f"'{url[:80]}' is not a broker URL: {exc}.", "Use mqtts://host:8883.") from exc
+        raise SyncConfigError(f"'{safe_url(url)}' is not a broker URL: {exc}.", "Use mqtts://host:8883.") from exc
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise SyncConfigError(f"'{url[:80]}' is not a broker URL.", "Use mqtts://host:8883.")
+        raise SyncConfigError(f"'{safe_url(url)}' is not a broker URL.", "Use mqtts://host:8883.")
+    if "@" in parts.netloc:
+        raise SyncConfigError(f"The broker URL '{safe_url(url)}' holds a user name or password.",
+                              "Remove it from the URL: give the user name with --username (or in the settings); "
+                              "the password comes from the vault.")
     if parts.scheme == "mqtt" and not allow_plain:
         raise SyncConfigError(
             f"The control plane {parts.hostname} is given as plain mqtt://, which sends the outbox unencrypted.",

@@ -18,6 +18,7 @@ from siteline import paths
 from siteline.core.atomic import write_atomic
 from siteline.core.errors import SitelineError
 from siteline.core.outbox.envelope import default_technician, technician_problem
+from siteline.core.redact import safe_url
 
 FILE_NAME = "control-plane.json"
 FILE_FORMAT = "siteline-control-plane"
@@ -119,20 +120,20 @@ def _check_types(s: ControlPlaneSettings) -> None:
 
 def _check_url(url: str, allow_plain: bool) -> None:
     if url != url.strip() or any(c.isspace() for c in url):
-        raise SettingsError(f"The broker URL {url[:200]!r} contains spaces.", "Remove them.", field="url")
+        raise SettingsError(f"The broker URL {safe_url(url)!r} contains spaces.", "Remove them.", field="url")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise SettingsError(
-            f"The broker URL {url[:200]!r} cannot be read ({exc}).",
+            f"The broker URL {safe_url(url)!r} cannot be read ({exc}).",
             "Write mqtts://host:8883.",
             field="url",
         ) from None
     scheme = parts.scheme.lower()
     if scheme not in ("mqtts", "mqtt"):
         raise SettingsError(
-            f"The broker URL {url[:200]!r} is not an MQTT URL.", "Write mqtts://host:8883.", field="url"
+            f"The broker URL {safe_url(url)!r} is not an MQTT URL.", "Write mqtts://host:8883.", field="url"
         )
     if parts.password is not None:
         raise SettingsError(
@@ -146,18 +147,18 @@ def _check_url(url: str, allow_plain: bool) -> None:
         )
     if not parts.hostname or not _HOST.match(parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc):
         raise SettingsError(
-            f"The broker URL {url[:200]!r} has no valid host name.", "Write mqtts://host:8883.", field="url"
+            f"The broker URL {safe_url(url)!r} has no valid host name.", "Write mqtts://host:8883.", field="url"
         )
     if port == 0:
         raise SettingsError("The broker port cannot be 0.", "Use 8883 for mqtts:// (1883 for mqtt://).", field="url")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise SettingsError(
-            f"The broker URL {url[:200]!r} has a path or options.",
+            f"The broker URL {safe_url(url)!r} has a path or options.",
             "Give only mqtts://host:port; TLS files, user and protocol are separate settings.",
             field="url",
         )
     if scheme == "mqtt" and not allow_plain:
-        raise SettingsError(f"Refused {url[:200]!r}: {_PLAIN_REFUSED}.", field="url")
+        raise SettingsError(f"Refused {safe_url(url)!r}: {_PLAIN_REFUSED}.", field="url")
 
 
 def _check_tls(s: ControlPlaneSettings) -> None:

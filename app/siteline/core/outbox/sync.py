@@ -15,8 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 
 from siteline.core.backoff import Backoff
 from siteline.core.errors import AuthError, SitelineError, TransportError
@@ -28,6 +27,18 @@ from siteline.core.outbox.link import ControlLink, LinkDropped, PublishOutcome, 
 from siteline.core.outbox.model import Item
 from siteline.core.outbox.settings import ControlPlaneSettings
 from siteline.core.outbox.store import Outbox, OutboxError
+from siteline.core.outbox.sync_steps import (
+    NOT_CONFIGURED,
+    DrainResult,
+    SyncError,
+    SyncState,
+    SyncStatus,
+    Tally,
+    count_drop,
+    sync_error,
+)
+
+__all__ = ["NOT_CONFIGURED", "DrainResult", "SyncError", "SyncState", "SyncStatus", "Syncer"]
 
 log = logging.getLogger(__name__)
 
@@ -35,59 +46,9 @@ PAGE = 500  # items read from the outbox at a time
 FLUSH_IDS, FLUSH_AGE = 500, 0.05  # acks are written when this many wait, or the oldest is this old
 PROBE, PROBE_METERED = 1.0, 30.0  # seconds between reachability probes while items wait
 IDLE_POLL = 5.0  # connected and idle: look for items other processes wrote (the CLI's `note`)
-SUSPECT_DROPS = 3  # in flight at this many drops in a row: the item backs off so the others go
-
-
-class SyncState(StrEnum):
-    OFFLINE = "offline"
-    CONNECTING = "connecting"
-    SYNCING = "syncing"
-    IDLE = "idle"
-    HELD = "held"
-    NOT_CONFIGURED = "not-configured"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class SyncStatus:
-    state: SyncState
-    waiting: int
-    bytes_this_month: int
-    budget: int | None
-    message: str
-    last_ack: float | None
-
-
-@dataclass(frozen=True)
-class DrainResult:
-    sent: int
-    bytes: int
-    seconds: float
-    held: int
-
-
-class SyncError(SitelineError):
-    """A sync could not finish; ``kind`` is unreachable, auth, config, outbox or timeout (the CLI's exit code)."""
-
-    def __init__(self, message: str, hint: str = "", kind: str = "unreachable") -> None:
-        super().__init__(message, hint)
-        self.kind = kind
-
-
-NOT_CONFIGURED = SyncStatus(SyncState.NOT_CONFIGURED, 0, 0, None, "The control plane is not set up.", None)
-
-
-@dataclass
-class _Tally:
-    """Acks and failures waiting to be written to the outbox, and what this syncer sent so far."""
-
-    acked: list[str] = field(default_factory=list)
-    acked_bytes: int = 0
-    since: float = 0.0
-    failures: dict[tuple[str, bool], list[str]] = field(default_factory=dict)
-    refused_bytes: int = 0
-    sent: int = 0
-    sent_bytes: int = 0
+OFFLINE_LOOK = 1.0  # offline with nothing waiting: look at the outbox this often for items other processes wrote
+OFFLINE_IDLE = 60.0  # offline with nothing waiting: probe the broker this often all the same
+ERROR_WAIT = 30.0  # after an error that needs a person (a full disk, say): try again this often, or on wake()
 
 
 class Syncer:
@@ -106,7 +67,7 @@ class Syncer:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._inflight: dict[int, tuple[str, ...]] = {}
-        self._tally = _Tally()
+        self._tally = Tally()
         self._retry_at: dict[str, float] = {}  # item id -> monotonic time before which it is not resent
         self._publish_backoff = Backoff(initial=0.5, maximum=60.0)
         self._probe = PROBE_METERED if settings.metered else PROBE
@@ -175,27 +136,18 @@ class Syncer:
             self._publish_backoff.reset()
             return
         if exc is not None:
-            t.failures.setdefault((str(exc), False), []).extend(ids)
+            t.fail(ids, str(exc), False)
             return
         out = fut.result()
-        t.failures.setdefault((out.reason, out.permanent), []).extend(ids)
+        t.fail(ids, out.reason, out.permanent)
         t.refused_bytes += out.nbytes  # refused, but it crossed the wire
         if not out.permanent:
             retry = time.monotonic() + self._publish_backoff.next_delay()
             self._retry_at.update(dict.fromkeys(ids, retry))
 
     def _count_drop(self) -> None:
-        """The oldest message in flight when the link drops is the one the broker was reading. Oldest at several
-        drops in a row, it may be what makes the broker hang up (too big for a 3.1.1 broker's limit, say): it
-        waits, with a growing back-off, so that the items behind it still go."""
-        if not self._inflight:
-            return
-        for item_id in next(iter(self._inflight.values())):
-            n = self._drops[item_id] = self._drops.get(item_id, 0) + 1
-            if n >= SUSPECT_DROPS:
-                self._retry_at[item_id] = time.monotonic() + min(300.0, 2.0 ** (n - SUSPECT_DROPS + 1))
-        if len(self._drops) > 100_000:  # a bound on memory for a link that drops forever
-            self._drops.clear()
+        if self._inflight:  # the oldest message in flight is the one the broker was reading
+            count_drop(next(iter(self._inflight.values())), self._drops, self._retry_at)
 
     async def _flush(self, force: bool = False) -> None:
         """Write waiting acks (mark_sent) and failures (record_failure), each group in one transaction.
@@ -205,20 +157,29 @@ class Syncer:
         if t.acked and (force or len(t.acked) >= FLUSH_IDS or time.monotonic() - t.since >= FLUSH_AGE):
             ids, nbytes = t.acked, t.acked_bytes
             t.acked, t.acked_bytes = [], 0
-            self._flushing = set(ids)  # neither in the list above nor marked sent yet: not to be read as pending
+            self._flushing.update(ids)  # neither in the list above nor marked sent yet: not to be read as pending
             try:
                 await asyncio.to_thread(self.outbox.mark_sent, ids, nbytes)
             finally:
-                self._flushing = set()
+                self._flushing.difference_update(ids)
             t.sent += len(ids)
             t.sent_bytes += nbytes
         if t.refused_bytes:
             nbytes, t.refused_bytes = t.refused_bytes, 0
             await asyncio.to_thread(self.outbox.add_usage, nbytes)
-        for (reason, permanent), ids in list(t.failures.items()):
-            del t.failures[(reason, permanent)]
+        for reason, permanent in list(t.failures):
+            ids = t.failures.pop((reason, permanent))
             log.warning("%d outbox item(s) not delivered%s: %s", len(ids), " for good" if permanent else "", reason)
-            await asyncio.to_thread(self.outbox.record_failure, ids, reason, permanent)
+            self._flushing.update(ids)
+            try:
+                await asyncio.to_thread(self.outbox.record_failure, ids, reason, permanent)
+            except OutboxError:
+                t.fail(ids, reason, permanent)  # written next time; meanwhile not sent again
+                raise
+            finally:
+                self._flushing.difference_update(ids)
+            if permanent:
+                t.written_failed(ids, reason)
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -227,11 +188,15 @@ class Syncer:
         self._retry_at = {k: v for k, v in self._retry_at.items() if v > now}
         skip = {i for ids in self._inflight.values() for i in ids} | set(self._retry_at) | self._flushing
         skip.update(self._tally.acked)  # acked, not yet written: still 'pending' in the file
+        skip.update(self._tally.failing())  # failed, not yet written: the same
         items = self.outbox.pending(limit=len(skip) + PAGE, max_priority=decision.max_priority)
         return [i for i in items if i.id not in skip]
 
-    async def _wait(self, event: asyncio.Event, timeout: float | None) -> None:
-        event.clear()
+    async def _wait(self, event: asyncio.Event, timeout: float | None, clear: bool = True) -> None:
+        """``clear=False`` right after reading the outbox (which cleared ``_wake`` just before): a wake() since
+        then is news, and clearing here would lose it (a new item would wait a whole IDLE_POLL)."""
+        if clear:
+            event.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
@@ -242,16 +207,18 @@ class Syncer:
             await self._flush(force=not self._inflight)
             if not link.alive:
                 raise LinkDropped(link.drop_reason or "The link dropped.", "Reconnecting.")
+            self._wake.clear()  # just before reading: a wake() from here on is for items this read may miss
             decision = self._decision()
             page = self._next_page(decision)
             if not page:
                 if self._inflight:
                     await self._wait(self._progress, FLUSH_AGE)
                     continue
+                if self._tally.acked or self._tally.failures:
+                    continue  # they came in while the flush above was writing: written (forced) next round
                 return
             self._set(SyncState.SYNCING)
-            self._wake.clear()
-            for msg in plan_messages(page, self.settings.technician, batching=batching):
+            for msg in plan_messages(page, self.settings.technician, batching=batching, on_invalid=self._tally.invalid):
                 while len(self._inflight) >= link.window and link.alive:
                     await self._wait(self._progress, FLUSH_AGE)
                     await self._flush()
@@ -264,15 +231,11 @@ class Syncer:
         decision = self._decision()
         later = f"{len(self._retry_at)} item(s) will be tried again shortly." if self._retry_at else ""
         message = " ".join(m for m in (decision.message, later) if m)
-        if decision.holds and budget.held_count(self.outbox.status().pending_by_priority, decision):
-            self._set(SyncState.HELD, message)
-        else:
-            self._set(SyncState.IDLE, message)
+        held = decision.holds and budget.held_count(self.outbox.status().pending_by_priority, decision)
+        self._set(SyncState.HELD if held else SyncState.IDLE, message)
 
     def _retry_delay(self) -> float | None:
-        if not self._retry_at:
-            return None
-        return max(0.0, min(self._retry_at.values()) - time.monotonic())
+        return max(0.0, min(self._retry_at.values()) - time.monotonic()) if self._retry_at else None
 
     # -- connecting -------------------------------------------------------------------------------
 
@@ -292,13 +255,13 @@ class Syncer:
         topics: list[str] = []
         if self.inbound is not None:
             topics = inbound_topics(self.settings.technician)
-        try:
+        try:  # from here the link is open: whatever fails (a full disk counting the bytes) closes it
             await link.subscribe(topics)
+            if self.settings.metered:
+                await asyncio.to_thread(self.outbox.add_usage, link.session_bytes(topics))
         except BaseException:
             await link.close()
             raise
-        if self.settings.metered:
-            self.outbox.add_usage(link.session_bytes(topics))
         self._link = link
         return link
 
@@ -310,12 +273,29 @@ class Syncer:
         except Exception:  # bad inbound data is the cache's to judge; a bug there must not stop the sync
             log.exception("the inbound cache failed on a message on %s", topic)
 
-    async def _drop_link(self) -> None:
+    async def _drop_link(self) -> OutboxError | None:
+        """Close the link and write what the tally holds. An outbox that cannot be written (a full disk) is
+        returned, not raised: the acked items stay pending and go again (consumers drop the duplicates)."""
         link, self._link = self._link, None
         if link is not None:
             await link.close()
         await asyncio.sleep(0)  # let the futures' done-callbacks run
-        await self._flush(force=True)
+        try:
+            await self._flush(force=True)
+        except OutboxError as exc:
+            log.warning("could not record the broker's acks in the outbox; those items stay pending: %s", exc)
+            self._set(SyncState.ERROR, exc.message)
+            return exc
+        return None
+
+    def _has_pending(self) -> bool:
+        """Whether anything waits, read from the outbox now: another process (the CLI's `note`) may have written
+        items without a wake(). One indexed row: cheap enough to ask every second."""
+        self._wake.clear()  # just before reading, as in _pump
+        try:
+            return bool(self.outbox.pending(limit=1))
+        except OutboxError:
+            return self.status.waiting > 0
 
     # -- the two ways to run --------------------------------------------------------------------------
 
@@ -323,25 +303,28 @@ class Syncer:
         """Connect, send everything pending that the budget lets go, return once the broker acknowledged it.
 
         The first connect must succeed (else SyncError: unreachable or auth); a drop later is retried until
-        ``timeout``."""
-        start, before = time.monotonic(), (self._tally.sent, self._tally.sent_bytes)
+        ``timeout``. Items failed for good on the way (refused by the broker, damaged rows) are counted in
+        the result's ``failed``."""
+        t = self._tally
+        start, before = time.monotonic(), (t.sent, t.sent_bytes, t.failed, dict(t.failed_reasons))
         try:
             async with asyncio.timeout(timeout):
                 await self._drain_loop()
-        except OutboxError as exc:
-            raise SyncError(exc.message, exc.hint, "outbox") from exc
         except TimeoutError as exc:
-            waiting = self.outbox.status().pending
-            raise SyncError(f"The sync did not finish within {timeout:g} s: {waiting} item(s) still wait.",
-                            "Try again on a better link, or with a longer --timeout.", "timeout") from exc
+            self._set(self.status.state)  # the outbox's count now (kept as it was if the outbox cannot be read)
+            raise SyncError(f"The sync did not finish within {timeout:g} s: {self.status.waiting} item(s) still "
+                            "wait.", "Try again on a better link, or with a longer --timeout.", "timeout") from exc
+        except SitelineError as exc:
+            raise sync_error(exc) from exc
         finally:
-            await self._drop_link()
+            dropped = await self._drop_link()
+        if dropped is not None:
+            raise sync_error(dropped) from dropped
         decision = self._decision()
         held = budget.held_count(self.outbox.status().pending_by_priority, decision)
         self._set(SyncState.HELD if held else SyncState.IDLE, decision.message)
-        t = self._tally
-        return DrainResult(t.sent - before[0], t.sent_bytes - before[1], time.monotonic() - start, held)
-
+        return DrainResult(t.sent - before[0], t.sent_bytes - before[1], time.monotonic() - start, held,
+                           t.failed - before[2], t.failures_since(before[3]))
     async def _drain_loop(self) -> None:
         link = await self._connect_or_raise()
         reconnect = Backoff(initial=0.1, maximum=self._probe)
@@ -351,11 +334,12 @@ class Syncer:
                 await self._pump(link)
                 if (delay := self._retry_delay()) is None:
                     return
-                await self._wait(self._wake, delay)
+                await self._wait(self._wake, delay, clear=False)
                 continue
             except LinkDropped as exc:
                 self._set(SyncState.OFFLINE, exc.message)
-                await self._drop_link()
+                if (error := await self._drop_link()) is not None:
+                    raise error from exc
             if self.status.last_ack != acks:
                 reconnect.reset()  # the link carried items: back at once; one that drops at every connect waits longer
             while True:
@@ -364,7 +348,7 @@ class Syncer:
                     link = await self._connect()
                     break
                 except AuthError as exc:
-                    raise _sync_error(exc) from exc
+                    raise sync_error(exc) from exc
                 except TransportError as exc:
                     self._set(SyncState.OFFLINE, exc.message)
 
@@ -373,56 +357,74 @@ class Syncer:
             return await self._connect()
         except (SyncConfigError, MqttSettingsError, TransportError) as exc:
             self._set(SyncState.ERROR if isinstance(exc, AuthError) else SyncState.OFFLINE, exc.message)
-            raise _sync_error(exc) from exc
+            raise sync_error(exc) from exc
 
     async def run(self) -> None:
-        """Forever (the GUI): connect, drain, wait for wake() or new items; probe while the broker is away."""
+        """Forever (the GUI): connect, drain, wait for wake() or new items; probe while the broker is away.
+
+        No error of Siteline's ends it: each is shown (state ERROR with its message) and tried again after
+        ERROR_WAIT or on wake(); a full disk, say, leaves the items pending until there is room."""
         reconnect = Backoff(initial=0.1, maximum=self._probe)
         while not self._closed:
             try:
-                link = await self._connect()
-            except (SyncConfigError, MqttSettingsError, AuthError) as exc:
-                self._set(SyncState.ERROR, str(exc))  # needs a person: retried slowly, or at once on wake()
-                await self._wait(self._wake, 60.0)
-                continue
-            except TransportError as exc:
-                self._set(SyncState.OFFLINE, exc.message)
-                waits = self.status.waiting > 0
-                await self._wait(self._wake, min(reconnect.next_delay(), self._probe) if waits else 60.0)
-                continue
-            acks = self.status.last_ack
-            await self._serve(link)
-            if self.status.last_ack != acks or not self.status.waiting:
-                reconnect.reset()  # the link worked: back at once; one that drops at every connect waits longer
-            if not self._closed:
-                await self._wait(self._wake, reconnect.next_delay())
+                await self._run_once(reconnect)
+            except SitelineError as exc:
+                log.warning("the outbox sync stopped on an error and will try again: %s", exc)
+                self._set(SyncState.ERROR, str(exc))
+                await self._wait(self._wake, ERROR_WAIT)
+
+    async def _run_once(self, reconnect: Backoff) -> None:
+        try:
+            link = await self._connect()
+        except (SyncConfigError, MqttSettingsError, AuthError) as exc:
+            self._set(SyncState.ERROR, str(exc))  # needs a person: retried slowly, or at once on wake()
+            await self._wait(self._wake, 60.0)
+            return
+        except TransportError as exc:
+            self._set(SyncState.OFFLINE, exc.message)
+            await self._wait_offline(min(reconnect.next_delay(), self._probe))
+            return
+        acks = self.status.last_ack
+        await self._serve(link)
+        if self.status.last_ack != acks or not self._has_pending():
+            reconnect.reset()  # the link worked: back at once; one that drops at every connect waits longer
+        if not self._closed:
+            await self._wait(self._wake, reconnect.next_delay())
+
+    async def _wait_offline(self, probe: float) -> None:
+        """Until the next probe: ``probe`` seconds while items wait; else up to OFFLINE_IDLE, looking at the outbox
+        every second, so items another process writes meanwhile start the quick probe too."""
+        deadline = time.monotonic() + OFFLINE_IDLE
+        while not self._closed:
+            if self._has_pending():
+                await self._wait(self._wake, probe, clear=False)
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await self._wait(self._wake, min(OFFLINE_LOOK, left), clear=False)
+            if self._wake.is_set():
+                return
 
     async def _serve(self, link: ControlLink) -> None:
+        """Keep the outbox drained over ``link`` until it drops; an error (OutboxError, ...) closes the link
+        first, then goes up to run(), which shows it."""
         try:
             while link.alive and not self._closed:
                 await self._pump(link)
                 self._settle()
                 delay = self._retry_delay()
-                await self._wait(self._wake, IDLE_POLL if delay is None else min(delay, IDLE_POLL))
+                await self._wait(self._wake, IDLE_POLL if delay is None else min(delay, IDLE_POLL), clear=False)
             if not link.alive:
                 self._set(SyncState.OFFLINE, link.drop_reason)
         except LinkDropped as exc:
             self._set(SyncState.OFFLINE, exc.message)
-        except OutboxError as exc:
-            self._set(SyncState.ERROR, str(exc))
-            await self._wait(self._wake, 30.0)
         finally:
-            await self._drop_link()
+            error = await self._drop_link()
+        if error is not None:
+            raise error
 
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
-        await self._drop_link()
-
-
-def _sync_error(exc: SitelineError) -> SyncError:
-    if isinstance(exc, AuthError):
-        return SyncError(exc.message, exc.hint, "auth")
-    if isinstance(exc, SyncConfigError | MqttSettingsError):
-        return SyncError(exc.message, exc.hint, "config")
-    return SyncError(exc.message, exc.hint, "unreachable")
+        await self._drop_link()  # an outbox that cannot be written is logged there; the items stay pending
