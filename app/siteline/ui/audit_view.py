@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import shiboken6
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from siteline.core.errors import SitelineError
 from siteline.ui.delegates import TallRowDelegate
 from siteline.ui.sync_status import default_state_colour
+from siteline.ui.table_model import RowTableModel
 
 if TYPE_CHECKING:
     from siteline.core.audit import AuditRecord, AuditTrail
@@ -69,11 +70,10 @@ def damaged_text(damaged: Sequence[Any]) -> str:
             f"{'them' if len(damaged) > 1 else 'it'} to support or your team lead.")
 
 
-class AuditTableModel(QAbstractTableModel):
+class AuditTableModel(RowTableModel["AuditRecord"]):
     def __init__(self, state_colour: Callable[[str], QColor], parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(HEADERS, parent)
         self._state_colour = state_colour
-        self._rows: list[AuditRecord] = []
         self.bad_seq: int | None = None  # the first record verify found broken: drawn red and bold
 
     def set_records(self, records: Sequence[AuditRecord]) -> None:
@@ -91,17 +91,6 @@ class AuditTableModel(QAbstractTableModel):
 
     def row_of_seq(self, seq: int) -> int:
         return next((r for r, rec in enumerate(self._rows) if getattr(rec, "seq", None) == seq), -1)
-
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section] if 0 <= section < len(HEADERS) else None
-        return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         rec = self.record(index.row()) if index.isValid() else None

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from siteline.core.vault import EntryInfo, KdfCost, Vault, VaultError
 from siteline.ui.delegates import TallRowDelegate
 from siteline.ui.device_dialog import bad_colour
+from siteline.ui.table_model import RowTableModel
 from siteline.ui.vault_dialogs import (
     AddEntryDialog,
     ChangePassphraseDialog,
@@ -46,12 +47,11 @@ IDLE_CHECK_MS = 5000
 AnyIndex = QModelIndex | QPersistentModelIndex
 
 
-class VaultEntriesModel(QAbstractTableModel):
+class VaultEntriesModel(RowTableModel[EntryInfo]):
     """Entry names, kinds, times and notes. It is only ever given EntryInfo, which has no value."""
 
     def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._rows: list[EntryInfo] = []
+        super().__init__(HEADERS, parent)
 
     def set_entries(self, entries: list[EntryInfo]) -> None:
         self.beginResetModel()
@@ -60,17 +60,6 @@ class VaultEntriesModel(QAbstractTableModel):
 
     def name(self, row: int) -> str | None:
         return self._rows[row].name if 0 <= row < len(self._rows) else None
-
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[section] if 0 <= section < len(HEADERS) else None
-        return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
