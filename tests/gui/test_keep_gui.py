@@ -164,6 +164,18 @@ def test_a_remembered_password_comes_from_the_vault_next_time(make_window, home:
         await close_window(window)
 
     async def next_visit() -> None:
+        # Siteline starts with the vault locked: the device asks; the person unlocks the vault instead of typing.
+        window = make_window(factory=password_factory("s3cret"))
+        window.load_devices([(entry, Credentials(username="root"))])
+        await show(window)
+        await until(lambda: window.password_dialog is not None and window.password_dialog.isVisible(), what="prompt")
+        window.keep_ui.keep.vault.unlock("correct horse battery staple")  # type: ignore[union-attr]
+        window.keep_ui._on_vault_lock_changed(False)  # type: ignore[union-attr]  # as the vault window emits
+        await until(lambda: window.sessions.state("locked").state is ConnState.UP, what="up with the vault's password")
+        window.password_dialog.reject()
+        await close_window(window)
+
+    async def unlocked_at_start() -> None:
         window = make_window(factory=password_factory("s3cret"))
         window.keep_ui.keep.vault.unlock("correct horse battery staple")  # type: ignore[union-attr]
         window.load_devices([(entry, Credentials(username="root"))])
@@ -174,6 +186,7 @@ def test_a_remembered_password_comes_from_the_vault_next_time(make_window, home:
 
     aloop.run(first_visit())
     aloop.run(next_visit())
+    aloop.run(unlocked_at_start())
     assert b"s3cret" not in vault_path().read_bytes()
     assert "s3cret" not in (home / "config" / "devices.json").read_text()
 
@@ -195,6 +208,30 @@ def test_a_snapshot_of_what_the_probes_show_is_kept(make_window, home: Path, alo
         system = snaps[0].payload_obj()["system"]
         assert system["kernel"]  # the typed snapshot, as plain JSON
         assert "saved on this laptop" in window.status.currentMessage()
+
+    try:
+        aloop.run(scenario())
+    finally:
+        aloop.run(close_window(window))
+
+
+def test_work_offline_stops_sending(make_window, home: Path, aloop: Loop, mosquitto: BrokerHandle) -> None:
+    window = _window(make_window, home, mosquitto)
+    keep = window.keep_ui.keep  # type: ignore[union-attr]
+
+    async def scenario() -> None:
+        await show(window)
+        window.start_keep()
+        await until(lambda: window.keep_ui.sync_widget.word == "online", what="online")  # type: ignore[union-attr]
+        window.keep_ui.show_control_plane()  # type: ignore[union-attr]
+        dialog = window.keep_ui.control_plane_dialog  # type: ignore[union-attr]
+        dialog.offline_button.click()
+        await until(lambda: keep.syncer is None, what="the sync stopped")
+        await until(lambda: window.keep_ui.sync_widget.word == "not configured", what="said")  # type: ignore[union-attr]
+        assert "Working offline" in window.status.currentMessage()
+        window.keep_ui.show_control_plane()  # type: ignore[union-attr]  # pointing at it again starts from the old
+        assert window.keep_ui.control_plane_dialog.url.text().startswith("mqtt://127.0.0.1:")  # type: ignore[union-attr]
+        window.keep_ui.control_plane_dialog.reject()  # type: ignore[union-attr]
 
     try:
         aloop.run(scenario())

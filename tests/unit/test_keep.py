@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ CHEAP = KdfCost(iterations=1, memory_kib=1024, lanes=1)
 def keep(tmp_path: Path) -> Iterator[Keep]:
     k = Keep.open(tmp_path / "outbox.sqlite3", tmp_path / "vault.siteline", tmp_path / "control-plane.json")
     yield k
-    k.outbox.close()
+    asyncio.run(k.close())  # the audit writer's thread ends, the outbox closes
 
 
 def test_vault_names_fold_what_a_vault_name_cannot_hold() -> None:
@@ -32,7 +33,8 @@ def test_vault_names_fold_what_a_vault_name_cannot_hold() -> None:
 
 def test_without_settings_the_status_says_not_configured_and_records_stay_local(keep: Keep) -> None:
     assert keep.status.state is SyncState.NOT_CONFIGURED
-    assert keep.record("connect", device="gw-01", site="Tower 7", detail={"target": "ssh://root@10.0.0.5"})
+    keep.record("connect", device="gw-01", site="Tower 7", detail={"target": "ssh://root@10.0.0.5"})
+    assert keep.flush_records()
     note = keep.note("Tower 7", "gw-01", "  cabinet door hinge broken  ")
     assert json.loads(note.payload)["text"] == "cabinet door hinge broken"
     assert [r.action for r in keep.audit.records()] == ["note", "connect"]
@@ -62,7 +64,8 @@ def test_a_full_disk_is_reported_and_the_action_goes_on(keep: Keep) -> None:
     conn = keep.outbox._live()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # no room to grow: SQLite's own "database or disk is full"
-    assert not keep.record("connect", device="gw-01", site="Tower 7", detail={"why": "x" * 100_000})
+    keep.record("connect", device="gw-01", site="Tower 7", detail={"why": "x" * 100_000})
+    assert keep.flush_records()
     assert problems
     assert "full" in problems[0].message
 
@@ -121,3 +124,42 @@ def test_a_snapshot_is_kept_as_plain_json(keep: Keep) -> None:
         keep.save_snapshot("Tower 7", "gw-01", {})
     item = keep.save_snapshot("Tower 7", "gw-01", {"modem": Modem(Tech.LTE, None, (3, 20))})
     assert item.payload_obj() == {"modem": {"tech": "lte", "rsrp": None, "bands": [3, 20]}}
+
+
+def test_records_wait_for_nobody_while_another_process_holds_the_outbox(keep: Keep, tmp_path: Path) -> None:
+    """The window's thread queues a record and goes on; it is written once the other writer lets go."""
+    import sqlite3
+    import time
+
+    other = sqlite3.connect(tmp_path / "outbox.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # as a CLI import holding the write lock would
+    try:
+        started = time.monotonic()
+        keep.record("connect", device="gw-01", site="Tower 7")
+        assert time.monotonic() - started < 0.1
+        assert not keep.flush_records(timeout=0.3)  # still waiting for the lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert keep.flush_records()
+    assert [r.action for r in keep.audit.records()] == ["connect"]
+
+
+@pytest.mark.asyncio
+async def test_working_offline_stops_the_sync_and_stays_offline_at_the_next_start(tmp_path: Path) -> None:
+    from siteline.core.keep import offline_settings_path
+    from siteline.core.outbox.settings import save_settings
+
+    paths = (tmp_path / "outbox.sqlite3", tmp_path / "vault.siteline", tmp_path / "control-plane.json")
+    save_settings(ControlPlaneSettings(url="mqtts://127.0.0.1:1", technician="jane"), paths[2])
+    keep = Keep.open(*paths)
+    assert keep.start_sync()
+    await keep.work_offline(paths[2])
+    assert keep.syncer is None
+    assert keep.status.state is SyncState.NOT_CONFIGURED
+    assert not paths[2].exists()
+    assert offline_settings_path(paths[2]).exists()  # kept, to start from when going online again
+    await keep.close()
+    again = Keep.open(*paths)
+    assert again.settings is None
+    await again.close()

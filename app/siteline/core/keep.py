@@ -15,18 +15,22 @@ import datetime as dt
 import enum
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siteline.core.atomic import fsync_dir
 from siteline.core.audit import AuditTrail
+from siteline.core.audit_writer import AuditWriter
 from siteline.core.errors import SitelineError
 from siteline.core.outbox.envelope import default_technician
 from siteline.core.outbox.inbound import InboundCache
 from siteline.core.outbox.model import Item, NewItem
 from siteline.core.outbox.settings import ControlPlaneSettings, SettingsError, load_settings
+from siteline.core.outbox.settings import default_path as settings_default_path
 from siteline.core.outbox.store import Outbox
 from siteline.core.outbox.sync import NOT_CONFIGURED, Syncer, SyncState, SyncStatus
 from siteline.core.vault import Vault, VaultError
@@ -72,6 +76,7 @@ class Keep:
         self.settings_problem = settings_problem
         self.technician = settings.technician if settings else default_technician()
         self.audit = AuditTrail(outbox, self.technician)
+        self._writer: AuditWriter | None = None  # made on first use, on the loop that will hear its errors
         self.inbound = InboundCache(outbox, technician=self.technician)
         self.syncer: Syncer | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -134,17 +139,21 @@ class Keep:
 
     # -- recording ---------------------------------------------------------------------------------
 
+    @property
+    def writer(self) -> AuditWriter:
+        """Writes audit records off the caller's thread, in order; failures reach the problem listeners."""
+        if self._writer is None:
+            self._writer = AuditWriter(self.audit, self.report, self.wake)
+        return self._writer
+
     def record(self, action: str, *, device: str, site: str, detail: Mapping[str, Any] | None = None,
-               result: str = "ok") -> bool:
-        """Add an audit record; False (logged, listeners told) when it could not be written."""
-        try:
-            self.audit.record(action, device=device, site=site, detail=detail, result=result)
-        except SitelineError as exc:
-            log.error("could not record %s on %s in the audit trail: %s", action, device, exc)
-            self.report(exc)
-            return False
-        self.wake()
-        return True
+               result: str = "ok") -> None:
+        """Queue an audit record and return at once (see core/audit_writer.py); a failure is reported, not raised."""
+        self.writer.record(action, device=device, site=site, detail=detail, result=result)
+
+    def flush_records(self, timeout: float = 15.0) -> bool:
+        """Wait until queued audit records are written (tests; before closing)."""
+        return self._writer is None or self._writer.flush(timeout)
 
     def note(self, site: str, device: str, text: str) -> Item:
         """A technician note, kept in the outbox and audited; raises when it cannot be kept (the text stays)."""
@@ -244,10 +253,29 @@ class Keep:
         self.start_sync()
         self._tell_status(self.status)
 
+    async def work_offline(self, settings_path: Path | None = None) -> None:
+        """The person chose to send nothing: the sync stops, and stays stopped at the next start. The settings
+        file is set aside (``control-plane.json.offline``), not deleted: pointing at the control plane again
+        starts from it."""
+        await self.apply_settings(None)
+        path = settings_path or settings_default_path()
+        if path.exists():
+            os.replace(path, offline_settings_path(path))
+            fsync_dir(path.parent)
+
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.to_thread(writer.close)  # what was queued is written before the outbox closes
         await self.stop_sync()
         self.vault.lock()
         self.outbox.close()
+
+
+def offline_settings_path(path: Path | None = None) -> Path:
+    """Where "Work offline" keeps the control-plane settings it set aside."""
+    path = path or settings_default_path()
+    return path.with_name(path.name + ".offline")
 
 
 def _plain(value: Any) -> Any:

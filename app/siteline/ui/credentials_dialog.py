@@ -42,7 +42,8 @@ class CredentialsDialog(QDialog):
         self.remember.setObjectName("rememberPassword")
         self.remember.setEnabled(vault_unlocked)
         note = QLabel("Kept encrypted in the vault for next time." if vault_unlocked else
-                      "Kept in memory until Siteline closes. Unlock the vault (Tools → Vault) to remember it.")
+                      "Kept in memory until Siteline closes. Unlock the vault (Tools → Vault) to remember it, "
+                      "or to connect with a password remembered there.")
         note.setWordWrap(True)
         note.setEnabled(False)
         self.remember.toggled.connect(lambda on: note.setText(

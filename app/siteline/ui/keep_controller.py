@@ -179,17 +179,31 @@ class KeepController(QObject):
     def _on_vault_lock_changed(self, locked: bool) -> None:
         if not locked:
             self.keep.start_sync()  # the control plane's password may be in it
+            names = self.window.sessions.use_vault_secrets()  # and remembered device passwords
+            if names:
+                self.window.status.showMessage(f"Connecting with the vault's passwords: {', '.join(names)}", 10000)
 
     def show_control_plane(self) -> None:
         from siteline.ui.control_plane_dialog import ControlPlaneDialog
 
-        dialog = ControlPlaneDialog(self.keep.settings, vault=self.keep.vault, parent=self.window)
+        dialog = ControlPlaneDialog(self.keep.settings or parked_settings(), vault=self.keep.vault,
+                                    parent=self.window)
         dialog.sig_settings_saved.connect(self._on_settings_saved)
+        dialog.finished.connect(lambda _r, d=dialog: self._on_control_plane_finished(d))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.control_plane_dialog = dialog
         dialog.open()
 
+    def _on_control_plane_finished(self, dialog: QWidget) -> None:
+        if getattr(dialog, "work_offline", False):
+            self._spawn(self.keep.work_offline())
+            self.window.status.showMessage("Working offline: everything stays on this laptop. Tools → Control "
+                                           "plane to send again (your settings were kept).", 15000)
+
     def _on_settings_saved(self, settings: object) -> None:
+        from siteline.core.keep import offline_settings_path
+
+        offline_settings_path().unlink(missing_ok=True)  # online again: the parked copy is stale
         if isinstance(settings, ControlPlaneSettings):
             self._spawn(self.keep.apply_settings(settings))
 
@@ -225,6 +239,18 @@ class KeepController(QObject):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.note_dialog = dialog
         dialog.open()
+
+
+def parked_settings() -> ControlPlaneSettings | None:
+    """The settings "Work offline" set aside, to start from when the person points at the control plane again."""
+    from siteline.core.keep import offline_settings_path
+    from siteline.core.outbox.settings import SettingsError, load_settings
+
+    path = offline_settings_path()
+    try:
+        return load_settings(path) if path.exists() else None
+    except SettingsError:
+        return None
 
 
 def open_keep() -> tuple[Keep | None, str]:

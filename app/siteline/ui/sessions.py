@@ -273,7 +273,10 @@ class SessionManager(QObject):
         session = self._sessions.get(name)
         if session is None:
             return
-        if remember and self.keep is not None and not self.keep.vault.locked:
+        if remember and self.keep is not None and self.keep.vault.locked:
+            self.keep.report(SitelineError("The password was not remembered: the vault locked itself meanwhile.",
+                                           "Unlock the vault, then type the password again to keep it."))
+        elif remember and self.keep is not None:
             try:
                 self.keep.vault.put(device_secret_name(session.entry.site, name, "password"), password,
                                     kind="password", note=f"login of {name} at {session.entry.site}")
@@ -326,7 +329,19 @@ class SessionManager(QObject):
         session = self._sessions.get(name)
         if session is not None:
             self._audited_up.discard(name)
-            session.reconnect()
+            creds = self._with_vault_secrets(session.entry, session.credentials)
+            session.reconnect(creds if creds != session.credentials else None)
+
+    def use_vault_secrets(self) -> list[str]:
+        """The vault was just unlocked: devices without a password that it has one for connect again with it."""
+        started = []
+        for name, session in list(self._sessions.items()):
+            creds = self._with_vault_secrets(session.entry, session.credentials)
+            if creds != session.credentials and session.state.state is not ConnState.UP:
+                self._audited_up.discard(name)
+                session.reconnect(creds)
+                started.append(name)
+        return started
 
     async def refresh(self, name: str) -> None:
         session = self._sessions.get(name)
