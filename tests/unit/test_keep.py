@@ -163,3 +163,19 @@ async def test_working_offline_stops_the_sync_and_stays_offline_at_the_next_star
     again = Keep.open(*paths)
     assert again.settings is None
     await again.close()
+
+
+@pytest.mark.asyncio
+async def test_two_quick_settings_changes_leave_the_later_one_syncing(keep: Keep) -> None:
+    first = ControlPlaneSettings(url="mqtts://127.0.0.1:1", technician="jane")
+    second = ControlPlaneSettings(url="mqtts://127.0.0.1:2", technician="ana")
+    assert keep.start_sync() is False  # no settings yet
+    await keep.apply_settings(ControlPlaneSettings(url="mqtts://127.0.0.1:3", technician="old"))
+    await asyncio.gather(keep.apply_settings(first), keep.apply_settings(second))
+    try:
+        assert keep.settings is second
+        assert keep.syncer is not None
+        assert keep.syncer.settings is second
+        assert keep.audit.technician == "ana"
+    finally:
+        await keep.stop_sync()

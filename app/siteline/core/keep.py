@@ -242,16 +242,18 @@ class Keep:
                 await task
 
     async def apply_settings(self, settings: ControlPlaneSettings | None) -> None:
-        """New control-plane settings (saved by the caller): restart the sync with them."""
-        await self.stop_sync()
+        """New control-plane settings (saved by the caller): restart the sync with them. Taken at once, so
+        when two changes overlap the later one wins and only it starts a sync."""
         self.settings, self.settings_problem = settings, None
         if settings is not None:
             # The same trail object (open consoles' recorders hold it), under the new technician id; the
             # inbound cache must accept what is now addressed to that id.
             self.technician = self.audit.technician = settings.technician
             self.inbound = InboundCache(self.outbox, technician=self.technician)
-        self.start_sync()
-        self._tell_status(self.status)
+        await self.stop_sync()
+        if self.settings is settings:
+            self.start_sync()
+            self._tell_status(self.status)
 
     async def work_offline(self, settings_path: Path | None = None) -> None:
         """The person chose to send nothing: the sync stops, and stays stopped at the next start. The settings
