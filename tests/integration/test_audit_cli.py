@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.peers.sshd import SshdHandle
 
 from siteline.core.audit import AuditTrail
 from siteline.core.outbox.store import Outbox
@@ -141,3 +142,36 @@ def test_a_damaged_outbox_set_aside_exits_4_and_names_it(home: Path) -> None:
     broken = siteline_audit("verify", home=home)
     assert broken.returncode == 3, broken.stdout + broken.stderr
     assert str(kept) in broken.stderr
+
+
+def test_a_dropped_audit_table_exits_3_and_says_why(home: Path) -> None:
+    db = home / "data" / "outbox.sqlite3"
+    write_trail(db)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DROP TABLE audit")
+    conn.close()
+    done = siteline_audit("verify", home=home)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "audit table is missing" in done.stdout + done.stderr
+
+
+def test_siteline_run_records_the_command_without_the_password_typed_in_it(sshd: SshdHandle, home: Path) -> None:
+    """`siteline run` over real ssh: the record keeps the command with its secrets blanked."""
+    target = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}"
+    env = {**os.environ, "SITELINE_HOME": str(home)}
+    env.pop("SITELINE_PASSWORD", None)
+    command = "export MQTT_PASSWORD=hunter2-zq7; sshpass -p s3cr3t-zq7 true 2>/dev/null; true"
+    argv = [sys.executable, "-m", "siteline", "run", target, "-i", str(sshd.client_key), "--accept-new-host-key",
+            "--", command]
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    from siteline.core.audit import read_records
+
+    details = [r.detail_obj() for r in read_records(home / "data" / "outbox.sqlite3") if r.action == "console-command"]
+    assert details
+    assert details[0]["redacted"] is True
+    assert details[0]["line"] == "export MQTT_PASSWORD=***; sshpass -p *** true 2>/dev/null; true"
+    for path in (home / "data").iterdir():
+        assert b"zq7" not in path.read_bytes(), path

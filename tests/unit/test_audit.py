@@ -360,3 +360,27 @@ def test_damaged_files_of_another_outbox_or_none_are_not_counted(tmp_path: Path,
     result = verify_file(db)
     assert (result.ok, result.damaged, result.clean) == (True, (), True)
     assert verify_file(tmp_path / "missing" / "outbox.sqlite3").damaged == ()
+
+
+@pytest.mark.parametrize(("also", "named"), [
+    ((), "head mark says 4 records were written"),
+    (("DELETE FROM meta WHERE key = 'audit_head'",), "outbox still holds 4 audit item(s)"),
+    (("DELETE FROM items WHERE kind = 'audit'",), "head mark says 4 records were written"),
+])
+def test_a_dropped_audit_table_is_broken_not_an_empty_trail(trail: AuditTrail, db: Path, also: tuple[str, ...],
+                                                            named: str) -> None:
+    fill(trail)
+    trail.outbox.close()
+    for statement in ("DROP TABLE audit", *also):
+        sql(db, statement)
+    result = verify_file(db)
+    assert (result.ok, result.count, result.first_bad_seq) == (False, 0, 1)
+    assert "audit table is missing" in result.reason
+    assert named in result.reason
+
+
+def test_a_fresh_outbox_without_audit_items_still_verifies_after_the_table_is_gone(db: Path) -> None:
+    """Nothing says a trail ever existed (no head, no audit items): an empty trail, as before."""
+    Outbox.open(db).close()
+    sql(db, "DROP TABLE audit")
+    assert verify_file(db).ok

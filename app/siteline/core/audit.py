@@ -31,14 +31,15 @@ import datetime as dt
 import glob
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from siteline.core.errors import SitelineError
 from siteline.core.outbox.model import InvalidItemError, NewItem, canonical_json, find_secret
@@ -79,6 +80,7 @@ HEAD_KEY = "audit_head"  # meta: {"seq": n, "hash": h, "trail": id} of the last 
 KIND = "audit"
 MAX_FIELD_CHARS = 200  # action and result
 _ACTION = re.compile(r"^[a-z][a-z0-9-]{0,63}$")  # the constants above, or a plugin's own in the same form
+_T = TypeVar("_T")
 _COLUMNS = "seq, id, ts, technician, site, device, action, detail, result, prev_hash, hash"
 
 
@@ -294,35 +296,34 @@ def _row_to_record(row: tuple[Any, ...]) -> AuditRecord | None:
 
 
 # -- reading the file without touching it ------------------------------------------------------------
+#
+# Every read (verify's walk AND the head it compares with, a listing) happens inside ONE read transaction: in
+# WAL mode that is one consistent snapshot, so a Siteline process appending meanwhile is never seen half-way
+# (rows of one moment, the head of the next: a false "deleted from the end").
+#
+# A WAL database with no -wal file beside it has no open connection. A read-only SQLite open would create a
+# -wal and -shm it then cannot remove; ``immutable=1`` reads the file alone, without SQLite's locks. That is
+# safe while no writer touches the main file, which this module makes sure of: it holds a read lock on the
+# byte range where SQLite keeps its SHARED lock for the whole read. A WAL writer changes the main file only
+# by checkpointing its -wal; it deletes the -wal only on close, under an EXCLUSIVE lock on that range, which
+# the read lock refuses. So when there is still no -wal after the read, no writer checkpointed into the file
+# during it; when one appeared, the read is thrown away and done again through SQLite's locks.
+
+_SHARED_FIRST, _SHARED_SIZE = 0x40000002, 510  # SQLite's unix locking bytes (os_unix.c: PENDING_BYTE + 2, 510)
+_ATTEMPTS = 5
 
 
-class _ReadOnly:
-    """``with _open_ro(path) as conn``: a read-only connection, or None when there is no trail file."""
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection | None = None
 
-    def __enter__(self) -> sqlite3.Connection | None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return None  # no outbox yet: an empty trail
-        # A WAL database with a live writer has its -wal (and -shm) file: read through them. Without one
-        # nobody writes, and immutable=1 reads the file alone: a read-only open would otherwise leave new
-        # -wal/-shm files behind. A rollback-journal database opens read-only as it is.
-        uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if _idle_wal(self.path) else "")
-        try:
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=15.0)
-            self.conn.execute("PRAGMA query_only = ON")
-            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as exc:
-            self.__exit__()
-            raise _unreadable(self.path, exc) from exc
-        return self.conn
+def _has_audit(conn: sqlite3.Connection) -> bool:
+    return _has_table(conn, "audit")
 
-    def __exit__(self, *exc: object) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+
+def _unreadable(path: Path, exc: BaseException) -> AuditUnreadable:
+    return AuditUnreadable(f"The audit trail in {path} cannot be read: {exc}.",
+                           "Check the path and its permissions; a damaged file needs the copy the control plane has.")
 
 
 def _idle_wal(path: Path) -> bool:
@@ -335,52 +336,119 @@ def _idle_wal(path: Path) -> bool:
     return header[18:20] == b"\x02\x02" and not Path(f"{path}-wal").exists()
 
 
-def _open_ro(path: Path) -> _ReadOnly:
-    return _ReadOnly(Path(path))
+def _shared_lock(path: Path) -> int | None:
+    """An open descriptor holding a read lock on SQLite's SHARED range (see above), or None when none can be
+    had within a second (a writer closing holds it exclusively for a moment) or on a system without fcntl."""
+    try:
+        import fcntl  # Unix only: elsewhere the read goes through SQLite's own locks
+    except ImportError:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    for _ in range(100):
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, _SHARED_SIZE, _SHARED_FIRST, os.SEEK_SET)
+            return fd
+        except OSError:
+            time.sleep(0.01)
+    os.close(fd)
+    return None
 
 
-def _unreadable(path: Path, exc: BaseException) -> AuditUnreadable:
-    return AuditUnreadable(f"The audit trail in {path} cannot be read: {exc}.",
-                           "Check the path and its permissions; a damaged file needs the copy the control plane has.")
+def _connect(path: Path, immutable: bool) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=15.0)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
 
 
-def _has_audit(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
-    return row is not None
+def _attempt(path: Path, read: Callable[[sqlite3.Connection], _T], last: bool) -> tuple[bool, _T | None]:
+    """One read in one transaction: (done, value). Not done when a writer appeared during an unlocked read."""
+    lock = _shared_lock(path) if _idle_wal(path) and not last else None
+    immutable = lock is not None and _idle_wal(path)  # checked again under the lock
+    try:
+        conn = _connect(path, immutable)
+        try:
+            conn.execute("BEGIN")
+            value = read(conn)
+            conn.execute("COMMIT")
+            # Before closing the connection: closing any descriptor of the file drops this process's locks.
+            return (not immutable or not Path(f"{path}-wal").exists()), value
+        finally:
+            conn.close()
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _snapshot(path: Path, read: Callable[[sqlite3.Connection], _T]) -> _T | None:
+    """``read(conn)`` on one consistent snapshot of the file, read-only; None when there is no file (an empty
+    trail: nothing is created). Raises AuditUnreadable when it cannot be read."""
+    path = Path(path)
+    for attempt in range(_ATTEMPTS):
+        if not path.exists() or path.stat().st_size == 0:
+            return None
+        try:
+            done, value = _attempt(path, read, last=attempt == _ATTEMPTS - 1)
+        except (sqlite3.Error, OSError) as exc:
+            raise _unreadable(path, exc) from exc
+        if done:
+            return value
+    raise AssertionError("unreachable: the last attempt reads through SQLite's locks")  # pragma: no cover
 
 
 def read_records(path: Path, device: str | None = None, limit: int = 1000) -> list[AuditRecord]:
     """Newest first, from the committed trail through a read-only connection (no vault, nothing created).
     A row someone filled with values of the wrong type is left out here; verify names it."""
-    with _open_ro(Path(path)) as conn:
-        if conn is None or not _has_audit(conn):
+    where, params = ("WHERE device = ?", [device]) if device is not None else ("", [])
+
+    def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        if not _has_audit(conn):
             return []
-        where, params = ("WHERE device = ?", [device]) if device is not None else ("", [])
-        try:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM audit {where} ORDER BY seq DESC LIMIT ?",
-                                [*params, max(0, int(limit))]).fetchall()
-        except sqlite3.Error as exc:
-            raise _unreadable(Path(path), exc) from exc
+        return conn.execute(f"SELECT {_COLUMNS} FROM audit {where} ORDER BY seq DESC LIMIT ?",
+                            [*params, max(0, int(limit))]).fetchall()
+
+    rows = _snapshot(Path(path), read) or []
     return [r for r in (_row_to_record(row) for row in rows) if r is not None]
 
 
 def verify_file(path: Path) -> VerifyResult:
     """Check the chain in the outbox file ``path``: read-only, no vault, no migration, nothing created.
 
-    A missing or empty file, or one without an audit table, is an empty trail: ok. ``damaged`` names the
-    damaged outbox files kept beside it (see :func:`damaged_beside`). Raises :class:`AuditUnreadable`
-    when the file cannot be read.
+    A missing or empty file, or a database that never held a trail, is an empty trail: ok. A missing audit
+    table where the head mark or audit items in the outbox show there was one is broken. ``damaged`` names the
+    damaged outbox files kept beside it (see :func:`damaged_beside`). Raises :class:`AuditUnreadable` when
+    the file cannot be read.
     """
     path = Path(path)
-    with _open_ro(path) as conn:
-        if conn is None or not _has_audit(conn):
-            result = VerifyResult(ok=True, count=0)
-        else:
-            try:
-                result = _walk(conn)
-            except sqlite3.Error as exc:
-                raise _unreadable(path, exc) from exc
+    result = _snapshot(path, _verify_conn) or VerifyResult(ok=True, count=0)
     return dataclasses.replace(result, damaged=damaged_beside(path))
+
+
+def _verify_conn(conn: sqlite3.Connection) -> VerifyResult:
+    if _has_audit(conn):
+        return _walk(conn)
+    gone = _dropped_trail(conn)
+    if gone:
+        return VerifyResult(ok=False, count=0, first_bad_seq=1, reason=f"the audit table is missing, but {gone}: "
+                            "the whole trail was removed after it was written")
+    return VerifyResult(ok=True, count=0)
+
+
+def _dropped_trail(conn: sqlite3.Connection) -> str:
+    """Why a missing audit table means a deleted trail ("" when nothing says a trail existed)."""
+    head = _meta_head(conn) if _has_table(conn, "meta") else None
+    if head is not None:
+        return (f"the trail's head mark says {head.seq} records were written" if head.seq >= 0
+                else "the trail's head mark is still there")
+    if _has_table(conn, "items"):
+        row = conn.execute("SELECT count(*) FROM items WHERE kind = ?", (KIND,)).fetchone()
+        if row and row[0]:
+            return f"the outbox still holds {row[0]} audit item(s), copies of its records"
+    return ""
 
 
 def damaged_beside(path: Path) -> tuple[Path, ...]:
