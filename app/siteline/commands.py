@@ -145,13 +145,16 @@ async def run_or_probe(args: argparse.Namespace) -> int:
 async def _run_audited(transport: Transport, target: Target, command: str, timeout: float) -> int:
     """Run the command and record it with how it ended: an error too, since the device may have run it."""
     from siteline.cli_audit import record
+    from siteline.core.redact import command_detail
 
+    line = command_detail(command)  # a password typed into the command is not kept (best effort)
     try:
         result = await transport.run(command, timeout)
     except (SitelineError, OSError, TimeoutError) as exc:
-        record(target, "console-command", {"line": command, "error": str(exc)[:500]}, result="error")
+        error = str(exc).replace(command, str(line["line"]))[:500]  # an error may quote the command
+        record(target, "console-command", {**line, "error": error}, result="error")
         raise
-    record(target, "console-command", {"line": command, "exit_code": result.exit_code},
+    record(target, "console-command", {**line, "exit_code": result.exit_code},
            result="ok" if result.exit_code == 0 else f"exit {result.exit_code}")
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)

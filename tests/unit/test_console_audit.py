@@ -493,3 +493,31 @@ def test_alt_p_cannot_hide_a_command() -> None:
     rec.type_echoed("reboot")
     rec.key(b"\r", AFTER_ENTER + PROMPT)
     assert rec.lines == [("<M-P>reboot (edited)", False)]
+
+
+def test_audit_recorder_blanks_secrets_typed_into_a_command_line(tmp_path: Path) -> None:
+    from siteline.core.audit import AuditTrail
+    from siteline.core.console_audit import audit_recorder
+    from siteline.core.outbox.store import Outbox
+
+    lines = ["echo 'root:N3wPass-77' | chpasswd", "export MQTT_PASSWORD=hunter2-x9", "ls -p"]
+    with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+        trail = AuditTrail(outbox, "tech-ana")
+        recorder = audit_recorder(trail, site="north", device="gw-01")
+        recorder.received(PROMPT)
+        for line in lines:
+            for ch in line.encode():
+                recorder.typed(bytes([ch]))
+                recorder.received(bytes([ch]))
+            recorder.typed(b"\r")
+            recorder.received(AFTER_ENTER + PROMPT)
+        recorder.flush()
+        details = [r.detail_obj() for r in reversed(trail.records())]
+        assert details == [
+            {"line": "echo 'root:***' | chpasswd", "redacted": True},
+            {"line": "export MQTT_PASSWORD=***", "redacted": True},
+            {"line": "ls -p"},
+        ]
+        assert trail.verify().ok
+    for secret in (b"N3wPass-77", b"hunter2-x9"):
+        assert not any(secret in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())

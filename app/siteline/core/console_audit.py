@@ -32,13 +32,15 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pyte
 
-from siteline.core.audit import CONSOLE_COMMAND, INPUT_NOT_RECORDED, AuditTrail
+from siteline.core.audit import CONSOLE_COMMAND, INPUT_NOT_RECORDED
 from siteline.core.errors import SitelineError
+from siteline.core.redact import command_detail
 from siteline.core.transports.serial_shell import ScreenWatch
 
 __all__ = ["ECHO_OFF", "FULL_SCREEN", "HOLD_SECONDS", "ConsoleInputRecorder", "audit_recorder", "is_secret_prompt"]
@@ -459,17 +461,26 @@ def _edited_echo(line: _Line, row: str) -> str | None:
     return f"{line.shown_keys().strip()} (edited)"
 
 
-def audit_recorder(trail: AuditTrail, *, site: str, device: str, cols: int = 80,
+class RecordSink(Protocol):
+    """Where audit records go: the trail itself (the CLI), or core/audit_writer.py's queue (the window, whose
+    thread must never wait on the disk)."""
+
+    def record(self, action: str, *, device: str, site: str, detail: Mapping[str, Any] | None = None,
+               result: str = "ok") -> object: ...
+
+
+def audit_recorder(trail: RecordSink, *, site: str, device: str, cols: int = 80,
                    on_error: Callable[[SitelineError], None] | None = None) -> ConsoleInputRecorder:
     """A recorder whose lines become ``console-command`` audit records of ``device``.
 
+    A line is recorded with the secrets typed into it blanked (``redact.command_detail``, best effort).
     A withheld line is recorded as the fact only: ``{"withheld": true, "note": "input not recorded: echo
     was off"}``. A record that cannot be written (disk full) goes to ``on_error`` (default: logged as an
     error) so the console keeps working; the person is told by whoever handles it.
     """
 
     def on_line(text: str, withheld: bool) -> None:
-        detail: dict[str, object] = {"line": text}
+        detail = command_detail(text)
         if withheld:
             detail = {"withheld": True, "note": recorder.withheld_reason or INPUT_NOT_RECORDED}
         try:

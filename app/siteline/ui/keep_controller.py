@@ -122,7 +122,8 @@ class KeepController(QObject):
         session = self.window.sessions.get(device)
         if session is None:
             return None
-        return audit_recorder(self.keep.audit, site=session.entry.site, device=device, cols=cols,
+        # Through the writer's queue: typing never waits on the disk; failures reach the status bar.
+        return audit_recorder(self.keep.writer, site=session.entry.site, device=device, cols=cols,
                               on_error=lambda exc: self._on_problem(KeepProblem(exc.message, exc.hint)))
 
     # -- windows -----------------------------------------------------------------------------------
