@@ -131,7 +131,6 @@ def _report(result: DrainResult, held_message: str) -> int:
     if result.failed:
         return EXIT_REFUSED
     if result.held:
-        print(f"siteline: {result.held} items wait: {held_message}", file=sys.stderr)
         return EXIT_HELD
     return EXIT_OK
 

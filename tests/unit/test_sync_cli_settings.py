@@ -10,6 +10,7 @@ import pytest
 from siteline import sync_cli
 from siteline.core.outbox.link import SyncConfigError, parse_url
 from siteline.core.outbox.settings import ControlPlaneSettings, save_settings
+from siteline.core.outbox.sync import DrainResult
 from siteline.core.redact import safe_url
 
 SAVED = ControlPlaneSettings(url="mqtts://cp.example:8883", technician="jane", username="jane",
@@ -90,3 +91,11 @@ def test_parse_url_errors_never_echo_a_password(url: str) -> None:
         parse_url(url, True)
     assert "s3cret" not in str(err.value)
     assert "host" in str(err.value) or "::1" in str(err.value)
+
+
+@pytest.mark.parametrize(("failed", "code"), [(0, sync_cli.EXIT_HELD), (2, sync_cli.EXIT_REFUSED)])
+def test_held_items_are_reported_once(failed: int, code: int, capsys: pytest.CaptureFixture[str]) -> None:
+    result = DrainResult(sent=1, bytes=10, seconds=0.1, held=3, failed=failed, failures=(("refused", failed),))
+    assert sync_cli._report(result, "budget nearly used") == code
+    err = capsys.readouterr().err
+    assert err.count("3 items wait: budget nearly used") == 1

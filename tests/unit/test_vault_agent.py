@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import stat
 import tempfile
@@ -129,6 +130,21 @@ def test_restart_replaces_the_running_agent(running: tuple[Vault, agent.AgentInf
     assert not _alive(first.pid)
     assert agent.get_secret("device/s/d/password", vault.path) == "agent-secret-unique"
     agent.stop_agent(vault.path)
+
+
+def test_a_frozen_agent_costs_a_command_well_under_a_second(running: tuple[Vault, agent.AgentInfo]) -> None:
+    """SIGSTOP leaves the socket accepting (the kernel queues) but nothing answers: lookups give up fast."""
+    vault, info = running
+    os.kill(info.pid, signal.SIGSTOP)  # the agent this test started, by its pid
+    try:
+        for lookup in (lambda: agent.get_secret("device/s/d/password", vault.path),
+                       lambda: agent.agent_info(vault.path), lambda: agent.agent_entries(vault.path)):
+            started = time.monotonic()
+            assert lookup() is None
+            assert time.monotonic() - started < 1.0
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+    assert agent.get_secret("device/s/d/password", vault.path) == "agent-secret-unique"  # thawed: answers again
 
 
 def test_stale_socket_is_replaced(home: Path) -> None:

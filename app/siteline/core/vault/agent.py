@@ -34,6 +34,11 @@ from siteline.core.vault.vault import Vault, default_path
 MAX_MESSAGE = 2 * 1024 * 1024  # a reply may hold one value of up to 1 MiB, JSON-escaped
 SUN_PATH_MAX = 103  # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS, each with the final NUL
 START_TIMEOUT = 10.0
+# A live agent answers a local socket in milliseconds; a frozen one (SIGSTOP, a suspended laptop's leftover) still
+# accepts the connection (the kernel queues it) and never answers. Every `siteline run` asks, so lookups give up fast.
+QUICK_TIMEOUT = 0.3
+# Where a wait is worth it: a lock the agent must act on, the first answer of an agent just started (unlock handover).
+SLOW_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def socket_path(vault_path: Path | None = None, *, create: bool = False) -> Path
     return (_private_dir(folder) if create else folder) / name
 
 
-def request(sock: Path, message: dict[str, Any], timeout: float = 3.0) -> dict[str, Any] | None:
+def request(sock: Path, message: dict[str, Any], timeout: float = QUICK_TIMEOUT) -> dict[str, Any] | None:
     """One JSON line out, one back. None when nothing answers (no agent, a stale socket, garbage)."""
     if not supported() or not _trusted(sock):
         return None
@@ -119,7 +124,8 @@ def read_line(conn: socket.socket) -> bytes:
 
 
 def get_secret(name: str, vault_path: Path | None = None) -> str | None:
-    """The value of one entry from a running agent; None when no agent runs or there is no such entry."""
+    """The value of one entry from a running agent; None when no agent runs, it does not answer within
+    ``QUICK_TIMEOUT`` (frozen), or there is no such entry."""
     reply = request(socket_path(vault_path), {"op": "get", "name": name})
     value = reply.get("value") if reply and reply.get("ok") else None
     return value if isinstance(value, str) else None
@@ -136,8 +142,8 @@ def agent_entries(vault_path: Path | None = None) -> list[EntryInfo] | None:
         return None
 
 
-def agent_info(vault_path: Path | None = None) -> AgentInfo | None:
-    reply = request(socket_path(vault_path), {"op": "ping"})
+def agent_info(vault_path: Path | None = None, *, timeout: float = QUICK_TIMEOUT) -> AgentInfo | None:
+    reply = request(socket_path(vault_path), {"op": "ping"}, timeout)
     if not reply or not reply.get("ok"):
         return None
     try:
@@ -150,7 +156,7 @@ def agent_info(vault_path: Path | None = None) -> AgentInfo | None:
 def stop_agent(vault_path: Path | None = None) -> bool:
     """Ask the agent to forget the key and exit. True if one was running."""
     sock = socket_path(vault_path)
-    reply = request(sock, {"op": "lock"})
+    reply = request(sock, {"op": "lock"}, SLOW_TIMEOUT)
     if not (reply and reply.get("ok")):
         return False
     deadline = time.monotonic() + 3.0
@@ -191,7 +197,7 @@ def start_agent(vault: Vault, idle_timeout: float) -> AgentInfo:
     if not line.startswith("ready "):
         raise VaultError(f"the vault agent did not start ({line or 'no answer'})",
                          "run the command again with -v; the vault itself is unchanged")
-    info = agent_info(vault.path)
+    info = agent_info(vault.path, timeout=SLOW_TIMEOUT)  # just started: give a busy machine time
     if info is None:
         raise VaultError("the vault agent started but does not answer", "run siteline vault unlock again")
     return info
