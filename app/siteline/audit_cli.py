@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from siteline.core.audit import AuditRecord, AuditUnreadable, VerifyResult, read_records, verify_file
+from siteline.core.audit import AuditRecord, AuditUnreadable, VerifyResult
+from siteline.core.audit_verify import read_records, verify_file
 
 EXIT_OK, EXIT_BROKEN, EXIT_DAMAGED_KEPT, EXIT_UNREADABLE = 0, 3, 4, 6
 EPILOG = """exit codes:

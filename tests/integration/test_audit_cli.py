@@ -167,7 +167,7 @@ def test_siteline_run_records_the_command_without_the_password_typed_in_it(sshd:
     done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
-    from siteline.core.audit import read_records
+    from siteline.core.audit_verify import read_records
 
     details = [r.detail_obj() for r in read_records(home / "data" / "outbox.sqlite3") if r.action == "console-command"]
     assert details

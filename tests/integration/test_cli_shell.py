@@ -124,7 +124,7 @@ def test_shell_runs_a_command_and_restores_the_terminal(sshd: Any, pty_term: Pty
     assert b"siteline: the shell ended" in out
     assert termios.tcgetattr(pty_term.slave) == before  # cooked mode, echo and all, came back
     # The session is in the audit trail: connect, each command line as the device echoed it, disconnect.
-    from siteline.core.audit import read_records
+    from siteline.core.audit_verify import read_records
 
     records = read_records(tmp_path / "data" / "outbox.sqlite3")
     assert records[-1].action == "connect"

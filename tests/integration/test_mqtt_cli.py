@@ -49,7 +49,7 @@ def test_pub_then_sub_over_tls(tls_broker: BrokerHandle, pki: Pki) -> None:
     sub = mqtt("sub", url, "edge/+/gw1/#", "--count", "1", "--duration", "10", *_tls(pki))
     assert (sub.returncode, sub.stdout) == (0, "edge/a/gw1/note kept\n"), sub.stderr
     # A publish can change a device: it is in the audit trail, with the payload's hash, never the payload.
-    from siteline.core.audit import read_records
+    from siteline.core.audit_verify import read_records
     from siteline.core.outbox.store import default_path
 
     published = [r.detail_obj() for r in read_records(default_path()) if r.action == "mqtt-publish"]

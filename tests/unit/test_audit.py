@@ -19,8 +19,8 @@ from siteline.core.audit import (
     AuditTrail,
     AuditUnreadable,
     record_hash,
-    verify_file,
 )
+from siteline.core.audit_verify import verify_file
 from siteline.core.outbox.model import Priority
 from siteline.core.outbox.store import Outbox
 

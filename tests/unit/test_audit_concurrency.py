@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from siteline.core.audit import read_records, verify_file
+from siteline.core.audit_verify import read_records, verify_file
 
 WRITER = """
 import sys
