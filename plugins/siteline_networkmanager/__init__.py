@@ -1,0 +1,1 @@
+"""Built-in plugin: NetworkManager links, autoconnect priorities and the default route (wired vs cellular)."""
