@@ -4,6 +4,8 @@ The last line it prints on stdout is machine-readable, for the demo and the test
 
     SITELINE-SIM-READY {"ssh": "ssh://root@127.0.0.1:PORT", "serial": "serial:///path?baud=115200",
                         "mqtt": "mqtt://127.0.0.1:PORT/edge/site/name", "state": "/path"}
+
+plus "at_modem": "serial:///link?baud=115200" when --at-modem asked for the modem's AT-command port.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncssh
 
 from siteline.core.atomic import write_atomic
 from siteline.simulator import hostguard
+from siteline.simulator.at_modem import ATModem
 from siteline.simulator.device import SimulatedDevice
 from siteline.simulator.mqtt_agent import broker_user, load_broker_password, parse_broker_url, save_broker_password
 from siteline.simulator.state import DeviceState
@@ -113,20 +116,31 @@ async def serve(args: argparse.Namespace) -> int:
         ssh_port = 0  # nothing asked for: SSH on a free port is the most useful default
     device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt,
                              ssh_password_login=not getattr(args, "ssh_keys_only", False))
+    at_link = getattr(args, "at_modem", None)
+    at_modem = ATModem(state, Path(at_link)) if at_link else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await asyncio.wait_for(device.start(), 5.0)
+        urls = device.urls()
+        if at_modem is not None:
+            await at_modem.start()
+            urls["at_modem"] = at_modem.url
         for line in _describe(device, state, args.password):
             print(line, flush=True)
-        print(f"{READY} {json.dumps(device.urls())}", flush=True)
+        if at_modem is not None:
+            print(f"  AT:     {at_modem.url}    e.g. picocom -b {at_modem.line.device_baud} {at_modem.line.link}",
+                  flush=True)
+        print(f"{READY} {json.dumps(urls)}", flush=True)
         await stop.wait()
         log.info("stopping the device")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if at_modem is not None:
+            await at_modem.stop()
         await device.stop()
     return 0
 

@@ -112,6 +112,10 @@ def _link(args: list[str], opts: set[str], v: NetView, state: DeviceState) -> in
     links = _selected(args, v)
     if isinstance(links, str):
         return fail(links, 1)
+    if "-j" in opts:  # `ip -j link`: the address JSON without addr_info, plus what `ip link` shows
+        rows = [{k: val for k, val in _addr_json(link).items() if k != "addr_info"} for link in links]
+        out(json.dumps(rows, separators=(",", ":")) + "\n")
+        return 0
     for link in links:
         head, tail = _link_line(link)
         out(f"{head}\\    {tail}\n" if "-o" in opts else f"{head}\n    {tail}\n")
@@ -144,16 +148,72 @@ def _route(args: list[str], opts: set[str], v: NetView, state: DeviceState) -> i
         link = best[0]
         out(f"{args[1]} via {link.gateway} dev {link.name} src {str(link.addr4).split('/')[0]} uid 0 \n    cache \n")
         return 0
-    lines = [f"default via {link.gateway} dev {link.name} proto {'dhcp' if link.name == 'eth0' else 'static'} "
-             f"{'src ' + str(link.addr4).split('/')[0] + ' ' if link.name == 'eth0' else ''}metric {link.metric} "
-             for link in v.default_routes()]
+    return _route_show(args[1:] if args[:1] in (["show"], ["list"], ["ls"], ["lst"]) else args, opts, v)
+
+
+# iproute2's own names for the text keywords, as `ip -j route` prints them (print_route in iproute/iproute.c).
+_JSON_KEYS = {"via": "gateway", "dev": "dev", "proto": "protocol", "scope": "scope", "src": "prefsrc",
+              "metric": "metric"}
+
+
+def _routes(v: NetView) -> list[dict[str, object]]:
+    """Every route in the main table, as iproute2's JSON objects, in the kernel's order."""
+    routes: list[dict[str, object]] = []
+    for link in v.default_routes():
+        route: dict[str, object] = {"dst": "default", "gateway": link.gateway, "dev": link.name,
+                                    "protocol": "dhcp" if link.name == "eth0" else "static"}
+        if link.name == "eth0":
+            route["prefsrc"] = str(link.addr4).split("/")[0]
+        routes.append({**route, "metric": link.metric, "flags": []})
     for link in v.links:
         if link.addr4 and link.kind != "loopback" and link.up and link.carrier:
-            net = _network(link.addr4)
-            lines.append(f"{net} dev {link.name} proto kernel scope link src {link.addr4.split('/')[0]} "
-                         f"metric {link.metric} ")
-    lines += v.extra_routes
-    out("".join(line + "\n" for line in lines))
+            routes.append({"dst": _network(link.addr4), "dev": link.name, "protocol": "kernel", "scope": "link",
+                           "prefsrc": link.addr4.split("/")[0], "metric": link.metric, "flags": []})
+    for line in v.extra_routes:  # added with `ip route add`: kept as typed, read back into fields
+        words = line.split()
+        route = {"dst": words[0] if words else ""}
+        for key, value in zip(words[1::2], words[2::2], strict=False):
+            if key in _JSON_KEYS:
+                route[_JSON_KEYS[key]] = int(value) if key == "metric" and value.isdigit() else value
+        routes.append({**route, "flags": []})
+    return routes
+
+
+def _route_text(route: dict[str, object], hide_dev: bool) -> str:
+    words = [str(route["dst"])]
+    for key, name in (("gateway", "via"), ("dev", "dev"), ("protocol", "proto"), ("scope", "scope"),
+                      ("prefsrc", "src"), ("metric", "metric")):
+        if key in route and not (key == "dev" and hide_dev) and not (key == "metric" and route[key] == 0):
+            words += [name, str(route[key])]
+    return " ".join(words) + " "  # iproute2 ends every route with a space
+
+
+def _route_show(selector: list[str], opts: set[str], v: NetView) -> int:
+    """`ip [-j] route [show] [default | PREFIX] [dev NAME]`: the selector filters, as iproute2's does."""
+    dst: str | None = None
+    dev: str | None = None
+    i = 0
+    while i < len(selector):
+        word = selector[i]
+        if word == "dev" and i + 1 < len(selector):
+            dev, i = selector[i + 1], i + 2
+            if v.link(dev) is None:
+                return fail(f'Cannot find device "{dev}"', 1)
+            continue
+        if word in ("table", "proto", "scope", "type") and i + 1 < len(selector):
+            i += 2  # accepted; the simulated main table has nothing else to filter out
+            continue
+        if dst is not None or not (word in ("default", "all") or word[:1].isdigit()):
+            return fail(f'Error: any valid prefix is expected rather than "{word}".', 1)
+        dst, i = word, i + 1
+    chosen = [r for r in _routes(v) if (dst in (None, "all") or r["dst"] == dst) and (dev is None or r["dev"] == dev)]
+    if dev is not None:  # iproute2 leaves out what the filter already says
+        chosen = [{k: val for k, val in r.items() if k != "dev"} for r in chosen]
+    if "-j" in opts:
+        out(json.dumps(chosen, indent=4 if "-p" in opts else None, separators=None if "-p" in opts else (",", ":"))
+            + "\n")
+    else:
+        out("".join(_route_text(r, dev is not None) + "\n" for r in chosen))
     return 0
 
 

@@ -7,6 +7,7 @@ fails, only wwan0 keeps a default route.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ def nm_devices(v: NetView) -> list[dict[str, Any]]:
     """NetworkManager's devices: the modem appears as cdc-wdm0 (type gsm) with IP interface wwan0."""
     eth = v.link("eth0")
     wired = bool(eth and eth.carrier)
-    return [
+    rows: list[dict[str, Any]] = [
         {"DEVICE": "eth0", "TYPE": "ethernet", "STATE": "connected" if wired else "unavailable",
          "CONNECTION": "Wired connection 1" if wired else "", "IP-IFACE": "eth0", "STATE_CODE": 100 if wired else 20,
          "GATEWAY": eth.gateway if wired and eth else "", "ADDRESS": eth.addr4 if wired and eth else ""},
@@ -83,13 +84,43 @@ def nm_devices(v: NetView) -> list[dict[str, Any]]:
         {"DEVICE": "can0", "TYPE": "can", "STATE": "unmanaged", "CONNECTION": "", "IP-IFACE": "",
          "STATE_CODE": 10, "GATEWAY": "", "ADDRESS": ""},
     ]
+    uuids = {p[0]: p[1] for p in _PROFILES}
+    for number, row in enumerate(rows, 1):
+        connected = int(row["STATE_CODE"]) == 100
+        managed = row["STATE"] != "unmanaged"
+        # Connectivity as NetworkManager's per-device check reports it; no IPv6 is configured here.
+        row["IP4-CONNECTIVITY"] = ("none" if row["DEVICE"] == "lo" else "full") if connected else \
+            "none" if managed else "unknown"
+        row["IP6-CONNECTIVITY"] = "none" if managed else "unknown"
+        row["DBUS-PATH"] = f"/org/freedesktop/NetworkManager/Devices/{number}"
+        name = str(row["CONNECTION"])
+        row["CON-UUID"] = uuids.get(name, "")
+        row["CON-PATH"] = f"/org/freedesktop/NetworkManager/ActiveConnection/{number}" if name else ""
+    return rows
 
 
-NM_CONNECTIONS = [
-    {"NAME": "Wired connection 1", "UUID": "3f1c2a4e-8b1d-4c55-9a7e-1f2b3c4d5e6f", "TYPE": "802-3-ethernet",
-     "DEVICE": "eth0", "AUTOCONNECT": "yes", "AUTOCONNECT-PRIORITY": "100"},
-    {"NAME": "cellular", "UUID": "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "TYPE": "gsm", "DEVICE": "cdc-wdm0",
-     "AUTOCONNECT": "yes", "AUTOCONNECT-PRIORITY": "10"},
-    {"NAME": "lo", "UUID": "0e7f6d5c-4b3a-4291-8f0e-d1c2b3a49586", "TYPE": "loopback", "DEVICE": "lo",
-     "AUTOCONNECT": "no", "AUTOCONNECT-PRIORITY": "0"},
-]
+# NetworkManager's profiles: (NAME, UUID, TYPE, the device it runs on when active, AUTOCONNECT, PRIORITY).
+_PROFILES = (
+    ("Wired connection 1", "3f1c2a4e-8b1d-4c55-9a7e-1f2b3c4d5e6f", "802-3-ethernet", "eth0", "yes", "100"),
+    ("cellular", "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "gsm", "cdc-wdm0", "yes", "10"),
+    ("lo", "0e7f6d5c-4b3a-4291-8f0e-d1c2b3a49586", "loopback", "lo", "no", "0"),
+)
+TIMESTAMP_PERIOD = 300  # NetworkManager refreshes an active profile's timestamp every 5 minutes
+
+
+def nm_connections(v: NetView, now: float, booted_at: float) -> list[dict[str, Any]]:
+    """`nmcli connection show` rows: an inactive profile has no DEVICE, no STATE and ACTIVE "no", as in nmcli 1.42."""
+    active_on = {d["DEVICE"] for d in nm_devices(v) if d["CONNECTION"]}
+    rows = []
+    for number, (name, uuid, kind, device, autoconnect, priority) in enumerate(_PROFILES, 1):
+        active = device in active_on
+        active_path = f"/org/freedesktop/NetworkManager/ActiveConnection/{number}" if active else ""
+        # The timestamp is when the profile was last seen active: now (to the refresh period) or the boot.
+        stamp = max(int(now) - int(now) % TIMESTAMP_PERIOD, int(booted_at)) if active else int(booted_at)
+        rows.append({"NAME": name, "UUID": uuid, "TYPE": kind, "DEVICE": device if active else "",
+                     "AUTOCONNECT": autoconnect, "AUTOCONNECT-PRIORITY": priority, "ACTIVE": "yes" if active else "no",
+                     "STATE": "activated" if active else "", "TIMESTAMP": str(stamp),
+                     "TIMESTAMP-REAL": time.strftime("%c", time.localtime(stamp)), "READONLY": "no",
+                     "DBUS-PATH": f"/org/freedesktop/NetworkManager/Settings/{number}", "ACTIVE-PATH": active_path,
+                     "SLAVE": "", "FILENAME": f"/etc/NetworkManager/system-connections/{name}.nmconnection"})
+    return sorted(rows, key=lambda row: row["ACTIVE"] != "yes")  # nmcli lists active profiles first

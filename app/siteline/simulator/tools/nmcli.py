@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import fail, out
-from siteline.simulator.tools.netmodel import NM_CONNECTIONS, nm_devices, view
+from siteline.simulator.tools.netmodel import nm_connections, nm_devices, view
 
-DEVICE_FIELDS = ["DEVICE", "TYPE", "STATE", "CONNECTION", "IP-IFACE"]
+# The fields nmcli 1.42 accepts (metagen_device_status, metagen_con_show), in its order. IP-IFACE is
+# not one of them: it exists only in `device show` (GENERAL.IP-IFACE).
+DEVICE_FIELDS = ["DEVICE", "TYPE", "STATE", "IP4-CONNECTIVITY", "IP6-CONNECTIVITY", "DBUS-PATH", "CONNECTION",
+                 "CON-UUID", "CON-PATH"]
 DEVICE_DEFAULT = ["DEVICE", "TYPE", "STATE", "CONNECTION"]
-CONN_FIELDS = ["NAME", "UUID", "TYPE", "DEVICE", "AUTOCONNECT", "AUTOCONNECT-PRIORITY"]
+CONN_FIELDS = ["NAME", "UUID", "TYPE", "TIMESTAMP", "TIMESTAMP-REAL", "AUTOCONNECT", "AUTOCONNECT-PRIORITY",
+               "READONLY", "DBUS-PATH", "ACTIVE", "DEVICE", "STATE", "ACTIVE-PATH", "SLAVE", "FILENAME"]
 CONN_DEFAULT = ["NAME", "UUID", "TYPE", "DEVICE"]
 EXIT_USAGE, EXIT_NOT_FOUND = 2, 10
 
@@ -37,7 +42,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if "device".startswith(obj) and obj:
         return _device(rest[1:], fields, terse, state)
     if "connection".startswith(obj) and obj:
-        return _connection(rest[1:], fields, terse)
+        return _connection(rest[1:], fields, terse, state)
     if "general".startswith(obj) and obj:
         return _table([{"STATE": "connected", "CONNECTIVITY": "full"}], ["STATE", "CONNECTIVITY"], fields, terse)
     return fail(f"Error: argument '{obj}' not understood. Try passing --help instead.", EXIT_USAGE)
@@ -47,7 +52,7 @@ def _device(args: list[str], fields: str, terse: bool, state: DeviceState) -> in
     devices = nm_devices(view(state))
     verb = args[0] if args else "status"
     if "status".startswith(verb):
-        return _table(devices, DEVICE_DEFAULT, fields, terse, allowed=DEVICE_FIELDS)
+        return _table(devices, DEVICE_DEFAULT, fields, terse, allowed=DEVICE_FIELDS, what="device status")
     if "show".startswith(verb):
         chosen = [d for d in devices if len(args) < 2 or d["DEVICE"] == args[1]]
         if not chosen:
@@ -78,20 +83,24 @@ def _show(devices: list[dict[str, object]], fields: str, terse: bool) -> int:
     return 0
 
 
-def _connection(args: list[str], fields: str, terse: bool) -> int:
+def _connection(args: list[str], fields: str, terse: bool, state: DeviceState) -> int:
     verb = args[0] if args else "show"
     if "show".startswith(verb):
-        return _table(NM_CONNECTIONS, CONN_DEFAULT, fields, terse, allowed=CONN_FIELDS)
+        rows = nm_connections(view(state), time.time(), float(state.device().get("booted_at", 0.0)))
+        if "--active" in args[1:] or "-a" in args[1:]:
+            rows = [r for r in rows if r["ACTIVE"] == "yes"]
+        return _table(rows, CONN_DEFAULT, fields, terse, allowed=CONN_FIELDS, what="connection show")
     return fail(f"Error: argument '{verb}' not understood. Try passing --help instead.", EXIT_USAGE)
 
 
 def _table(rows: Sequence[Mapping[str, object]], default: list[str], fields: str, terse: bool,
-           allowed: list[str] | None = None) -> int:
+           allowed: list[str] | None = None, what: str = "general") -> int:
     allowed = allowed or default
-    names = allowed if fields == "all" else [f.strip() for f in fields.split(",")] if fields else default
+    names = allowed if fields == "all" else default if fields in ("", "common") else [
+        f.strip() for f in fields.split(",")]
     bad = [n for n in names if n not in allowed]
-    if bad:
-        return fail(f"Error: invalid field '{bad[0]}'; allowed fields: {','.join(allowed)}.", EXIT_USAGE)
+    if bad:  # nmcli's wording (nm_meta_selection_create_parse_list), exit 2 (NMC_RESULT_ERROR_USER_INPUT)
+        return fail(f"Error: '{what}': invalid field '{bad[0]}'; allowed fields: {','.join(allowed)}", EXIT_USAGE)
     if terse:
         for row in rows:
             out(":".join(str(row.get(n, "")).replace("\\", "\\\\").replace(":", "\\:") for n in names) + "\n")
