@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.add_argument("target")
+    from siteline.probe_cli import add_probe_arguments
+
+    add_probe_arguments(probe)
 
     _add_device_parsers(sub, connect)
 

@@ -11,14 +11,12 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 
 from siteline import paths
 from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
-from siteline.core.plugin_api import make_context
 from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
-from siteline.core.transports.base import ConnState, Credentials, Result, Transport
+from siteline.core.transports.base import ConnState, Credentials, Transport
 from siteline.core.transports.factory import open_transport
 
 log = logging.getLogger(__name__)
@@ -135,7 +133,9 @@ async def run_or_probe(args: argparse.Namespace) -> int:
     try:
         if args.command == "run":
             return await _run_audited(transport, target, command, args.timeout)
-        return await _probe(args.target, transport.run)
+        from siteline.probe_cli import probe_command
+
+        return await probe_command(args, args.target, transport.run)
     except (SitelineError, OSError, TimeoutError) as exc:
         return _fail(EXIT_UNREACHABLE, exc)
     finally:
@@ -159,20 +159,6 @@ async def _run_audited(transport: Transport, target: Target, command: str, timeo
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.exit_code
-
-
-async def _probe(target: str, run: Callable[[str, float], Awaitable[Result]]) -> int:
-    host = PluginHost()
-    host.load_entry_points()
-    ctx = make_context(target, target, run, log)
-    for entry in host.probes():
-        snapshot = await host.run_probe(entry, ctx)
-        print(f"[{entry.item.kind}]")
-        for key, value in vars(snapshot).items() if snapshot is not None else ():
-            print(f"  {key}: {value}")
-    for failure in host.failures:
-        print(failure.describe(), file=sys.stderr)
-    return 1 if host.failures else 0
 
 
 def list_ports() -> int:

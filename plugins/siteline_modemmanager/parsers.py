@@ -13,8 +13,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from siteline.core.device.modem import Modem, ModemList, ModemRef, ModemSignal, SignalReading
-from siteline.core.errors import ParseError
+from siteline.api import Modem, ModemList, ModemRef, ModemSignal, ParseError, SignalReading
 
 MAX_INPUT = 256 * 1024  # a real `mmcli -m 0 -J` is about 3 KiB
 MAX_DEPTH = 8

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from siteline.core.device.network import DefaultRoute, NetConnection, NetDevice, Network, derive_network
-from siteline.core.errors import ParseError
+from siteline.api import DefaultRoute, NetConnection, NetDevice, Network, ParseError, derive_network
 
 MAX_INPUT = 256 * 1024  # a device with thousands of profiles is not an edge box; more is garbage
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from siteline.core.device.slots import BootEnv, Health
-from siteline.core.errors import ParseError
+from siteline.api import BootEnv, Health, ParseError
 
 MAX_INPUT = 1024 * 1024  # an env listing is a few KiB; more is not one of these tools talking
 _UBOOT_LEFT = re.compile(r"^BOOT_(.+)_LEFT$")

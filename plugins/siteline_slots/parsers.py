@@ -10,8 +10,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from siteline.core.device.slots import BootEnv, Health, Slot, Slots
-from siteline.core.errors import ParseError
+from siteline.api import BootEnv, Health, ParseError, Slot, Slots
 from siteline_slots.bootenv import (
     clip,
     env_health,
