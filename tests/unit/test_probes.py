@@ -394,3 +394,13 @@ def test_only_is_checked(only: str) -> None:
         return
     with pytest.raises(SystemExit):
         args("--only", only)
+
+
+def test_long_scripts_go_in_round_trips_a_console_line_can_hold() -> None:
+    from siteline.api import MAX_ROUND_TRIP, batches, sections_command
+
+    commands = [(f"s{i}", "echo " + "x" * 150) for i in range(12)]
+    groups = batches(commands, MAX_ROUND_TRIP)
+    assert [pair for group in groups for pair in group] == commands  # all of them, in order
+    assert len(groups) > 1
+    assert all(len(sections_command(group)) <= MAX_ROUND_TRIP for group in groups)

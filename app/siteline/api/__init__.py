@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from siteline.core.device.modem import Modem, ModemList, ModemRef, ModemSignal, SignalReading, rsrp_band
 from siteline.core.device.network import DefaultRoute, NetConnection, NetDevice, Network, derive_network
+from siteline.core.device.posture import CheckKey, CheckStatus, Clock, Posture, PostureCheck
 from siteline.core.device.slots import BootEnv, Health, Slot, Slots
 from siteline.core.device.system import OsRelease, System
 from siteline.core.errors import ParseError
@@ -130,15 +131,41 @@ def split_sections(commands: Sequence[tuple[str, str]], result: Result) -> dict[
     }
 
 
-async def run_sections(ctx: DeviceContext, commands: Sequence[tuple[str, str]], timeout: float) -> dict[str, Section]:
-    """Run the commands in one round trip and return each one's output and exit status."""
-    result = await ctx.run(sections_command(commands), timeout)
-    return split_sections(commands, result)
+# A serial console types a command line, and BusyBox ash cuts a line at 1023 bytes (the serial transport
+# refuses more than 1000 with its framing): longer scripts go in several round trips of at most this.
+MAX_ROUND_TRIP = 800
+
+
+def batches(commands: Sequence[tuple[str, str]], limit: int = MAX_ROUND_TRIP) -> list[list[tuple[str, str]]]:
+    """The commands grouped, in order, into as few round trips as fit ``limit`` characters each."""
+    groups: list[list[tuple[str, str]]] = []
+    for pair in commands:
+        if groups and len(sections_command([*groups[-1], pair])) <= limit:
+            groups[-1].append(pair)
+        else:
+            groups.append([pair])
+    return groups
+
+
+async def run_sections(ctx: DeviceContext, commands: Sequence[tuple[str, str]], timeout: float, *,
+                       max_chars: int | None = None) -> dict[str, Section]:
+    """Run the commands and return each one's output and exit status: in one round trip (sections may then share
+    shell variables), or with ``max_chars`` in as few round trips of at most that as it takes (independent
+    sections only: a long script that must also go over a serial console)."""
+    found: dict[str, Section] = {}
+    for group in batches(commands, max_chars) if max_chars else [list(commands)]:
+        result = await ctx.run(sections_command(group), timeout)
+        found.update(split_sections(group, result))
+    return found
 
 
 __all__ = [
+    "MAX_ROUND_TRIP",
     "SECTION_MARK",
     "BootEnv",
+    "CheckKey",
+    "CheckStatus",
+    "Clock",
     "DefaultRoute",
     "DeviceContext",
     "Health",
@@ -152,6 +179,8 @@ __all__ = [
     "OsRelease",
     "PanelSpec",
     "ParseError",
+    "Posture",
+    "PostureCheck",
     "Probe",
     "ProbeKind",
     "Result",
