@@ -36,6 +36,7 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
                 seen["hostnames"] = {n: sessions.get(n).snapshots["system"].hostname for n in sessions.names()
                                      if "system" in sessions.get(n).snapshots}
                 seen["console"] = await _console_round_trip(window)
+                seen["panels"] = await _panels_shown(window)
                 window.close()
 
             asyncio.get_running_loop().create_task(watch())
@@ -54,6 +55,28 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
     assert seen["hostnames"] == {"gw-serial": "gw-serial", "gw-ssh": "gw-ssh", "gw-mqtt": "gw-mqtt"}
     assert seen["worst"] < STALL_LIMIT, f"the event loop was blocked for {seen['worst']:.2f} s during start-up"
     assert seen["console"] is True, seen["console"]
+    # The simulated device answers mmcli, nmcli/ip and rauc/fw_printenv: each tab shows its panel, not "unavailable".
+    assert seen["panels"] == {"modem": "ModemPanel: ModemReport", "network": "NetworkPanel: Network",
+                              "slots": "SlotsPanel: Slots"}, seen["panels"]
+
+
+async def _panels_shown(window) -> dict[str, str]:
+    """The Modem, Network and Slots tabs of the SSH device: which panel each built, fed with what."""
+    window._select("gw-ssh")
+    page = window.page
+    shown = {}
+    for kind in ("modem", "network", "slots"):
+        tab = page.panel_tabs[kind]
+        deadline = time.monotonic() + 15
+        while tab.latest is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        page.tabs.setCurrentWidget(tab)
+        await asyncio.sleep(0)
+        panel = type(tab.panel).__name__ if tab.panel is not None else "no panel"
+        shown[kind] = f"{panel}: {type(tab.latest).__name__}"
+        if type(tab.latest).__name__ == "Unavailable":
+            shown[kind] += f" ({tab.latest.reason})"
+    return shown
 
 
 async def _console_round_trip(window) -> object:

@@ -19,6 +19,8 @@ from siteline.core.transports.base import ConnectionState, ConnState
 from siteline.ui.console_tab import ConsoleTab, ShellOpener
 from siteline.ui.icons import state_icon
 from siteline.ui.overview_tab import OverviewTab
+from siteline.ui.panel_tabs import KINDS as PANEL_KINDS
+from siteline.ui.panel_tabs import PanelTab
 from siteline.ui.path_view import active_path, path_line, paths_tooltip
 
 if TYPE_CHECKING:
@@ -28,9 +30,6 @@ log = logging.getLogger(__name__)
 
 # Tabs later issues fill, with what they will hold, so the technician knows what to expect.
 LATER_TABS = (
-    ("Modem", "Signal quality, operator, SIM and registration state from ModemManager."),
-    ("Network", "Which link is up (wired, Wi-Fi, cellular) and NetworkManager failover."),
-    ("Slots", "The A/B root slots, boot counters and the booted slot (RAUC, U-Boot)."),
     ("Logs", "The device journal, live, with filters."),
     ("Update", "Flash a signed image with a tested way back."),
 )
@@ -87,6 +86,10 @@ class DevicePage(QWidget):
         self.tabs.setObjectName("deviceTabs")
         self.tabs.addTab(self.overview, "Overview")
         self.console = ConsoleTab()
+        self.panel_tabs = {kind: PanelTab(kind) for kind in PANEL_KINDS}
+        for kind, title in zip(PANEL_KINDS, ("Modem", "Network", "Slots"), strict=True):
+            self.tabs.addTab(self.panel_tabs[kind], title)
+        self.tabs.currentChanged.connect(self._on_tabs_current_changed)
         for title, text in LATER_TABS:
             self.tabs.addTab(placeholder(title, text), title)
             if title == "Logs":  # the Console keeps its place between Logs and Update
@@ -203,6 +206,8 @@ class DevicePage(QWidget):
     def show_device(self, entry: DeviceEntry, state: ConnectionState, snapshots: dict[str, Any]) -> None:
         if entry.name != self.device:
             self.overview.clear()
+            for tab in self.panel_tabs.values():
+                tab.reset()
         self.device = entry.name
         self._entry = entry
         self._show_console_target(entry)
@@ -212,6 +217,9 @@ class DevicePage(QWidget):
         system = snapshots.get("system")
         if isinstance(system, System):
             self.overview.show_system(system)
+        for kind, tab in self.panel_tabs.items():
+            if snapshots.get(kind) is not None and snapshots.get(kind) is not tab.latest:
+                tab.show_snapshot(snapshots[kind], self.tabs.currentWidget() is tab)
         if self._sessions is None:
             self.show_host_key_problem(None)
             self.show_paths([])
@@ -257,6 +265,14 @@ class DevicePage(QWidget):
     def show_snapshot(self, kind: str, snapshot: Any) -> None:
         if kind == "system" and isinstance(snapshot, System):
             self.overview.show_system(snapshot)
+        tab = self.panel_tabs.get(kind)
+        if tab is not None:
+            tab.show_snapshot(snapshot, self.tabs.currentWidget() is tab)
+
+    def _on_tabs_current_changed(self, _index: int) -> None:
+        current = self.tabs.currentWidget()
+        if isinstance(current, PanelTab):
+            current.build()
 
 
 def _parsed(texts: tuple[str, ...] | list[str]) -> list[Target]:
