@@ -48,6 +48,7 @@ def _host_fingerprint() -> dict[str, str]:
             found[path] = "absent"
         except OSError as exc:
             found[path] = f"unreadable: {type(exc).__name__}"
+    found["system tools"] = _tools_fingerprint()
     for tool, args in (("iptables-save", []), ("nft", ["list", "ruleset"])):
         exe = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
         if exe:
@@ -58,6 +59,24 @@ def _host_fingerprint() -> dict[str, str]:
             lines = [line for line in out.stdout.splitlines() if not line.startswith("#")]
             found[tool] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     return found
+
+
+def _tools_fingerprint() -> str:
+    """Name, size, mtime and inode of every program in the system's bin folders: a test that writes a stand-in
+    tool through a link to a real one (it happened once, to /usr/bin/cat) changes this. Stats only: cheap."""
+    digest = hashlib.sha256()
+    for folder in sorted({os.path.realpath(d) for d in ("/usr/bin", "/usr/sbin", "/bin", "/sbin")}):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            digest.update(f"{folder}/{entry.name} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n".encode())
+    return digest.hexdigest()
 
 
 @pytest.fixture(scope="session", autouse=True)
