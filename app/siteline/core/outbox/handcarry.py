@@ -12,11 +12,8 @@ short or unreadable imports nothing and says which line broke; a newer format is
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from siteline.core.atomic import fsync_dir
+from siteline.core.atomic import atomic_file
 from siteline.core.outbox.ids import is_uuid7
 from siteline.core.outbox.model import (
     MAX_PAYLOAD_BYTES,
@@ -81,21 +78,10 @@ def write_file(path: Path, items: Sequence[Item]) -> int:
     """Write atomically (temp file, fsync, rename): a cut-off export never leaves a half file under ``path``."""
     header = {"format": FORMAT, "version": VERSION, "exported": iso(datetime.now(tz=UTC).timestamp()),
               "count": len(items)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # 0600: payloads inside
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-                gz.write((canonical_json(header) + "\n").encode())
-                for item in items:
-                    gz.write((canonical_json(_line(item)) + "\n").encode())
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    with atomic_file(path, 0o600) as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:  # payloads inside
+        gz.write((canonical_json(header) + "\n").encode())
+        for item in items:
+            gz.write((canonical_json(_line(item)) + "\n").encode())
     return len(items)
 
 
