@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -208,12 +208,20 @@ class KeepController(QObject):
         if isinstance(settings, ControlPlaneSettings):
             self._spawn(self.keep.apply_settings(settings))
 
-    def save_snapshot(self) -> None:
+    def _selected(self, what: str) -> tuple[str, Any] | None:
+        """The selected device's name and session; None (and the person told) when there is none."""
         name = self.window.selected_device()
         session = self.window.sessions.get(name) if name else None
         if name is None or session is None:
-            self.window.status.showMessage("Select a device first: a snapshot is of one device.", 8000)
+            self.window.status.showMessage(f"Select a device first: {what}.", 8000)
+            return None
+        return name, session
+
+    def save_snapshot(self) -> None:
+        selected = self._selected("a snapshot is of one device")
+        if selected is None:
             return
+        name, session = selected
         try:
             item = self.keep.save_snapshot(session.entry.site, name, dict(session.snapshots))
         except SitelineError as exc:
@@ -226,11 +234,10 @@ class KeepController(QObject):
     def add_note(self) -> None:
         from siteline.ui.note_dialog import NoteDialog
 
-        name = self.window.selected_device()
-        session = self.window.sessions.get(name) if name else None
-        if name is None or session is None:
-            self.window.status.showMessage("Select a device first: a note belongs to a device.", 8000)
+        selected = self._selected("a note belongs to a device")
+        if selected is None:
             return
+        name, session = selected
         site = session.entry.site
 
         def save(text: str) -> None:
