@@ -7,6 +7,9 @@ session, the System probe and the Overview tab run exactly as against a device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Callable
 
 from siteline.core.errors import AuthError, CommandTimeout
@@ -19,6 +22,7 @@ class LocalShellTransport(StatefulLink):
         self.target = target
         self.credentials = credentials
         self._password = password
+        self._running: set[asyncio.subprocess.Process] = set()
         super().__init__()
 
     async def connect(self) -> None:
@@ -31,18 +35,36 @@ class LocalShellTransport(StatefulLink):
 
     async def run(self, command: str, timeout: float = 30.0) -> Result:
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            "/bin/sh", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
+        self._running.add(proc)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
             raise CommandTimeout(f"'{command[:40]}' did not finish in {timeout} s.") from exc
+        finally:
+            # Timed out, cancelled or closed under it: like a device's link, leave no command behind
+            # (a process still running when the test's loop closes is an error in the next test).
+            self._running.discard(proc)
+            await _end(proc)
         return Result(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     async def close(self) -> None:
+        for proc in list(self._running):
+            _kill(proc)
         self._state.set(ConnState.DOWN, "closed")
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    _kill(proc)
+    await asyncio.shield(proc.wait())
 
 
 def local_shell_factory(target: Target, credentials: Credentials) -> LocalShellTransport:

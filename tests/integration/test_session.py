@@ -110,3 +110,66 @@ async def test_lost_link_is_retried_until_the_device_is_back(sshd: Any, tmp_path
     finally:
         await session.stop()
     assert ConnState.RETRYING in [s.state for s in seen]
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_a_probe_round_asked_for_from_outside(tmp_path: Path) -> None:
+    """F5 starts a round outside the keep-up loop; when stop() returns, its command has ended too.
+
+    (A command still running when the window's loop closed failed a GUI test in CI.)
+    """
+    import types
+    import uuid
+
+    from tests.gui.shell_transport import local_shell_factory
+
+    from siteline.api import DeviceContext, hookimpl
+
+    marker = f"siteline-slow-probe-{uuid.uuid4().hex[:8]}"
+    started = asyncio.Event()
+
+    class Slow:
+        name, kind = "slow", "modem"
+
+        async def collect(self, ctx: DeviceContext) -> object:
+            started.set()
+            await ctx.run(f"sleep 30; echo {marker}", timeout=60)
+            return None
+
+    @hookimpl
+    def siteline_probes() -> list[object]:
+        return [Slow()]
+
+    plugin = types.ModuleType("slow_plugin")
+    plugin.siteline_probes = siteline_probes  # type: ignore[attr-defined]
+    plugins = PluginHost()
+    plugins.register(plugin, "slow")
+    session = DeviceSession(DeviceEntry("dev", "ssh://root@127.0.0.1:22"), local_shell_factory, Credentials(),
+                            plugins, backoff=Backoff(**vars(FAST)))
+    session.start()
+    await _until(lambda: session.state.state is ConnState.UP and started.is_set())
+    await asyncio.sleep(0.1)
+    started.clear()
+    outside = asyncio.get_running_loop().create_task(session.refresh("modem"))
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(session.stop(), 10)
+    assert outside.done() and not outside.cancelled() and outside.exception() is None
+    assert not session._probing
+    ps = await asyncio.create_subprocess_exec("pgrep", "-f", marker, stdout=asyncio.subprocess.DEVNULL)
+    assert await ps.wait() == 1, "the probe's command outlived the session"
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_caller_cancels_the_round(sshd: Any, tmp_path: Path) -> None:
+    session, _seen = _session(tmp_path, f"ssh://{sshd.user}@127.0.0.1:{sshd.port}", sshd.client_key)
+    session.start()
+    try:
+        await _until(lambda: session.state.state is ConnState.UP)
+        caller = asyncio.get_running_loop().create_task(session.refresh())
+        await asyncio.sleep(0)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await _until(lambda: not session._probing, timeout=5)
+    finally:
+        await session.stop()

@@ -82,6 +82,9 @@ class DeviceSession:
         self._ending: asyncio.Task[None] | None = None
         self._snapshot_listeners: list[SnapshotListener] = []
         self.snapshots: dict[str, Any] = {}
+        # Probe rounds asked for from outside the keep-up loop (F5, the CLI): stop() ends them too, so
+        # no command of a closed session is still running when the window (and its loop) goes away.
+        self._probing: set[asyncio.Task[None]] = set()
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -134,6 +137,8 @@ class DeviceSession:
         ending = self._end_previous()
         # Shielded: if this stop is itself cancelled, the old loop is still cancelled to the end.
         await asyncio.shield(ending)
+        for task in list(self._probing):
+            await cancel_and_wait(task)
         await self._links.close_all()
         changed = [self._book.set(i, ConnState.DOWN, "disconnected") for i in range(len(self._book))]
         if any(changed):
@@ -329,7 +334,22 @@ class DeviceSession:
         return make_context(self.entry.name, str(self.active_target or self.target), self.run, log)
 
     async def refresh(self, kind: str | None = None) -> None:
-        """Run every probe (or those of one kind) and tell listeners; a failing probe is reported, not fatal."""
+        """Run every probe (or those of one kind) and tell listeners; a failing probe is reported, not fatal.
+
+        Returns early, without an error, when the session is stopped meanwhile.
+        """
+        work = asyncio.get_running_loop().create_task(self._probe_round(kind), name=f"probe {self.entry.name}")
+        self._probing.add(work)
+        work.add_done_callback(self._probing.discard)
+        try:
+            await work  # cancelling the caller cancels the round as well
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            # else stop() ended the round: nothing to report
+
+    async def _probe_round(self, kind: str | None) -> None:
         ctx = self.context()
         for entry in self._plugins.probes(kind):
             try:
