@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-import qasync
 from PySide6.QtCore import QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -32,6 +31,7 @@ from siteline.core.transports.base import Credentials
 from siteline.ui.icons import icon
 from siteline.ui.keep_controller import open_keep
 from siteline.ui.main_window import MainWindow
+from siteline.ui.qt_loop import SitelineLoop
 from siteline.ui.sessions import SessionManager, default_factory
 from siteline.ui.theme import Theme, set_high_dpi_policy, wanted_mode
 
@@ -194,7 +194,7 @@ def run_gui(
     app.setQuitOnLastWindowClosed(False)  # the window's close ends run_window; cleanup runs after
     previous_qt_handler = install_qt_message_handler()
     previous_hook = install_excepthook()
-    loop = qasync.QEventLoop(app)
+    loop = SitelineLoop(app)
     asyncio.set_event_loop(loop)
     try:
         theme = Theme(app, wanted_mode())
