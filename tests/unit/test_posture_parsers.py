@@ -1,10 +1,11 @@
-"""The Posture parsers and checks against real-tool samples, the simulator's own output, and garbage."""
+"""The Posture parsers and checks against real-tool samples and garbage.
+
+The same commands answered by the simulated device: tests/integration/test_posture_sim.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import subprocess
 import time
 from pathlib import Path
@@ -14,12 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import siteline_posture
-from siteline.api import Result, Unavailable, sections_command
-from siteline.core.device.posture import WHY, Clock, Posture
+from siteline.api import Unavailable, sections_command
+from siteline.core.device.posture import WHY, Clock, Posture, PostureCheck
 from siteline.core.errors import ParseError
-from siteline.core.plugin_api import make_context
-from siteline.simulator.shell import run_command
-from siteline.simulator.state import DeviceState
 from siteline_posture.checks import (
     Section,
     check_certificate,
@@ -43,7 +41,7 @@ from siteline_posture.parsers import (
     parse_sshd_config,
     parse_sshd_t,
 )
-from siteline_posture.probe import PostureProbe, clock_from, commands, posture_from_output
+from siteline_posture.probe import clock_from, commands, posture_from_output
 from tests.peers import require_tool
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "posture"
@@ -250,37 +248,6 @@ def test_the_plugin_offers_the_posture_probe() -> None:
     assert "'/tmp/a b'" in dict(commands("/tmp/a b"))["certificate"]  # quoted for the device's shell
 
 
-# -- the simulator's output of the same commands ---------------------------------------------------------
-async def _collect(state: DeviceState, probe: PostureProbe) -> Posture | Unavailable:
-    async def run(command: str, timeout: float) -> Result:
-        code, out, err = await run_command(state, command, timeout=timeout)
-        return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
-
-    return await probe.collect(make_context("gw", "sim://gw", run, logging.getLogger("test")))
-
-
-def test_probe_against_the_simulated_device(tmp_path: Path) -> None:
-    state = DeviceState.open(tmp_path / "dev", name="gw-posture", password="pw")
-    before = _posture(asyncio.run(_collect(state, PostureProbe(certificate_path=None))))
-    status = {c.key: c.status for c in before.checks}
-    assert status["root_readonly"] == "fail"  # the simulator's `mount`: /dev/root on / type ext4 (rw,relatime)
-    assert status["luks"] == "fail"  # /data straight from /dev/mmcblk0p4
-    assert status["firewall_output"] == "fail"  # the simulator's `iptables -S OUTPUT`: -P OUTPUT ACCEPT
-    assert status["clock_sync"] == "pass"  # the simulator's `timedatectl` status form
-    assert status["certificate"] == "unknown"
-    assert before.clock is not None
-    assert abs(before.clock.offset_seconds or 99) < 2
-    setup = ("mount -o remount,ro / && iptables -P OUTPUT DROP && iptables -A OUTPUT -o lo -j ACCEPT && "
-             "timedatectl set-ntp false && date -s @192")
-    assert asyncio.run(run_command(state, setup, timeout=20))[0] == 0
-    after = _posture(asyncio.run(_collect(state, PostureProbe(certificate_path=None))))
-    status = {c.key: c.status for c in after.checks}
-    assert (status["root_readonly"], status["firewall_output"], status["clock_sync"]) == ("pass", "pass", "fail")
-    assert after.clock is not None
-    assert after.clock.unset
-    assert "1 allow rule" in (after.check("firewall_output") or before.checks[0]).reason
-
-
 # -- the real tools -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("days", "status"), [(10, "fail"), (400, "pass")])
 def test_real_openssl_enddate(tmp_path: Path, days: int, status: str) -> None:
@@ -365,3 +332,13 @@ def test_any_output_gives_a_posture(parts: list[tuple[str, str, int | None]], be
     if posture.clock is not None:
         posture.clock.describe()
 
+
+
+def test_the_factory_check_joins_a_snapshot() -> None:
+    base = Posture(checks=(PostureCheck("luks", "pass", "ok"),), clock=None)
+    tried = base.with_check(PostureCheck("factory_credentials", "fail", "root/root is still accepted"))
+    assert [c.key for c in tried.checks] == ["luks", "factory_credentials"]
+    again = tried.with_check(PostureCheck("factory_credentials", "pass", "none accepted"))
+    assert [c.status for c in again.checks] == ["pass", "pass"]
+    assert again.check("factory_credentials") is not None
+    assert WHY["factory_credentials"].startswith("Factory passwords")

@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncssh
 
 from siteline.core.atomic import write_atomic
-from siteline.simulator import hostguard
+from siteline.simulator import hostguard, rootfs
 from siteline.simulator.at_modem import ATModem
 from siteline.simulator.device import SimulatedDevice
 from siteline.simulator.mqtt_agent import broker_user, load_broker_password, parse_broker_url, save_broker_password
@@ -114,8 +114,16 @@ async def serve(args: argparse.Namespace) -> int:
     ssh_port = args.ssh_port
     if ssh_port is None and args.serial_link is None and args.mqtt is None:
         ssh_port = 0  # nothing asked for: SSH on a free port is the most useful default
+    keys_only = bool(getattr(args, "ssh_keys_only", False))
+    # The device's own sshd_config says so too, so that its posture check agrees with its server.
+    drop_in = rootfs.rootfs(state.root) / "etc/ssh/sshd_config.d/50-keys-only.conf"
+    if keys_only:
+        drop_in.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(drop_in, b"PasswordAuthentication no\nKbdInteractiveAuthentication no\n")
+    else:
+        drop_in.unlink(missing_ok=True)
     device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt,
-                             ssh_password_login=not getattr(args, "ssh_keys_only", False))
+                             ssh_password_login=not keys_only)
     at_link = getattr(args, "at_modem", None)
     at_modem = ATModem(state, Path(at_link)) if at_link else None
     stop = asyncio.Event()

@@ -28,6 +28,8 @@ TOOLS = {
     "passwd": "accounts", "chpasswd": "accounts",
     "iptables": "firewall", "iptables-save": "firewall", "iptables-restore": "firewall", "nft": "firewall",
     "systemctl": "systemctl", "mount": "mount", "sim-scenario": "scenario",
+    "lsblk": "storage", "cryptsetup": "storage", "sshd": "sshd", "openssl": "openssl",
+    "logread": "logread", "dmesg": "dmesg",
 }
 
 

@@ -21,6 +21,7 @@ from siteline.simulator import rootfs
 from siteline.simulator.ptyproc import PtyProcess
 from siteline.simulator.shell import device_argv, device_cwd, interactive_shell_argv, run_streamed
 from siteline.simulator.state import DeviceState
+from siteline.simulator.tools.sshd import passwords_allowed
 
 log = logging.getLogger(__name__)
 HOST_KEY_NAME = "ssh_host_ed25519_key"
@@ -78,7 +79,8 @@ class _DeviceAuth(asyncssh.SSHServer):
         return True  # always ask: the device has no passwordless accounts
 
     def password_auth_supported(self) -> bool:
-        return self._server.password_login
+        # The device's own sshd_config decides too: a hardened one (PasswordAuthentication no) refuses them.
+        return self._server.password_login and passwords_allowed(self._server.state)
 
     async def validate_password(self, username: str, password: str) -> bool:
         # scrypt takes tens of ms: in a thread, so the loop keeps pacing the console and other sessions.

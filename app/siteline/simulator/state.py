@@ -151,6 +151,9 @@ class DeviceState:
         # First power-on: the device is up on slot A (no boot selection needed for a factory image).
         write_json(self.root / DEVICE_FILE, {"boot_id": uuid.uuid4().hex, "booted_at": now, "booted_slot": "A",
                                              "reboot_requested": False, "boots": 1})
+        from siteline.simulator.tools.storage import provision  # the tools import this module
+
+        provision(self)  # what lsblk, cryptsetup, sshd -T and openssl read: LUKS data, sshd_config, a certificate
         write_json(self.root / CONFIG_FILE, asdict(self.config))  # last: its presence means "created"
         self.log("Booting Linux on physical CPU 0x0000000000 [0x410fd034]", "kernel")
         self.log("Startup finished in 2.114s (kernel) + 4.902s (userspace) = 7.016s.", "systemd")

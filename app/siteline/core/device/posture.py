@@ -8,11 +8,12 @@ because devices without a real-time clock boot in 1970 and every time they print
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 CheckStatus = Literal["pass", "fail", "unknown"]
-CheckKey = Literal["luks", "root_readonly", "firewall_output", "ssh_passwords", "certificate", "clock_sync"]
+CheckKey = Literal["luks", "root_readonly", "firewall_output", "ssh_passwords", "certificate", "clock_sync",
+                   "factory_credentials"]
 
 # One line per check, shown beside it: why a technician should care.
 WHY: dict[CheckKey, str] = {
@@ -22,6 +23,7 @@ WHY: dict[CheckKey, str] = {
     "ssh_passwords": "Password logins can be guessed from the internet; keys cannot.",
     "certificate": "When the device certificate expires the device can no longer reach its control plane.",
     "clock_sync": "Certificates, logs and the timeline all need the right time; a wrong clock breaks TLS.",
+    "factory_credentials": "Factory passwords are printed in manuals: anyone who reaches the device can log in.",
 }
 
 TITLES: dict[CheckKey, str] = {
@@ -31,6 +33,7 @@ TITLES: dict[CheckKey, str] = {
     "ssh_passwords": "SSH password login disabled",
     "certificate": "Device certificate not near expiry",
     "clock_sync": "Clock synchronised",
+    "factory_credentials": "Factory passwords refused",
 }
 
 # Before this the device's clock cannot be right: it has no real-time clock (or lost it) and has not
@@ -117,6 +120,15 @@ class Posture:
     def passed(self) -> bool:
         """Every check passed; an unknown check is not a pass."""
         return bool(self.checks) and all(c.status == "pass" for c in self.checks)
+
+    def with_check(self, check: PostureCheck) -> Posture:
+        """This snapshot with ``check`` in place of the one with its key, or added at the end.
+
+        The factory-password check runs only when asked, so it joins the probe's snapshot afterwards.
+        """
+        if self.check(check.key) is None:
+            return replace(self, checks=(*self.checks, check))
+        return replace(self, checks=tuple(check if c.key == check.key else c for c in self.checks))
 
     def counts(self) -> dict[CheckStatus, int]:
         result: dict[CheckStatus, int] = {"pass": 0, "fail": 0, "unknown": 0}

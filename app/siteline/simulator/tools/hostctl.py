@@ -16,6 +16,11 @@ CLOCK_FILE = "clock.json"
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
+    if tool in ("date", "timedatectl"):
+        # A probe reads the clock first: a device made before the posture stand-ins gets their files now.
+        from siteline.simulator.tools.storage import provision
+
+        provision(state)
     return {"hostnamectl": hostnamectl, "timedatectl": timedatectl, "date": date}[tool](argv, state)
 
 
@@ -73,6 +78,8 @@ def timedatectl(argv: list[str], state: DeviceState) -> int:
             "          RTC in local TZ: no\n")
         return 0
     verb, rest = args[0], args[1:]
+    if verb == "show":
+        return _show(argv, state)
     if verb == "set-time" and len(rest) == 1:
         return _set_time(state, rest[0], "timedatectl")
     if verb == "set-timezone" and len(rest) == 1 and re.fullmatch(r"[A-Za-z0-9_+\-/]{1,64}", rest[0]):
@@ -121,3 +128,33 @@ def date(argv: list[str], state: DeviceState) -> int:
     offset = device_now(state) - time.time()
     extra = [] if explicit or abs(offset) < 0.5 else ["-d", f"@{device_now(state):.0f}"]
     os.execv(real, [real, *extra, *argv])
+
+
+def show_properties(state: DeviceState) -> dict[str, str]:
+    """``timedatectl show``'s properties, in its order."""
+    clock = _clock(state)
+    now = device_now(state)
+    ntp = "yes" if clock.get("ntp", True) else "no"
+    return {
+        "Timezone": str(clock.get("timezone", "UTC")), "LocalRTC": "no", "CanNTP": "yes", "NTP": ntp,
+        "NTPSynchronized": ntp, "TimeUSec": time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(now)),
+        "RTCTimeUSec": time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(now)),
+    }
+
+
+def _show(argv: list[str], state: DeviceState) -> int:
+    """``timedatectl show [-p NAME]... [--value] [-a]``."""
+    wanted: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in ("-p", "--property") and i + 1 < len(argv):
+            wanted += argv[i + 1].split(",")
+        elif arg.startswith("--property="):
+            wanted += arg.split("=", 1)[1].split(",")
+        elif arg.startswith("-p") and len(arg) > 2:
+            wanted += arg[2:].split(",")
+    props = show_properties(state)
+    value_only = "--value" in argv
+    for name, value in props.items():
+        if not wanted or name in wanted:
+            out(f"{value}\n" if value_only else f"{name}={value}\n")
+    return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from siteline.simulator import dynamics, rootfs
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import fail, out
+from siteline.simulator.tools.storage import proc_mounts
 
 # Paths under these belong to the device: never fall through to the host's files (/etc/shadow!).
 DEVICE_TREES = ("/etc/", "/proc/", "/root/", "/data/", "/home/", "/var/log/", "/boot/", "/sys/")
@@ -44,6 +45,7 @@ def proc_files(state: DeviceState) -> dict[str, str]:
             f"processor\t: {n}\nBogoMIPS\t: 16.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
             "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n"
             for n in range(4)),
+        "/proc/mounts": proc_mounts(state),
     }
 
 
