@@ -1,11 +1,32 @@
-"""The Overview tab: who the device is (os-release, kernel, uptime) from its System snapshot."""
+"""The Overview tab: what is wrong with this box (one health line per area), then who it is (System snapshot).
+
+The health block answers first, in a fixed order (modem, network, slots, disk, posture) so the eye learns
+where to look. Each row carries its tone three ways — a mark, a word and a colour — because a colour alone
+is lost in sunlight and to colour-blind eyes. A row is a big target: click it, or Enter on it, and the page
+switches to that area's tab (``sig_area_activated``).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+from collections.abc import Mapping, Sequence
 
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent, QMouseEvent, QPalette
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from siteline.core.device.health import AREAS, TITLES, HealthLine, assess, summary, worst
 from siteline.core.device.system import System
+from siteline.ui.panels import plain_label
+from siteline.ui.theme import STATE_COLOURS
 
 FIELDS = (
     ("hostname", "Host name"),
@@ -48,12 +69,199 @@ def system_fields(system: System) -> dict[str, str]:
     }
 
 
+# Mark and word per tone: never colour alone.
+TONE_MARKS: dict[str, tuple[str, str]] = {
+    "good": ("\u2714", "OK"),  # heavy check mark
+    "warn": ("\u25b2", "Check"),  # triangle
+    "bad": ("\u2716", "Problem"),  # heavy cross
+    "unknown": ("?", "Unknown"),
+}
+_ACTIVATE_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space)
+_PALETTE_EVENTS = (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+
+
+_TONE_STATE = {"good": "up", "warn": "retrying", "bad": "down"}  # theme.STATE_COLOURS, as the panels use
+
+
+def tone_hex(tone: str) -> str | None:
+    """The tone's colour for the application's current palette; None for unknown (the plain text colour).
+
+    Read from the application palette, not the widget's: a row's own palette is held by its style sheet.
+    """
+    state = _TONE_STATE.get(tone)
+    if state is None:
+        return None
+    dark = QGuiApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
+    return STATE_COLOURS["dark" if dark else "light"][state]
+
+
+def tone_word(tone: str) -> str:
+    mark, word = TONE_MARKS.get(tone, TONE_MARKS["unknown"])
+    return f"{mark} {word}"
+
+
+class HealthRow(QFrame):
+    """One area's line: the tone mark and word, the area, the headline and the reason; clickable."""
+
+    sig_activated = Signal(str)  # the area, when the row is clicked or Enter is pressed on it
+
+    def __init__(self, area: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.area = area
+        self.line: HealthLine | None = None
+        self.setObjectName(f"health_{area}")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setMinimumHeight(52)
+        self.mark = plain_label(name=f"healthMark_{area}", selectable=False)
+        self.mark.setWordWrap(False)
+        self.title = plain_label(TITLES.get(area, area), name=f"healthArea_{area}", selectable=False)
+        self.title.setWordWrap(False)
+        self.headline = plain_label(name=f"healthHeadline_{area}", selectable=False)
+        self.reason = plain_label(name=f"healthReason_{area}", selectable=False)
+        self.go = QLabel("\u203a")  # a chevron: this row leads somewhere
+        self.go.setObjectName(f"healthGo_{area}")
+        for label, size, bold in ((self.mark, 13, True), (self.title, 11, True), (self.headline, 11, False),
+                                  (self.reason, 10, False), (self.go, 16, True)):
+            font = label.font()
+            font.setPointSize(size)
+            font.setBold(bold)
+            label.setFont(font)
+        widest = max(self.mark.fontMetrics().horizontalAdvance(tone_word(t)) for t in TONE_MARKS)
+        self.mark.setFixedWidth(widest + 6)  # the words line up, row under row
+        self.title.setFixedWidth(self.title.fontMetrics().horizontalAdvance("A/B slots") + 16)
+        words = QVBoxLayout()
+        words.setSpacing(2)
+        words.addWidget(self.headline)
+        words.addWidget(self.reason)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(16, 6, 10, 6)
+        row.setSpacing(12)
+        row.addWidget(self.mark, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addWidget(self.title, 0, Qt.AlignmentFlag.AlignVCenter)
+        row.addLayout(words, 1)
+        row.addWidget(self.go, 0, Qt.AlignmentFlag.AlignVCenter)
+
+    @property
+    def tone(self) -> str:
+        return self.line.tone if self.line else "unknown"
+
+    def show_line(self, line: HealthLine) -> None:
+        self.line = line
+        self.mark.setText(tone_word(line.tone))
+        self.headline.setText(line.headline)
+        self.reason.setText(line.reason)
+        self.reason.setVisible(bool(line.reason))
+        more = "\n".join(f"\u2022 {d}" for d in line.details)
+        self.setToolTip((more + "\n\n" if more else "") + f"Click or press Enter to open {line.title}.")
+        self.setAccessibleName(f"{line.title}: {TONE_MARKS.get(line.tone, TONE_MARKS['unknown'])[1]}. {line.text()}")
+        self.setProperty("tone", line.tone)
+        self.repaint_tone()
+
+    def repaint_tone(self) -> None:
+        """Colours follow the palette (light or dark), so they are applied again when it changes.
+
+        They go into the row's style sheet, not the labels' palettes: a parent's style sheet re-polishes its
+        children and would drop a palette set on them.
+        """
+        app = QGuiApplication.palette()
+        found = tone_hex(self.tone)
+        colour = found or app.color(QPalette.ColorRole.WindowText).name()
+        edge = found or app.color(QPalette.ColorRole.Mid).name()
+        focus = app.color(QPalette.ColorRole.Highlight).name()
+        name, area = self.objectName(), self.area
+        sheet = (
+            f"QFrame#{name} {{ border: 1px solid palette(mid); border-left: 8px solid {edge}; border-radius: 4px;"
+            f" background: palette(alternate-base); }}"
+            f" QFrame#{name}:focus {{ border: 3px solid {focus}; border-left: 8px solid {edge}; }}"
+            f" QLabel {{ border: none; background: transparent; }}"
+            f" QLabel#healthMark_{area}, QLabel#healthGo_{area} {{ color: {colour}; }}"
+        )
+        if sheet != self.styleSheet():  # setting a sheet re-polishes: only when it changed, or palette events loop
+            self.setStyleSheet(sheet)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in _PALETTE_EVENTS and self.line is not None:
+            # Light <-> dark: the rows hear of it before the application palette reads the new colours.
+            QTimer.singleShot(0, self, self.repaint_tone)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(event.position().toPoint()):
+            self.sig_activated.emit(self.area)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in _ACTIVATE_KEYS:
+            self.sig_activated.emit(self.area)
+            event.accept()
+            return
+        if event.key() in (Qt.Key.Key_Down, Qt.Key.Key_Up):  # walk the rows like a list
+            self.focusNextPrevChild(event.key() == Qt.Key.Key_Down)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class HealthBlock(QGroupBox):
+    """The summary line, then one row per area in the fixed order."""
+
+    sig_area_activated = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Health", parent)
+        self.setObjectName("healthBlock")
+        self.lines: list[HealthLine] = []
+        self.summary = plain_label(name="healthSummary")
+        font = self.summary.font()
+        font.setPointSize(13)
+        font.setBold(True)
+        self.summary.setFont(font)
+        self.rows: dict[str, HealthRow] = {}
+        layout = QVBoxLayout(self)
+        layout.setSpacing(6)
+        layout.addWidget(self.summary)
+        for area in AREAS:
+            row = HealthRow(area)
+            row.sig_activated.connect(self.sig_area_activated.emit)
+            self.rows[area] = row
+            layout.addWidget(row)
+
+    def show_lines(self, lines: Sequence[HealthLine]) -> None:
+        self.lines = list(lines)
+        for line in lines:
+            row = self.rows.get(line.area)
+            if row is not None:
+                row.show_line(line)
+        self.summary.setText(summary(lines))
+        self._paint_summary()
+
+    def _paint_summary(self) -> None:
+        found = tone_hex(worst(self.lines))
+        pal = self.summary.palette()
+        app = QGuiApplication.palette()
+        text = QColor(found) if found else app.color(QPalette.ColorRole.WindowText)
+        pal.setColor(QPalette.ColorRole.WindowText, text)
+        self.summary.setPalette(pal)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in _PALETTE_EVENTS and self.lines:
+            QTimer.singleShot(0, self, self._paint_summary)
+
+
 class OverviewTab(QWidget):
+    sig_area_activated = Signal(str)  # a health row was clicked or Entered: "modem", "network", "slots", "disk" ...
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.system: System | None = None
         self._status = QLabel("Waiting for the device to answer…")
         self._status.setWordWrap(True)
+        self.health = HealthBlock()
+        self.health.sig_area_activated.connect(self.sig_area_activated.emit)
         self._values: dict[str, QLabel] = {}
         box = QGroupBox("Identity")
         form = QFormLayout(box)
@@ -72,11 +280,23 @@ class OverviewTab(QWidget):
         self._problems.setTextFormat(Qt.TextFormat.PlainText)
         self._problems.setWordWrap(True)
         self._problems.hide()
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.addWidget(self._status)
+        inner.addWidget(self.health)
+        inner.addWidget(box)
+        inner.addWidget(self._problems)
+        inner.addStretch(1)
+        # Five health rows and the identity do not fit a small laptop screen at large font sizes: scroll.
+        scroll = QScrollArea()
+        scroll.setObjectName("overviewScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
         layout = QVBoxLayout(self)
-        layout.addWidget(self._status)
-        layout.addWidget(box)
-        layout.addWidget(self._problems)
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self.show_health({})
 
     def value(self, key: str) -> str:
         return self._values[key].text()
@@ -84,6 +304,13 @@ class OverviewTab(QWidget):
     @property
     def filled(self) -> bool:
         return self.system is not None
+
+    def show_health(self, snapshots: Mapping[str, object]) -> None:
+        """Judge every area from the device's latest snapshots (by probe kind); call it whenever one arrives."""
+        self.health.show_lines(assess(snapshots))
+
+    def health_lines(self) -> list[HealthLine]:
+        return list(self.health.lines)
 
     def show_waiting(self, text: str) -> None:
         self._status.setText(text)
@@ -105,4 +332,5 @@ class OverviewTab(QWidget):
         for label in self._values.values():
             label.setText(UNKNOWN)
         self._problems.hide()
+        self.show_health({})  # another device: nothing of this one's health is known yet
         self.show_waiting("Waiting for the device to answer…")
