@@ -20,6 +20,7 @@ from siteline.ui.console_tab import ConsoleTab, ShellOpener
 from siteline.ui.icons import state_icon
 from siteline.ui.overview_tab import OverviewTab
 from siteline.ui.panel_tabs import KINDS as PANEL_KINDS
+from siteline.ui.panel_tabs import TITLES as PANEL_TITLES
 from siteline.ui.panel_tabs import PanelTab
 from siteline.ui.path_view import active_path, path_line, paths_tooltip
 
@@ -82,13 +83,21 @@ class DevicePage(QWidget):
         self.path.hide()
         self._build_host_key_bar()
         self.overview = OverviewTab()
+        self._snapshots: dict[str, Any] = {}  # the shown device's latest snapshot per kind, for the health lines
+        self.overview.sig_area_activated.connect(self._on_overview_area_activated)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("deviceTabs")
         self.tabs.addTab(self.overview, "Overview")
         self.console = ConsoleTab()
         self.panel_tabs = {kind: PanelTab(kind) for kind in PANEL_KINDS}
-        for kind, title in zip(PANEL_KINDS, ("Modem", "Network", "Slots"), strict=True):
-            self.tabs.addTab(self.panel_tabs[kind], title)
+        for kind in PANEL_KINDS:
+            self.tabs.addTab(self.panel_tabs[kind], PANEL_TITLES[kind])
+        # The Timeline: built the first time its tab is opened (pyqtgraph costs start-up time).
+        self.timeline_tab = QWidget()
+        self.timeline_tab.setObjectName("timelineTab")
+        QVBoxLayout(self.timeline_tab).setContentsMargins(0, 0, 0, 0)
+        self.timeline: Any = None  # a TimelinePanel once built
+        self.tabs.addTab(self.timeline_tab, "Timeline")
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
         for title, text in LATER_TABS:
             self.tabs.addTab(placeholder(title, text), title)
@@ -152,6 +161,8 @@ class DevicePage(QWidget):
         """Keep the path line and the host-key bar of the shown device current from ``sessions``' signals."""
         self._sessions = sessions
         sessions.sig_paths_changed.connect(self._on_sessions_changed)
+        sessions.sig_paths_changed.connect(self._on_timeline_news)
+        sessions.sig_snapshot_received.connect(self._on_timeline_news)
         sessions.sig_host_key_problem.connect(self._on_sessions_changed)
         sessions.sig_state_changed.connect(self._on_sessions_changed)
 
@@ -208,8 +219,11 @@ class DevicePage(QWidget):
             self.overview.clear()
             for tab in self.panel_tabs.values():
                 tab.reset()
+        changed = entry.name != self.device
         self.device = entry.name
         self._entry = entry
+        if changed and self.timeline is not None:
+            self.timeline.show_history(self._history())
         self._show_console_target(entry)
         self._title.setText(entry.name)
         self._target.setText(f"{entry.target}   ·   site {entry.site}")
@@ -220,6 +234,8 @@ class DevicePage(QWidget):
         for kind, tab in self.panel_tabs.items():
             if snapshots.get(kind) is not None and snapshots.get(kind) is not tab.latest:
                 tab.show_snapshot(snapshots[kind], self.tabs.currentWidget() is tab)
+        self._snapshots = dict(snapshots)
+        self.overview.show_health(self._snapshots)
         if self._sessions is None:
             self.show_host_key_problem(None)
             self.show_paths([])
@@ -268,11 +284,35 @@ class DevicePage(QWidget):
         tab = self.panel_tabs.get(kind)
         if tab is not None:
             tab.show_snapshot(snapshot, self.tabs.currentWidget() is tab)
+        self._snapshots[kind] = snapshot
+        self.overview.show_health(self._snapshots)
+
+    def _on_overview_area_activated(self, area: str) -> None:
+        """A health row was clicked or Entered: open that area's tab (disk lives on the Overview itself)."""
+        tab = self.panel_tabs.get(area)
+        if tab is not None:
+            self.tabs.setCurrentWidget(tab)
 
     def _on_tabs_current_changed(self, _index: int) -> None:
         current = self.tabs.currentWidget()
         if isinstance(current, PanelTab):
             current.build()
+        elif current is self.timeline_tab:
+            if self.timeline is None:
+                from siteline.ui.panels.timeline_panel import TimelinePanel
+
+                self.timeline = TimelinePanel()
+                self.timeline_tab.layout().addWidget(self.timeline)
+                self.timeline.show_history(self._history())
+            else:
+                self.timeline.refresh()
+
+    def _history(self) -> Any:
+        return self._sessions.history(self.device) if self._sessions is not None and self.device else None
+
+    def _on_timeline_news(self, name: str, *_args: object) -> None:
+        if name == self.device and self.timeline is not None and self.tabs.currentWidget() is self.timeline_tab:
+            self.timeline.refresh_soon()  # one redraw for a probe round's burst of snapshots
 
 
 def _parsed(texts: tuple[str, ...] | list[str]) -> list[Target]:

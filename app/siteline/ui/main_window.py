@@ -298,6 +298,7 @@ class MainWindow(QMainWindow):
         self.inventory.remove(name)
         self.model.remove_device(name)
         task = self.sessions.remove(name)
+        self.sessions.forget_history(name)
         if self.page.device == name:
             self.page.device = None
             self.stack.setCurrentWidget(self.empty)

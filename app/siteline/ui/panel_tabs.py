@@ -1,22 +1,26 @@
-"""The Modem, Network and Slots tabs of the device page: each panel is built the first time its tab is
-looked at (the modem panel's plot library costs start-up time most sessions never need) and fed the
-shown device's latest snapshot of its kind.
+"""The Modem, Network, Slots and Posture tabs of the device page: each panel is built the first time its
+tab is looked at (the modem panel's plot library costs start-up time most sessions never need) and fed
+the shown device's latest snapshot of its kind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from siteline.api import Network, Slots, Unavailable
+from siteline.core.device.posture import Posture
 
-KINDS = ("modem", "network", "slots")
+KINDS = ("modem", "network", "slots", "posture")
+TITLES = {"modem": "Modem", "network": "Network", "slots": "Slots", "posture": "Posture"}
 WAITING = {
     "modem": "Waiting for the device's modem (ModemManager) to answer…",
     "network": "Waiting for the device's network (NetworkManager) to answer…",
     "slots": "Waiting for the device's A/B slots (RAUC, boot counters) to answer…",
+    "posture": "Waiting for the device's security checks (encryption, firewall, SSH, certificate, clock)…",
 }
 
 
@@ -29,9 +33,13 @@ def _make_panel(kind: str) -> QWidget:
         from siteline.ui.panels.network_panel import NetworkPanel
 
         return NetworkPanel()
-    from siteline.ui.panels.slots_panel import SlotsPanel
+    if kind == "slots":
+        from siteline.ui.panels.slots_panel import SlotsPanel
 
-    return SlotsPanel()
+        return SlotsPanel()
+    from siteline.ui.panels.posture_panel import PosturePanel
+
+    return PosturePanel()
 
 
 def feed(kind: str, panel: Any, snapshot: Any) -> None:
@@ -51,6 +59,8 @@ def feed(kind: str, panel: Any, snapshot: Any) -> None:
         panel.show_network(snapshot)
     elif kind == "slots" and isinstance(snapshot, Slots):
         panel.show_slots(snapshot)
+    elif kind == "posture" and isinstance(snapshot, Posture):
+        panel.show_posture(snapshot)
 
 
 class PanelTab(QWidget):
@@ -61,6 +71,8 @@ class PanelTab(QWidget):
         self.kind = kind
         self.panel: QWidget | None = None
         self.latest: Any = None
+        # Told when the panel is made (the page connects the panel's own signals: slot actions, checks).
+        self.on_built: Callable[[str, QWidget], None] | None = None
         self._layout = QVBoxLayout(self)
         self.waiting = QLabel(WAITING[kind])
         self.waiting.setObjectName(f"{kind}Waiting")
@@ -82,6 +94,8 @@ class PanelTab(QWidget):
         self.waiting.hide()
         self.panel = _make_panel(self.kind)
         self._layout.addWidget(self.panel)
+        if self.on_built is not None:
+            self.on_built(self.kind, self.panel)
         feed(self.kind, self.panel, self.latest)
 
     def reset(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from siteline.core.backoff import Backoff
+from siteline.core.device.history import DeviceHistory
 from siteline.core.errors import AuthError, HostKeyError, HostKeyProblem, SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry
 from siteline.core.keep import Keep, device_secret_name
@@ -126,6 +127,8 @@ class SessionManager(QObject):
         self._factory = factory
         self._backoff = backoff
         self._sessions: dict[str, DeviceSession] = {}
+        # One Timeline history per device name; it outlives reconnects and edits, goes with remove_now().
+        self._histories: dict[str, DeviceHistory] = {}
         self._unlisten: dict[str, Callable[[], None]] = {}
         # The host-key question each device waits on, until the person answers or the device goes.
         self._host_key_problems: dict[str, HostKeyProblem] = {}
@@ -148,6 +151,13 @@ class SessionManager(QObject):
 
     def get(self, name: str) -> DeviceSession | None:
         return self._sessions.get(name)
+
+    def history(self, name: str) -> DeviceHistory | None:
+        """What the device did (snapshots, path events) for its Timeline; None for an unknown device."""
+        return self._histories.get(name)
+
+    def forget_history(self, name: str) -> None:
+        self._histories.pop(name, None)
 
     def state(self, name: str) -> ConnectionState:
         session = self._sessions.get(name)
@@ -197,7 +207,14 @@ class SessionManager(QObject):
         unlisten_state = session.add_state_listener(lambda s: self._on_session_state(name, s))
         unlisten_paths = session.add_path_listener(lambda event: self._on_path_event(name, session, event))
         self._unlisten[name] = _all_of(unlisten_state, unlisten_paths)
-        session.add_snapshot_listener(lambda kind, _snap: self._on_snapshot(name, kind))
+        history = self._histories.setdefault(name, DeviceHistory(name))
+
+        def on_snapshot(kind: str, snapshot: Any) -> None:
+            if self._sessions.get(name) is session:  # a replaced session's last probe is not news
+                history.observe(kind, snapshot)
+            self._on_snapshot(name, kind)
+
+        session.add_snapshot_listener(on_snapshot)
         self._sessions[name] = session
         if start:
             waits = {t for t in (after, self._stop_by_name.get(name)) if t is not None and not t.done()}
@@ -266,6 +283,8 @@ class SessionManager(QObject):
         if creds is not None and entry.username != old.entry.username:  # type: ignore[union-attr]
             creds = replace(creds, username=entry.username)
         stopping = self.remove(old_name)
+        if old_name != entry.name and old_name in self._histories:
+            self._histories[entry.name] = self._histories.pop(old_name)  # a renamed device keeps its Timeline
         return self.add(entry, creds, after=stopping)
 
     def set_password(self, name: str, password: str, remember: bool = False) -> None:
@@ -388,6 +407,9 @@ class SessionManager(QObject):
             return
         if event.active is not None and event.active == self._host_key_targets.get(name):
             self._clear_if_in_use(name)
+        history = self._histories.get(name)
+        if history is not None:
+            history.observe_path_event(event)  # "trying ..." is dropped there
         self.sig_paths_changed.emit(name)
         # Only news for a device with somewhere to fall back to; "trying ..." is the state line's job.
         if event.message and len(session.targets) > 1 and event.kind != "trying":
