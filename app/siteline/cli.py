@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from siteline.probe_cli import add_probe_arguments
 
     add_probe_arguments(probe)
+    from siteline.logs_cli import add_logs_parser
+
+    add_logs_parser(sub, connect)
 
     _add_device_parsers(sub, connect)
 

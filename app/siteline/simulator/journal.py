@@ -153,3 +153,47 @@ def parse_priority(text: str) -> tuple[int, int] | None:
         else:
             return None
     return (values[0], values[1]) if sep else (0, values[0])
+
+
+FOLLOW_POLL = 0.1  # seconds between looks at the journal file while following
+
+
+def snapshot(root: Path) -> tuple[list[Entry], int, int]:
+    """Every entry now, the byte offset after them and the newest __SEQNUM: where a follower starts."""
+    found, offset = read_from(path_of(root))
+    return found, offset, seq_of(found[-1]) if found else 0
+
+
+def follow(root: Path, offset: int, last_seq: int, poll: float = FOLLOW_POLL) -> Iterator[list[Entry]]:
+    """The entries appended after ``last_seq``, a list per look, forever: the follower (journalctl -f,
+    logread -f, dmesg -w) ends when its process group is stopped, as the real tools do when the shell goes.
+
+    Entries are followed by their __SEQNUM, not by the file's size: when the journal is vacuumed
+    (rewritten as a new, smaller file) it is read again from its start and only newer entries are given.
+    """
+    path = path_of(root)
+    inode = _inode(path)
+    while True:
+        time.sleep(poll)
+        now_inode = _inode(path)
+        if now_inode != inode:
+            inode, offset = now_inode, 0
+        new, offset = read_from(path, offset)
+        fresh = [e for e in new if seq_of(e) > last_seq]
+        if fresh:
+            last_seq = seq_of(fresh[-1])
+            yield fresh
+
+
+def _inode(path: Path) -> int:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return -1
+
+
+def seq_of(entry: Entry) -> int:
+    try:
+        return int(entry.get("__SEQNUM", "0"))
+    except (TypeError, ValueError):
+        return 0

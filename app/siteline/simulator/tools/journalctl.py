@@ -1,19 +1,19 @@
-"""journalctl: -o json|json-pretty|short|short-iso|cat, -n N, -f, -u UNIT, -p PRIO, -k, -b, --no-pager."""
+"""journalctl: -o json|json-pretty|short|short-iso|cat, -n N, -f, -u UNIT, -p PRIO, -k, -b, --no-pager,
+-S/--since, -U/--until, --after-cursor, --cursor, --show-cursor (as systemd's journalctl reads them)."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from siteline.core.logs.since import parse_since
 from siteline.simulator import journal
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import fail, out, take_value
 
 OUTPUTS = ("short", "short-iso", "short-precise", "json", "json-pretty", "cat", "verbose")
-FOLLOW_POLL = 0.1  # seconds between looks at the journal file while following
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
@@ -25,7 +25,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     entries = [e for e in found if _matches(e, opts, state)]
     if opts.get("n") is not None:
         entries = entries[-int(opts["n"]):] if int(opts["n"]) else []
-    elif opts.get("follow"):
+    elif opts.get("follow") and not any(k in opts for k in ("since", "after", "cursor")):
         entries = entries[-10:]  # -f alone shows the last 10, as journalctl does
     if opts.get("reverse"):
         entries.reverse()
@@ -33,6 +33,8 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     previous_boot = None
     for entry in entries:
         previous_boot = _emit(entry, fmt, previous_boot)
+    if opts.get("show_cursor") and entries and not fmt.startswith("json"):
+        out(f"-- cursor: {entries[-1].get('__CURSOR', '')}\n")
     sys.stdout.flush()
     if opts.get("follow"):
         return _follow(state, opts, fmt, previous_boot, offset, _seq(found[-1]) if found else 0)
@@ -47,7 +49,9 @@ def _parse(argv: list[str]) -> dict[str, Any] | str:
     while i < len(argv):
         arg = argv[i]
         for short, long, key in (("-o", "--output", "o"), ("-n", "--lines", "n"), ("-u", "--unit", "u"),
-                                 ("-p", "--priority", "p"), ("-t", "--identifier", "t")):
+                                 ("-p", "--priority", "p"), ("-t", "--identifier", "t"),
+                                 ("-S", "--since", "since"), ("-U", "--until", "until"),
+                                 ("--after-cursor", "--after-cursor", "after"), ("-c", "--cursor", "cursor")):
             if arg in (short, long) or arg.startswith(long + "=") or (arg.startswith(short) and len(arg) > 2):
                 if key == "n" and arg in ("-n", "--lines") and (i + 1 >= len(argv) or not argv[i + 1].isdigit()):
                     opts["n"], i = "10", i + 1  # bare -n means 10
@@ -60,7 +64,8 @@ def _parse(argv: list[str]) -> dict[str, Any] | str:
         else:
             flag = {"-f": "follow", "--follow": "follow", "-k": "kernel", "--dmesg": "kernel", "-b": "boot",
                     "--boot": "boot", "-r": "reverse", "--reverse": "reverse", "--no-pager": "", "-q": "",
-                    "--quiet": "", "-a": "", "--all": "", "--no-hostname": "nohost", "-e": "", "--pager-end": ""}
+                    "--quiet": "", "-a": "", "--all": "", "--no-hostname": "nohost", "-e": "", "--pager-end": "",
+                    "--show-cursor": "show_cursor"}
             if arg not in flag:
                 return f"unrecognized option '{arg}'"
             if flag[arg]:
@@ -79,7 +84,30 @@ def _check(opts: dict[str, Any]) -> dict[str, Any] | str:
         if rng is None:
             return f"Unknown log level {opts['p']}"
         opts["prange"] = rng
+    for key in ("since", "until"):
+        if key in opts:
+            when = parse_since(str(opts[key]))
+            if when is None:
+                return f"Failed to parse timestamp: {opts[key]}"
+            opts[key + "_ts"] = when
+    for key in ("after", "cursor"):
+        if key in opts:
+            seq = cursor_seq(str(opts[key]))
+            if seq is None:
+                return "Failed to seek to cursor: Invalid argument"
+            opts[key + "_seq"] = seq
     return opts
+
+
+def cursor_seq(cursor: str) -> int | None:
+    """The sequence number inside a cursor this journal wrote ("s=...;i=1a2;..."), else None."""
+    fields = dict(part.partition("=")[::2] for part in cursor.strip().split(";"))
+    if fields.get("s") != journal.SEQNUM_ID:
+        return None
+    try:
+        return int(fields.get("i", ""), 16)
+    except ValueError:
+        return None
 
 
 def _matches(entry: dict[str, Any], opts: dict[str, Any], state: DeviceState) -> bool:
@@ -94,9 +122,27 @@ def _matches(entry: dict[str, Any], opts: dict[str, Any], state: DeviceState) ->
         return False
     if (opts.get("boot") or opts.get("kernel")) and entry.get("_BOOT_ID") != state.device().get("boot_id"):
         return False
+    if not _in_window(entry, opts):
+        return False
     if "prange" in opts:
         low, high = opts["prange"]
         if not low <= int(entry.get("PRIORITY", 6)) <= high:
+            return False
+    return True
+
+
+def _in_window(entry: dict[str, Any], opts: dict[str, Any]) -> bool:
+    """--since/--until by the entry's time; --after-cursor/--cursor by its sequence number."""
+    if "after_seq" in opts and _seq(entry) <= opts["after_seq"]:
+        return False
+    if "cursor_seq" in opts and _seq(entry) < opts["cursor_seq"]:
+        return False
+    if "since_ts" in opts or "until_ts" in opts:
+        try:
+            when = int(entry.get("__REALTIME_TIMESTAMP", "0")) / 1_000_000
+        except (TypeError, ValueError):
+            return False
+        if when < opts.get("since_ts", when) or when > opts.get("until_ts", when):
             return False
     return True
 
@@ -132,38 +178,16 @@ def _short(entry: dict[str, Any], fmt: str) -> str:
 
 def _follow(state: DeviceState, opts: dict[str, Any], fmt: str, previous_boot: str | None, offset: int,
             last_seq: int) -> int:
-    """Print entries as the device logs them, until killed (as journalctl -f).
-
-    Entries are followed by their __SEQNUM, not by the file's size: when the journal is vacuumed
-    (rewritten as a new, smaller file) the new file is read again from its start and only entries
-    newer than the last one printed are shown, so nothing repeats and nothing is skipped.
-    """
-    path = journal.path_of(state.root)
-    inode = _inode(path)
-    while True:
-        time.sleep(FOLLOW_POLL)
-        now_inode = _inode(path)
-        if now_inode != inode:
-            inode, offset = now_inode, 0  # a new file (vacuumed or recreated): read it whole, skip what was seen
-        new, offset = journal.read_from(path, offset)
+    """Print entries as the device logs them, until killed (as journalctl -f); see journal.follow."""
+    for new in journal.follow(state.root, offset, last_seq):
         shown = False
         for entry in new:
-            seq = _seq(entry)
-            if seq <= last_seq:
-                continue
-            last_seq = seq
             if _matches(entry, opts, state):
                 previous_boot = _emit(entry, fmt, previous_boot)
                 shown = True
         if shown:
             sys.stdout.flush()
-
-
-def _inode(path: Path) -> int:
-    try:
-        return path.stat().st_ino
-    except OSError:
-        return -1
+    return 0
 
 
 def _seq(entry: dict[str, Any]) -> int:
