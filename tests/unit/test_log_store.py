@@ -184,3 +184,16 @@ def test_time_filters_ordered_or_not(times: list[float | None], since: int, unti
         i for i, t in enumerate(times) if t is not None and since <= t <= until]
     assert list(s.filter(since=since)) == [i for i, t in enumerate(times) if t is not None and since <= t]
     assert s.first_at_or_after(since) == next((i for i, t in enumerate(times) if t is not None and t >= since), None)
+
+
+def test_a_message_that_is_not_valid_unicode_leaves_the_columns_aligned() -> None:
+    """journald JSON may carry "\\ud800": it is stored as U+FFFD, and every row keeps its own message."""
+    from siteline.core.logs.record import Source as Src
+    from siteline.core.logs.store import LogStore as Store
+
+    store = Store()
+    store.ingest(['{"MESSAGE": "bad \\ud800 here", "PRIORITY": "3", "__REALTIME_TIMESTAMP": "1700000000000000"}',
+                  '{"MESSAGE": "next", "PRIORITY": "6", "__REALTIME_TIMESTAMP": "1700000001000000"}'], Src.JOURNAL)
+    store.ingest(["plain after"], Src.TEXT)
+    assert [store.message(i) for i in range(len(store))] == ["bad \ufffd here", "next", "plain after"]
+    assert store[1].priority == 6

@@ -77,6 +77,7 @@ class LogStore:
         if not messages:
             return 0
         first = len(self)
+        text, starts = self._encode_messages(messages)  # first: a message that cannot be stored changes no column
         # Fast paths use C-level loops; the comprehensions only run for chunks that need them.
         new_times = array("d", times if None not in times else [math.nan if t is None else t for t in times])
         # Most logs arrive in time order: while they do, time filters and jumps are a bisect.
@@ -94,7 +95,8 @@ class LogStore:
                 if problem:
                     self._problems[first + i] = problem
                     self._source[first + i] = flag | _PROBLEM
-        self._add_messages(messages)
+        self._starts.extend(starts)
+        self._text += text
         return len(messages)
 
     def _ids_of(self, names: Sequence[str]) -> array[int]:
@@ -103,21 +105,26 @@ class LogStore:
             ids = list(map(self._intern, names))
         return array("I", ids)  # type: ignore[arg-type]  # no None is left
 
-    def _add_messages(self, messages: Sequence[str]) -> None:
+    def _encode_messages(self, messages: Sequence[str]) -> tuple[bytes, array[int]]:
+        """The messages as bytes for the text column (newline-ended) and where each starts in it."""
         joined = "\n".join(messages)
         if joined.count("\n") != len(messages) - 1:
             messages = tuple(m.replace("\n", _NL_IN_MESSAGE) for m in messages)
             joined = "\n".join(messages)
         base = len(self._text)
         if joined.isascii():  # byte lengths are string lengths: no per-line encode
+            data = joined.encode("ascii")
             lengths: Iterable[int] = (len(m) + 1 for m in messages)
         else:
+            try:
+                data = joined.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # a lone surrogate (journald JSON "\ud800"): shown as U+FFFD
+                messages = tuple(map(_storable, messages))
+                data = "\n".join(messages).encode("utf-8", "surrogateescape")
             lengths = (len(m.encode("utf-8", "surrogateescape")) + 1 for m in messages)
         starts = array("Q", accumulate(lengths, initial=base))
         starts.pop()  # accumulate's last value is where the next message will start
-        self._starts.extend(starts)
-        self._text += joined.encode("utf-8", "surrogateescape")
-        self._text += b"\n"
+        return data + b"\n", starts
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -220,6 +227,14 @@ class LogStore:
             i = bisect_left(self._time, when)
             return i if i < len(self) else None
         return next(compress(range(len(self)), map(operator.le, repeat(when), self._time)), None)
+
+
+# Surrogates that are no escaped byte (surrogateescape keeps U+DC80..U+DCFF for those): one U+FFFD each.
+_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
+def _storable(message: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", message)
 
 
 def _pids(pids: Sequence[int | None]) -> array[int]:
