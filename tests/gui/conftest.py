@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import pytestqt.plugin
 import qasync
+import shiboken6
 from PySide6.QtWidgets import QApplication
 
 from siteline.core.backoff import Backoff
@@ -124,6 +125,8 @@ def make_window(qtbot, home: Path, aloop: Loop) -> Iterator[Callable[..., MainWi
 
     yield make
     for window in made:
+        if shiboken6.isValid(window):  # else pytest-qt closed and deleted it already (its timers went with it)
+            aloop.run(window.stop_device_work())
         if window.sessions.names() or window.sessions._stopping:
             aloop.run(window.sessions.close_all())
         aloop.run(window.close_keep())
@@ -143,6 +146,7 @@ async def show(window: MainWindow) -> None:
 
 async def close_window(window: MainWindow) -> None:
     window.close()
+    await window.stop_device_work()
     await window.sessions.close_all()
     await window.close_keep()
 

@@ -153,7 +153,9 @@ async def test_stop_ends_a_probe_round_asked_for_from_outside(tmp_path: Path) ->
     outside = asyncio.get_running_loop().create_task(session.refresh("modem"))
     await asyncio.wait_for(started.wait(), 10)
     await asyncio.wait_for(session.stop(), 10)
-    assert outside.done() and not outside.cancelled() and outside.exception() is None
+    assert outside.done()
+    assert not outside.cancelled()
+    assert outside.exception() is None
     assert not session._probing
     ps = await asyncio.create_subprocess_exec("pgrep", "-f", marker, stdout=asyncio.subprocess.DEVNULL)
     assert await ps.wait() == 1, "the probe's command outlived the session"

@@ -107,6 +107,11 @@ class DeviceSession:
         return None if active is None or self._links.transport is None else self.targets[active]
 
     @property
+    def transport(self) -> Transport | None:
+        """The link in use now, for what only some links can do (stream a log, copy a file); None while down."""
+        return self._links.transport if self.state.state is ConnState.UP else None
+
+    @property
     def paths(self) -> list[PathStatus]:
         """Every path in order of preference, with its state and why."""
         return self._book.paths

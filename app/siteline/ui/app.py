@@ -164,6 +164,7 @@ async def run_window(
             shot.cancel()
     finally:
         await window.page.console.close_shell()  # hang up the console (and close its log) before the links
+        await window.stop_device_work()
         await window.sessions.close_all()
         await window.close_keep()  # after the sessions: their disconnects go into the audit trail
         await watch.stop()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QHideEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from siteline.core.device.system import System
@@ -18,6 +18,7 @@ from siteline.core.targets import Target, parse_target
 from siteline.core.transports.base import ConnectionState, ConnState
 from siteline.ui.console_tab import ConsoleTab, ShellOpener
 from siteline.ui.icons import state_icon
+from siteline.ui.logs.device_logs import DeviceLogsTab
 from siteline.ui.overview_tab import OverviewTab
 from siteline.ui.panel_tabs import KINDS as PANEL_KINDS
 from siteline.ui.panel_tabs import TITLES as PANEL_TITLES
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Tabs later issues fill, with what they will hold, so the technician knows what to expect.
 LATER_TABS = (
-    ("Logs", "The device journal, live, with filters."),
     ("Update", "Flash a signed image with a tested way back."),
 )
 
@@ -99,10 +99,15 @@ class DevicePage(QWidget):
         self.timeline: Any = None  # a TimelinePanel once built
         self.tabs.addTab(self.timeline_tab, "Timeline")
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
+        self.logs = DeviceLogsTab()
+        self.logs.setObjectName("logsTab")
+        self.tabs.addTab(self.logs, "Logs")
+        self.tabs.addTab(self.console, "Console")
         for title, text in LATER_TABS:
             self.tabs.addTab(placeholder(title, text), title)
-            if title == "Logs":  # the Console keeps its place between Logs and Update
-                self.tabs.addTab(self.console, "Console")
+        # Set by the window: whether a device's link is metered (the Logs tab then polls slowly).
+        self.is_metered: Callable[[str], bool] = lambda _name: False
+        self._watched = True
         self._add_plugin_panels(plugins)
         self._build_layout()
 
@@ -169,6 +174,27 @@ class DevicePage(QWidget):
     def _on_sessions_changed(self, name: str, *_args: object) -> None:
         if name == self.device:
             self._refresh_from_sessions()
+            self._show_logs_of(name)
+
+    def set_watched(self, watched: bool) -> None:
+        """Whether anyone can see the window (shown and not minimised): the log is read only then."""
+        self._watched = watched
+        self._tell_logs()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._tell_logs()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self._tell_logs()
+
+    def _tell_logs(self) -> None:
+        self.logs.set_shown(self._watched and self.isVisible() and self.tabs.currentWidget() is self.logs)
+
+    def _show_logs_of(self, name: str) -> None:
+        session = self._sessions.get(name) if self._sessions is not None else None
+        self.logs.set_device(name, session, self.is_metered(name))
 
     def _refresh_from_sessions(self) -> None:
         if self._sessions is None or self.device is None:
@@ -222,6 +248,7 @@ class DevicePage(QWidget):
         changed = entry.name != self.device
         self.device = entry.name
         self._entry = entry
+        self._show_logs_of(entry.name)
         if changed and self.timeline is not None:
             self.timeline.show_history(self._history())
         self._show_console_target(entry)
@@ -295,6 +322,7 @@ class DevicePage(QWidget):
 
     def _on_tabs_current_changed(self, _index: int) -> None:
         current = self.tabs.currentWidget()
+        self._tell_logs()
         if isinstance(current, PanelTab):
             current.build()
         elif current is self.timeline_tab:

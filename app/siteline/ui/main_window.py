@@ -37,6 +37,7 @@ from siteline.core.transports.base import ConnState, Credentials
 from siteline.ui.console_tab import ShellOpener
 from siteline.ui.credentials_dialog import CredentialsDialog, PasswordPrompts
 from siteline.ui.delegates import TallRowDelegate
+from siteline.ui.device_controls import DeviceControls
 from siteline.ui.device_dialog import DeviceDialog
 from siteline.ui.device_page import DevicePage
 from siteline.ui.device_tree_model import NAME_COLUMN, STATE_COLUMN, DeviceTreeModel, NameRole
@@ -89,6 +90,8 @@ class MainWindow(QMainWindow):
         self.keep_problem = keep_problem
         self._build_actions()
         self._connect()
+        # The refresh schedule, antenna alignment, factory-password check and slot actions.
+        self.controls = DeviceControls(self)
         self._restore_settings()
 
     # -- building ----------------------------------------------------------------------------
@@ -340,8 +343,7 @@ class MainWindow(QMainWindow):
     def _on_refresh_triggered(self) -> None:
         name = self.selected_device()
         if name:
-            task = asyncio.ensure_future(self.sessions.refresh(name))
-            task.add_done_callback(_report_task_error)
+            self.controls.refresh_now(name)
 
     def _on_tree_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
         name = self.selected_device()
@@ -436,6 +438,11 @@ class MainWindow(QMainWindow):
         elif self.keep_problem:
             self.status.show_problem(f"Nothing can be recorded: {self.keep_problem}")
 
+    async def stop_device_work(self) -> None:
+        """Before the links close: the log follower, the refresh schedule, alignment and checks end."""
+        await self.page.logs.close()
+        await self.controls.close()
+
     async def close_keep(self) -> None:
         if self.keep_ui is not None:
             await self.keep_ui.close()
@@ -444,14 +451,3 @@ class MainWindow(QMainWindow):
         self.save_settings()
         event.accept()
         self.sig_closed.emit()
-
-
-def _report_task_error(task: asyncio.Task[None]) -> None:
-    """Errors of fire-and-forget work go where async-slot errors go: the excepthook (logged and shown)."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        import sys
-
-        sys.excepthook(type(exc), exc, exc.__traceback__)

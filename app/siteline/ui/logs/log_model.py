@@ -58,6 +58,7 @@ class LogModel(QAbstractTableModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._store = LogStore()
+        self.boot_time: float | None = None  # the device's boot (epoch): dmesg seconds since boot become times
         self._file: LogFile | None = None
         self._rows: array[int] | None = None  # shown line numbers while a filter is on
         self._count = 0  # rows the view knows about
@@ -93,6 +94,8 @@ class LogModel(QAbstractTableModel):
 
     def ingest(self, lines: list[str], source: Source) -> int:
         """Parse and store lines; they show at the next `flush()`."""
+        if source is Source.DMESG and self.boot_time is not None:
+            return self._store.ingest(storable(lines, source), source, boot_time=self.boot_time)
         return self._store.ingest(storable(lines, source), source)
 
     def reset_to(self, store: LogStore | None = None, file: LogFile | None = None) -> None:

@@ -100,10 +100,15 @@ class LogView(LogActions, QWidget):
 
     # -- the API the device page uses ------------------------------------------------------
 
-    def append_lines(self, lines: list[str], source: Source) -> None:
-        """Parse and store lines in `source`'s format; they show on the next tick (one insert per tick)."""
+    def append_lines(self, lines: list[str], source: Source, boot_time: float | None = None) -> None:
+        """Parse and store lines in `source`'s format; they show on the next tick (one insert per tick).
+
+        ``boot_time`` (the device's boot, epoch) turns dmesg's seconds since boot into times.
+        """
         if not lines:
             return
+        if boot_time is not None:
+            self.model.boot_time = boot_time
         if self._feed is not None:  # a live stream replaces a file being browsed
             self._close_file()
         self._source_word = SOURCE_WORDS.get(source, "")

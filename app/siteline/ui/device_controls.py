@@ -1,0 +1,215 @@
+"""What the device page's panels ask of the device, kept out of the window class.
+
+- the refresh schedule (metered links slow, unseen devices paused) and F5;
+- antenna alignment (the modem reads its signal every second while the window is open);
+- the factory-password check the Posture panel asks for after the person confirmed it;
+- slot actions (mark good / bad / active) the Slots panel asks for, confirmed in a dialog.
+
+Everything a person starts here is recorded in the audit trail, whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QLabel, QPushButton, QWidget
+
+from siteline import paths
+from siteline.core.errors import SitelineError, TargetError
+from siteline.core.refresh_policy import load_settings, metered
+from siteline.core.targets import parse_target
+from siteline.ui.refresh_scheduler import RefreshScheduler
+
+if TYPE_CHECKING:
+    from siteline.core.device.posture import PostureCheck
+    from siteline.core.session import DeviceSession
+    from siteline.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+class DeviceControls(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.page = window.page
+        self.sessions = window.sessions
+        self.antenna_window: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        settings, warnings = load_settings()
+        kinds = tuple(dict.fromkeys(c.item.kind for c in window.plugins.probes()))
+        self.refresher = RefreshScheduler(self.sessions, settings, kinds=kinds,
+                                          control_plane_metered=self._control_plane_metered, parent=self)
+        self.refresh_label = QLabel()
+        self.refresh_label.setObjectName("refreshPolicy")
+        window.status.addPermanentWidget(self.refresh_label)
+        for warning in warnings:
+            window.status.show_problem(warning)
+        self.refresher.sig_policy_changed.connect(self._on_refresher_policy_changed)
+        self.page.tabs.currentChanged.connect(lambda _i: self.tell_shown())
+        window.tree.selectionModel().selectionChanged.connect(lambda *_: self.tell_shown())
+        self.page.is_metered = self.is_metered
+        for tab in self.page.panel_tabs.values():
+            tab.on_built = self._on_panel_built
+        self._add_antenna_button()
+        window.installEventFilter(self)
+
+    # -- the refresh schedule ----------------------------------------------------------------------
+
+    def _control_plane_metered(self) -> bool:
+        keep = self.window.keep_ui.keep if self.window.keep_ui is not None else None
+        return bool(keep is not None and keep.settings is not None and keep.settings.metered)
+
+    def is_metered(self, name: str) -> bool:
+        return bool(metered(self.refresher.view(name), self.refresher.settings).metered)
+
+    def tell_shown(self) -> None:
+        shown = self.page.device if self.window.stack.currentWidget() is self.page else None
+        self.refresher.set_shown(shown, getattr(self.page.tabs.currentWidget(), "kind", None))
+        self.refresh_label.setText(self.refresher.describe(shown) if shown else "")
+
+    def _on_refresher_policy_changed(self, name: str, text: str) -> None:
+        if name == self.page.device:
+            self.refresh_label.setText(text)
+
+    def refresh_now(self, name: str) -> None:
+        task = self.refresher.refresh_now(name)
+        if task is not None:
+            task.add_done_callback(report_task_error)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window and event.type() in (QEvent.Type.Show, QEvent.Type.Hide,
+                                                        QEvent.Type.WindowStateChange):
+            seen = self.window.isVisible() and not self.window.isMinimized()
+            self.refresher.set_window_visible(seen)
+            self.page.set_watched(seen)
+        return False
+
+    # -- panels' own requests ---------------------------------------------------------------------
+
+    def _on_panel_built(self, kind: str, panel: QWidget) -> None:
+        if kind == "posture":
+            panel.device_name = self.page.device or "this device"  # type: ignore[attr-defined]
+            panel.sig_factory_check_requested.connect(  # type: ignore[attr-defined]
+                lambda: self._start(self._factory_check(panel)))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(report_task_error)
+
+    def _record(self, action: str, name: str, detail: dict[str, Any], result: str) -> None:
+        session = self.sessions.get(name)
+        if self.window.keep_ui is not None and session is not None:
+            self.window.keep_ui.keep.record(action, device=name, site=session.entry.site, detail=detail,
+                                            result=result)
+
+    async def _factory_check(self, panel: Any) -> None:
+        from siteline.core.device.factory_login import check_factory_logins
+
+        name = self.page.device
+        session = self.sessions.get(name) if name else None
+        if name is None or session is None:
+            return
+        target_text = self.sessions.active_target(name) or session.entry.target
+        try:
+            target = parse_target(target_text)
+        except TargetError as exc:
+            self.window.status.show_problem(f"The factory-password check cannot reach {name}: {exc}")
+            return
+        panel.set_factory_running(True)
+        tried: list[str] = []
+        try:
+            check: PostureCheck = await check_factory_logins(target, paths.data_dir() / "known_hosts",
+                                                             on_attempt=lambda a: tried.append(a.name))
+        except SitelineError as exc:
+            panel.set_factory_running(False)
+            self.window.status.show_problem(f"The factory-password check on {name} stopped: {exc}")
+            self._record("factory-password-check", name, {"tried": tried, "error": str(exc)}, "failed")
+            return
+        panel.show_factory_result(check)
+        self._record("factory-password-check", name, {"tried": tried, "status": check.status,
+                                                      "reason": check.reason}, check.status)
+        posture = session.snapshots.get("posture")
+        if posture is not None and hasattr(posture, "with_check"):
+            session.snapshots["posture"] = posture.with_check(check)
+            if self.page.device == name:
+                self.page.show_snapshot("posture", session.snapshots["posture"])
+
+    # -- antenna alignment --------------------------------------------------------------------------
+
+    def _add_antenna_button(self) -> None:
+        button = QPushButton("Antenna a&lignment…")
+        button.setObjectName("antennaButton")
+        button.setToolTip("Read the signal every second, in big figures, while you point the antenna")
+        button.setMinimumHeight(40)
+        layout = self.page.panel_tabs["modem"].layout()
+        layout.insertWidget(0, button, 0, Qt.AlignmentFlag.AlignRight)  # type: ignore[call-arg, union-attr]
+        button.clicked.connect(self.open_antenna_window)
+        self.page.antenna_button = button  # type: ignore[attr-defined]
+
+    def open_antenna_window(self) -> None:
+        name = self.page.device
+        session = self.sessions.get(name) if name else None
+        index = getattr(session.snapshots.get("modem"), "index", None) if session is not None else None
+        if name is None or session is None or index is None:
+            self.window.status.show_problem("Antenna alignment needs the modem read once: open the Modem tab, "
+                                            "wait for it to fill (or press F5), then try again.")
+            return
+        if self.antenna_window is not None:
+            self.antenna_window.close()  # one at a time; its close puts the old rate back
+        self._start(self._open_antenna(name, session, int(index)))
+
+    async def _open_antenna(self, name: str, session: DeviceSession, index: int) -> None:
+        # The alignment commands are ModemManager's (mmcli --signal-setup): the built-in modem plugin has them.
+        from siteline.ui.panels.antenna_window import AntennaWindow
+        from siteline_modemmanager.alignment import sample, start_alignment, stop_alignment
+
+        try:
+            previous = await start_alignment(session.context(), index)
+        except SitelineError as exc:
+            self.window.status.show_problem(f"Antenna alignment could not start on {name}: {exc}")
+            return
+
+        async def restore() -> None:
+            try:
+                await stop_alignment(session.context(), index, previous)
+            except SitelineError as exc:
+                self.window.status.show_problem(f"The modem of {name} may still read its signal every second: {exc}")
+
+        def on_close() -> None:
+            self.antenna_window = None
+            self._start(restore())
+
+        window = AntennaWindow(lambda: sample(session.context(), index), on_close=on_close, device=name)
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.antenna_window = window
+        window.show()
+        window.start()
+        self._record("antenna-alignment", name, {"modem": index, "previous_rate": previous}, "ok")
+
+    # -- closing ------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """The window is closing: the antenna window first (its close restores the rate), then the rest."""
+        if self.antenna_window is not None:
+            self.antenna_window.close()
+        await self.refresher.close()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def report_task_error(task: asyncio.Task[Any]) -> None:
+    """Errors of fire-and-forget work go where async-slot errors go: the excepthook (logged and shown)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        import sys
+
+        sys.excepthook(type(exc), exc, exc.__traceback__)
