@@ -37,6 +37,8 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
                                      if "system" in sessions.get(n).snapshots}
                 seen["console"] = await _console_round_trip(window)
                 seen["panels"] = await _panels_shown(window)
+                seen["logs"] = await _logs_followed(window)
+                seen["health"] = {line.area: line.tone for line in window.page.overview.health_lines()}
                 window.close()
 
             asyncio.get_running_loop().create_task(watch())
@@ -57,7 +59,12 @@ def test_demo_site_comes_up_without_blocking_the_loop(qapp, home, tmp_path) -> N
     assert seen["console"] is True, seen["console"]
     # The simulated device answers mmcli, nmcli/ip and rauc/fw_printenv: each tab shows its panel, not "unavailable".
     assert seen["panels"] == {"modem": "ModemPanel: ModemReport", "network": "NetworkPanel: Network",
-                              "slots": "SlotsPanel: Slots"}, seen["panels"]
+                              "slots": "SlotsPanel: Slots", "posture": "PosturePanel: Posture"}, seen["panels"]
+    # The demo device's journal, followed over SSH while the tab was open, and not after.
+    assert seen["logs"] == "followed, then paused", seen["logs"]
+    # Every area judged from what the device said (the demo's posture fails some checks on purpose).
+    assert set(seen["health"]) == {"modem", "network", "slots", "disk", "posture"}
+    assert seen["health"]["posture"] in ("warn", "bad"), seen["health"]
 
 
 async def _panels_shown(window) -> dict[str, str]:
@@ -65,7 +72,7 @@ async def _panels_shown(window) -> dict[str, str]:
     window._select("gw-ssh")
     page = window.page
     shown = {}
-    for kind in ("modem", "network", "slots"):
+    for kind in ("modem", "network", "slots", "posture"):
         tab = page.panel_tabs[kind]
         deadline = time.monotonic() + 15
         while tab.latest is None and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -77,6 +84,21 @@ async def _panels_shown(window) -> dict[str, str]:
         if type(tab.latest).__name__ == "Unavailable":
             shown[kind] += f" ({tab.latest.reason})"
     return shown
+
+
+async def _logs_followed(window) -> str:
+    """The Logs tab of the SSH device fills from its journal while open; leaving it stops the follower."""
+    window._select("gw-ssh")
+    page = window.page
+    page.tabs.setCurrentWidget(page.logs)
+    deadline = time.monotonic() + 20
+    while page.logs.view.model.rowCount() == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if page.logs.view.model.rowCount() == 0:
+        return f"no lines: {page.logs.view._status_text}"
+    page.tabs.setCurrentWidget(page.overview)
+    await asyncio.sleep(0.2)
+    return "followed, then paused" if not page.logs.following else "still following with the tab closed"
 
 
 async def _console_round_trip(window) -> object:
