@@ -23,7 +23,7 @@ from siteline.core.device.modem import Modem, ModemList, ModemRef, ModemSignal, 
 from siteline.core.device.network import DefaultRoute, NetConnection, NetDevice, Network, derive_network
 from siteline.core.device.posture import CheckKey, CheckStatus, Clock, Posture, PostureCheck
 from siteline.core.device.slots import BootEnv, Health, Slot, Slots
-from siteline.core.device.system import OsRelease, System
+from siteline.core.device.system import K8sNode, Mount, OsRelease, System
 from siteline.core.errors import ParseError
 from siteline.core.plugin_api import (
     DeviceContext,
@@ -169,10 +169,12 @@ __all__ = [
     "DefaultRoute",
     "DeviceContext",
     "Health",
+    "K8sNode",
     "Modem",
     "ModemList",
     "ModemRef",
     "ModemSignal",
+    "Mount",
     "NetConnection",
     "NetDevice",
     "Network",

@@ -9,22 +9,25 @@ switches to that area's tab (``sig_area_activated``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent, QMouseEvent, QPalette
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
-from siteline.core.device.health import AREAS, TITLES, HealthLine, assess, summary, worst
-from siteline.core.device.system import System
+from siteline.core.device.health import AREAS, DISK_BAD, DISK_WARN, TITLES, HealthLine, assess, summary, worst
+from siteline.core.device.system import Mount, System
 from siteline.ui.panels import plain_label
 from siteline.ui.theme import STATE_COLOURS
 
@@ -37,6 +40,7 @@ FIELDS = (
     ("machine", "Architecture"),
     ("uptime", "Uptime"),
     ("load", "Load (1/5/15 min)"),
+    ("cluster", "Cluster node"),
 )
 UNKNOWN = "—"
 
@@ -66,7 +70,77 @@ def system_fields(system: System) -> dict[str, str]:
         "machine": system.machine or UNKNOWN,
         "uptime": format_uptime(system.uptime_seconds),
         "load": " / ".join(f"{v:.2f}" for v in system.load) if system.load else UNKNOWN,
+        "cluster": cluster_text(system),
     }
+
+
+def cluster_text(system: System) -> str:
+    """"k3s node gw-01: ✔ Ready (v1.28.5+k3s1)", or the dash when the device runs no k3s / MicroK8s."""
+    node = system.k8s
+    if node is None:
+        return "none (no k3s or MicroK8s)" if system.mounts else UNKNOWN  # mounts: the probe asked about both
+    name = f" {node.node}" if node.node else ""
+    marks = {True: TONE_MARKS["good"][0] + " Ready", False: TONE_MARKS["bad"][0] + " NOT ready"}
+    state = marks.get(node.ready, "? state not known") if node.ready is not None else "? state not known"
+    version = f" ({node.version})" if node.version else ""
+    reason = f" — {node.reason}" if node.reason else ""
+    return f"{node.distribution} node{name}: {state}{version}{reason}"
+
+
+# --- storage ----------------------------------------------------------------------------------------------
+
+IMAGE_TYPES = frozenset({"squashfs", "erofs", "iso9660", "cramfs", "romfs"})  # full by design, never a warning
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return UNKNOWN
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024.0 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
+        size /= 1024.0
+    return UNKNOWN
+
+
+@dataclass(frozen=True)
+class StorageRow:
+    """One mount as the Storage section shows it; pure so it can be tested without widgets."""
+
+    mountpoint: str
+    fs_type: str
+    size: str
+    percent: float | None
+    used: str  # "96 % ▲ nearly full": the mark and words carry the tone, the bar's colour only repeats it
+    free: str
+    mode: str  # "read-only", "read-write" or the dash
+    tone: str  # good / warn / bad / unknown
+
+
+def storage_row(m: Mount) -> StorageRow:
+    image = (m.fs_type or "") in IMAGE_TYPES
+    pct = m.use_percent
+    if pct is None:
+        used, tone = UNKNOWN, "unknown"
+    elif image or m.read_only:
+        used, tone = f"{pct:.0f} % (image)" if image else f"{pct:.0f} %", "good"  # nothing writes there
+    elif pct >= DISK_BAD or m.available == 0:
+        used, tone = f"{pct:.0f} % {TONE_MARKS['bad'][0]} full", "bad"
+    elif pct >= DISK_WARN:
+        used, tone = f"{pct:.0f} % {TONE_MARKS['warn'][0]} nearly full", "warn"
+    else:
+        used, tone = f"{pct:.0f} %", "good"
+    mode = "read-only" if m.read_only else "read-write" if m.read_only is False else UNKNOWN
+    return StorageRow(m.mountpoint, m.fs_type or UNKNOWN, human_bytes(m.size), pct, used,
+                      human_bytes(m.available), mode, tone)
+
+
+def root_mode_text(system: System) -> str:
+    if system.root_read_only is True:
+        return "Root filesystem is mounted read-only"
+    if system.root_read_only is False:
+        return "Root filesystem is mounted read-write"
+    return "Root filesystem: read-only or read-write not known"
 
 
 # Mark and word per tone: never colour alone.
@@ -252,6 +326,97 @@ class HealthBlock(QGroupBox):
             QTimer.singleShot(0, self, self._paint_summary)
 
 
+class StorageBox(QGroupBox):
+    """Root read-only or not, then one line per mount: where, type, size, a use bar with its words, free, mode."""
+
+    HEADERS = ("Mount", "Type", "Size", "Used", "", "Free", "Mode")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Storage", parent)
+        self.setObjectName("storageBox")
+        self.rows: list[StorageRow] = []
+        self.root_mode = plain_label(NOT_READ, name="storageRoot")
+        font = self.root_mode.font()
+        font.setPointSize(12)
+        font.setBold(True)
+        self.root_mode.setFont(font)
+        self.empty = plain_label("The device has not reported its mounts yet.", name="storageEmpty")
+        self.grid = QGridLayout()
+        self.grid.setHorizontalSpacing(14)
+        self.grid.setVerticalSpacing(8)
+        self.grid.setColumnStretch(3, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.root_mode)
+        layout.addWidget(self.empty)
+        layout.addLayout(self.grid)
+
+    def show_system(self, system: System) -> None:
+        self.root_mode.setText(root_mode_text(system))
+        self.rows = [storage_row(m) for m in system.mounts or ()]
+        self._empty_grid()
+        self.empty.setVisible(not self.rows)
+        if not self.rows:
+            self.empty.setText("The device did not report its mounts (df -P and /proc/mounts gave nothing).")
+            return
+        for col, title in enumerate(self.HEADERS):
+            head = plain_label(title, selectable=False)
+            font = head.font()
+            font.setBold(True)
+            font.setPointSize(11)
+            head.setFont(font)
+            self.grid.addWidget(head, 0, col)
+        for r, row in enumerate(self.rows, start=1):
+            self._add_row(r, row)
+
+    def _add_row(self, r: int, row: StorageRow) -> None:
+        colour = tone_hex(row.tone) if row.tone in ("warn", "bad") else None
+        texts = ((0, row.mountpoint), (1, row.fs_type), (2, row.size), (4, row.used), (5, row.free), (6, row.mode))
+        for col, text in texts:
+            label = plain_label(text, name=f"storage_{r}_{col}")
+            label.setWordWrap(False)
+            font = label.font()
+            font.setPointSize(11)  # as the health rows: read at arm's length
+            label.setFont(font)
+            # The use words carry the mark (▲ / ✖) in bold: colour is never the only signal.
+            if (col == 4 and colour) or (col == 6 and row.mode == "read-only"):
+                font = label.font()
+                font.setBold(True)
+                label.setFont(font)
+            if col == 4 and colour:
+                label.setStyleSheet(f"color: {colour};")
+            self.grid.addWidget(label, r, col)
+        bar = QProgressBar()
+        bar.setObjectName(f"storageBar_{r}")
+        bar.setRange(0, 100)
+        bar.setFixedHeight(20)
+        bar.setMinimumWidth(160)
+        bar.setValue(round(row.percent) if row.percent is not None else 0)
+        bar.setTextVisible(False)  # the words stand beside the bar, readable on any chunk colour
+        bar.setAccessibleName(f"{row.mountpoint}: used {row.used}, {row.free} free")
+        chunk = colour or QGuiApplication.palette().color(QPalette.ColorRole.Highlight).name()
+        frame = "border: 1px solid palette(mid); border-radius: 3px; background: palette(base);"
+        bar.setStyleSheet(f"QProgressBar {{ {frame} }} QProgressBar::chunk {{ background: {chunk}; }}")
+        self.grid.addWidget(bar, r, 3)
+
+    def _empty_grid(self) -> None:
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
+
+    def clear(self) -> None:
+        """Another device: nothing of this one's storage is known yet."""
+        self.rows = []
+        self._empty_grid()
+        self.root_mode.setText(NOT_READ)
+        self.empty.setText("The device has not reported its mounts yet.")
+        self.empty.show()
+
+
+NOT_READ = "Root filesystem: not read yet"
+
+
 class OverviewTab(QWidget):
     sig_area_activated = Signal(str)  # a health row was clicked or Entered: "modem", "network", "slots", "disk" ...
 
@@ -280,10 +445,12 @@ class OverviewTab(QWidget):
         self._problems.setTextFormat(Qt.TextFormat.PlainText)
         self._problems.setWordWrap(True)
         self._problems.hide()
+        self.storage = StorageBox()
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.addWidget(self._status)
         inner.addWidget(self.health)
+        inner.addWidget(self.storage)
         inner.addWidget(box)
         inner.addWidget(self._problems)
         inner.addStretch(1)
@@ -320,6 +487,7 @@ class OverviewTab(QWidget):
         self.system = system
         for key, text in system_fields(system).items():
             self._values[key].setText(text)
+        self.storage.show_system(system)
         self._status.hide()
         if system.problems:
             self._problems.setText("Some facts could not be read: " + "; ".join(system.problems) + ".")
@@ -331,6 +499,7 @@ class OverviewTab(QWidget):
         self.system = None
         for label in self._values.values():
             label.setText(UNKNOWN)
+        self.storage.clear()
         self._problems.hide()
         self.show_health({})  # another device: nothing of this one's health is known yet
         self.show_waiting("Waiting for the device to answer…")

@@ -8,22 +8,22 @@ from typing import Any
 from siteline.simulator.state import DeviceState
 from siteline.simulator.store import read_json, update_json
 from siteline.simulator.tools.common import fail, out
-from siteline.simulator.tools.system import _mounts
+from siteline.simulator.tools.storage import proc_mounts, provision
 
-TYPES = {"/": "ext4", "/dev": "devtmpfs", "/run": "tmpfs", "/tmp": "tmpfs", "/boot": "vfat", "/data": "ext4"}
+# The mount points the image itself sets up: they cannot be unmounted while the device runs.
+TYPES = {"/": "ext4", "/dev": "devtmpfs", "/run": "tmpfs", "/tmp": "tmpfs", "/boot": "vfat", "/data": "ext4",
+         "/etc": "overlay", "/var/volatile": "tmpfs", "/proc": "proc", "/sys": "sysfs", "/dev/pts": "devpts"}
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if tool == "umount":
         return umount(argv, state)
-    extra = read_json(state.root / "admin" / "mounts.json")
     if not argv or argv in (["-l"], ["-v"]):
-        for fs, _size, _used, point in _mounts(state):
-            opts = extra.get(point, {}).get("options", "rw,relatime")
-            out(f"{fs} on {point} type {TYPES.get(point, 'ext4')} ({opts})\n")
-        for point, m in extra.items():
-            if point not in TYPES:
-                out(f"{m.get('source')} on {point} type {m.get('type', 'auto')} ({m.get('options', 'rw')})\n")
+        # util-linux prints /proc/self/mountinfo as "source on point type fstype (options)": the same mounts df sees.
+        for line in proc_mounts(state).splitlines():
+            fields = line.split()
+            if len(fields) >= 4:
+                out(f"{fields[0]} on {fields[1]} type {fields[2]} ({fields[3]})\n")
         return 0
     options, fstype, positional = "rw", "auto", []
     i = 0
@@ -47,6 +47,7 @@ def _record(state: DeviceState, point: str, entry: dict[str, Any]) -> int:
     (state.root / "admin").mkdir(exist_ok=True)
     update_json(state.root, state.root / "admin" / "mounts.json", lambda d: d.__setitem__(point, entry))
     state.log(f"mounted {entry['source']} on {point} ({entry.get('options')})", "kernel")
+    provision(state)  # the rootfs' /proc/mounts file (what grep and head read) follows at once
     return 0
 
 
@@ -61,6 +62,7 @@ def umount(argv: list[str], state: DeviceState) -> int:
             return fail(f"umount: {point}: {'target is busy.' if point in TYPES else 'not mounted.'}", 32)
         update_json(state.root, state.root / "admin" / "mounts.json", _dropper(target))
         state.log(f"unmounted {target}", "kernel")
+    provision(state)
     return 0
 
 
