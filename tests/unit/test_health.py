@@ -367,3 +367,14 @@ def test_garbage_never_raises(modem: Any, other: dict[str, Any]) -> None:
     assert [ln.area for ln in lines] == list(AREAS)
     assert all(ln.tone in ("good", "warn", "bad", "unknown") and ln.headline for ln in lines)
     summary(lines)
+
+
+def test_an_overlay_on_a_full_data_partition_is_one_finding_not_two() -> None:
+    from siteline.core.device.system import Mount
+
+    data = Mount("/data", "ext4", 1000, 960, 40, 96.0, False, "/dev/mapper/data")
+    etc = Mount("/etc", "overlay", 1000, 960, 40, 96.0, False, "overlay")
+    line = assess_area("disk", System("gw", OsRelease(), None, None, None, None, None, mounts=(etc, data)))
+    assert line.tone == "warn"
+    assert "/data" in line.headline
+    assert "/etc" not in line.headline

@@ -351,11 +351,22 @@ def mount_uses(system: System) -> list[MountUse] | None:
     return found
 
 
+def _one_per_filesystem(uses: list[MountUse]) -> list[MountUse]:
+    """An overlay (or bind mount) shows its upper filesystem's figures: judge that space once, not twice."""
+    seen: dict[tuple[object, ...], MountUse] = {}
+    for use in uses:
+        key = (use.size, use.available, use.percent) if use.size else (use.mountpoint,)
+        if key not in seen or (seen[key].fs_type == "overlay" and use.fs_type != "overlay"):
+            seen[key] = use
+    return list(seen.values())
+
+
 def assess_disk(system: System) -> HealthLine:
     uses = mount_uses(system)
     if uses is None:
         return HealthLine("disk", "unknown", "disk use not reported", "the System probe did not list the mounts")
-    judged = [u for u in uses if u.percent is not None and not u.read_only and (u.fs_type or "") not in _FULL_BY_DESIGN]
+    judged = _one_per_filesystem(
+        [u for u in uses if u.percent is not None and not u.read_only and (u.fs_type or "") not in _FULL_BY_DESIGN])
     if not judged:
         return HealthLine("disk", "unknown", "disk use not known", "no writable mount reported its use")
     findings: list[_Finding] = []
