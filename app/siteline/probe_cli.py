@@ -145,7 +145,7 @@ def area_lines(kind: str, snapshot: Any) -> list[str]:
         data = modem_json(snapshot)
         who = " ".join(str(data.get(k)) for k in ("manufacturer", "model") if data.get(k)) or "modem"
         lines.append(f"modem: {who}, {data.get('state') or 'state unknown'}, operator "
-                     f"{data.get('operator_name') or 'unknown'}, quality {data.get('signal_quality', '?')}%")
+                     f"{data.get('operator_name') or 'unknown'}, quality {_or_unknown(data.get('signal_quality'))}%")
         signal = getattr(snapshot, "signal", None)
         for name, reading in (signal.technologies().items() if signal is not None else ()):
             lines.append(f"  {name}: {_figures(reading)}")
@@ -183,7 +183,8 @@ async def collect_areas(host: PluginHost, areas: tuple[str, ...], target: str, r
             snapshot = await host.run_probe(entry, ctx)
             if snapshot is None:
                 failed = host.failures[before:]
-                reasons.append(failed[0].describe() if failed else f"probe {entry.item.name!r} returned nothing")
+                if failed:  # else the probe had nothing to say here (the AT probe where ModemManager runs)
+                    reasons.append(failed[0].describe())
             elif isinstance(snapshot, Unavailable):
                 reasons.append(snapshot.reason)
             else:
@@ -217,3 +218,7 @@ async def probe_command(args: argparse.Namespace, target_text: str, run: Run, *,
     for failure in host.failures:
         print(f"siteline: {failure.describe()}", file=sys.stderr)
     return 0
+
+
+def _or_unknown(value: object) -> object:
+    return "?" if value is None else value

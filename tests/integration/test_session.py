@@ -175,3 +175,61 @@ async def test_cancelling_the_caller_cancels_the_round(sshd: Any, tmp_path: Path
         await _until(lambda: not session._probing, timeout=5)
     finally:
         await session.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_area_comes_from_the_first_probe_that_reads_it() -> None:
+    """No mmcli: ModemManager's 'unavailable' is not shown when the AT port's probe reads the modem."""
+    import types
+
+    from tests.gui.shell_transport import local_shell_factory
+
+    from siteline.api import DeviceContext, Unavailable, hookimpl
+
+    asked: list[str] = []
+
+    class Probe:
+        def __init__(self, name: str, answer: object, fallback: bool = False) -> None:
+            self.name, self.kind, self.answer, self.fallback = name, "modem", answer, fallback
+
+        async def collect(self, ctx: DeviceContext) -> object:
+            asked.append(self.name)
+            await ctx.run("true")
+            return self.answer
+
+    def host(*probes: Probe) -> PluginHost:
+        plugin = types.ModuleType("modems")
+
+        @hookimpl
+        def siteline_probes() -> list[object]:
+            return list(probes)
+
+        plugin.siteline_probes = siteline_probes  # type: ignore[attr-defined]
+        plugins = PluginHost()
+        plugins.register(plugin, "modems")
+        return plugins
+
+    async def round_with(plugins: PluginHost) -> list[tuple[str, object]]:
+        session = DeviceSession(DeviceEntry("dev", "ssh://root@127.0.0.1:22"), local_shell_factory, Credentials(),
+                                plugins, backoff=Backoff(**vars(FAST)))
+        told: list[tuple[str, object]] = []
+        session.add_snapshot_listener(lambda kind, snap: told.append((kind, snap)))
+        session.start()
+        try:
+            await _until(lambda: told)
+            await asyncio.sleep(0.05)
+        finally:
+            await session.stop()
+        return told
+
+    missing = Unavailable("modem", "mmcli not found")
+    assert await round_with(host(Probe("at", "AT reading", fallback=True), Probe("mm", missing))) == [
+        ("modem", "AT reading")]
+    assert asked == ["mm", "at"]  # the fallback is asked after, though registered first
+    asked.clear()
+    assert await round_with(host(Probe("at", "AT reading", fallback=True), Probe("mm", "MM reading"))) == [
+        ("modem", "MM reading")]
+    assert asked == ["mm"]  # read: the fallback is not asked
+    asked.clear()
+    assert await round_with(host(Probe("mm", missing), Probe("at", Unavailable("modem", "no AT port"), True))) == [
+        ("modem", missing)]

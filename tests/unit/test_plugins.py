@@ -115,7 +115,8 @@ def test_probe_that_raises_disables_its_plugin_only(site_dir: Path, caplog: pyte
     assert len(seen) == 1
     assert "ZeroDivisionError" in seen[0].error
     assert seen[0].describe().startswith("Plugin 'broken-probe' failed in probe 'boom'")
-    assert [c.plugin for c in host.probes("modem")] == ["modemmanager"]  # the built-in modem probe goes on
+    # the built-in modem probes go on: ModemManager first, the AT port as its fallback
+    assert [c.plugin for c in host.probes("modem")] == ["modemmanager", "atmodem"]
     assert host.probes("system")
 
 

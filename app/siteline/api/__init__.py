@@ -24,6 +24,7 @@ from siteline.core.device.network import DefaultRoute, NetConnection, NetDevice,
 from siteline.core.device.posture import CheckKey, CheckStatus, Clock, Posture, PostureCheck
 from siteline.core.device.slots import BootEnv, Health, Slot, Slots
 from siteline.core.device.system import K8sNode, Mount, OsRelease, System
+from siteline.core.device.unavailable import Unavailable
 from siteline.core.errors import ParseError
 from siteline.core.plugin_api import (
     DeviceContext,
@@ -34,16 +35,6 @@ from siteline.core.plugin_api import (
     hookimpl,
 )
 from siteline.core.transports.base import Result
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """An area the device could not report: ``reason`` says why in words, ``raw`` keeps what it printed."""
-
-    kind: str
-    reason: str
-    raw: str = ""
-
 
 # Sections are separated by marker lines so one round trip answers many commands: round trips are what cost
 # time on a cellular link or a 115200 baud console. The marker goes to stdout and stderr alike, so the split

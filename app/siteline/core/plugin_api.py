@@ -43,7 +43,11 @@ class Probe(Protocol):
     """Turns what a device prints into a typed snapshot.
 
     ``collect`` returns a snapshot object (e.g. :class:`siteline.core.device.system.System`) and never
-    raises for bad device output: it records what it could not read in the snapshot instead.
+    raises for bad device output: it records what it could not read in the snapshot instead. It returns
+    ``None`` when it has nothing to say on this device, and an ``Unavailable`` when the area cannot be read.
+
+    An area may have several probes: they are asked in turn until one reads it. A probe with a true
+    ``fallback`` attribute (optional) is asked after the others of its area (the AT port after ModemManager).
     """
 
     name: str

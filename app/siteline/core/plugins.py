@@ -110,7 +110,8 @@ class PluginHost:
     def probes(self, kind: str | None = None) -> list[Contribution[Probe]]:
         """The probes, the System one first: who the device is fills the Overview before anything else."""
         found = [c for c in self._collect("siteline_probes") if isinstance(c.item, Probe)]
-        found.sort(key=lambda c: c.item.kind != "system")  # stable: the others keep their order
+        # Stable: the others keep their order, except that an area's fallback probes go after its others.
+        found.sort(key=lambda c: (c.item.kind != "system", bool(getattr(c.item, "fallback", False))))
         return [c for c in found if kind is None or c.item.kind == kind]
 
     def update_backends(self) -> list[Contribution[UpdateBackend]]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from siteline.core.backoff import Backoff
+from siteline.core.device.unavailable import Unavailable
 from siteline.core.errors import SitelineError, TransportError
 from siteline.core.inventory import DeviceEntry
 from siteline.core.paths import (
@@ -355,8 +356,15 @@ class DeviceSession:
             # else stop() ended the round: nothing to report
 
     async def _probe_round(self, kind: str | None) -> None:
+        """Each area from the first of its probes that can read it (ModemManager, else the AT port): a
+        later probe of an area already read is not asked; an area none could read says why (the first why)."""
         ctx = self.context()
+        read: set[str] = set()
+        unread: dict[str, Unavailable] = {}
         for entry in self._plugins.probes(kind):
+            area = entry.item.kind
+            if area in read:
+                continue
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT):
                     snapshot = await self._plugins.run_probe(entry, ctx)
@@ -364,11 +372,19 @@ class DeviceSession:
                 # The link is the likely culprit: the transport reports DOWN and _keep_up reconnects.
                 self.log.info("probe %s stopped: %s", entry.item.name, short(exc))
                 return
-            if snapshot is None:
-                continue
-            self.snapshots[entry.item.kind] = snapshot
-            for listener in list(self._snapshot_listeners):
-                listener(entry.item.kind, snapshot)
+            if isinstance(snapshot, Unavailable):
+                unread.setdefault(area, snapshot)
+            elif snapshot is not None:
+                read.add(area)
+                unread.pop(area, None)
+                self._tell(area, snapshot)
+        for unread_area, why in unread.items():
+            self._tell(unread_area, why)
+
+    def _tell(self, area: str, snapshot: Any) -> None:
+        self.snapshots[area] = snapshot
+        for listener in list(self._snapshot_listeners):
+            listener(area, snapshot)
 
 
 async def _end_loop(old: asyncio.Task[None] | None, previous: asyncio.Task[None] | None) -> None:

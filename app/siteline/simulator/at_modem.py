@@ -9,10 +9,15 @@ The framing is what modems print in verbose mode (ATV1): the command line echoed
 ATE1 (the default), each information line as ``\\r\\n<text>\\r\\n``, the final result as ``\\r\\nOK\\r\\n``,
 ``\\r\\nERROR\\r\\n`` or ``\\r\\n+CME ERROR: <n>\\r\\n`` (AT+CMEE=1, numeric; =2 in words; =0 plain ERROR).
 Anything that is not a command it knows is answered ERROR; nothing a client sends can stop it.
+
+The device's own shells reach the port at the link's path (by default ``<state>/dev/ttyUSB2``: device commands
+see the host's files, /run aside). ``ATModem(..., modemmanager=False)`` makes an AT-only device, whose shells
+find no `mmcli`, so the AT-command probe reads the modem instead of the ModemManager one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -234,10 +239,39 @@ def _final(session: ATSession, error: CommandError | None) -> bytes:
 # --- the port ------------------------------------------------------------------------------------------------
 
 
-class ATModem:
-    """The modem's AT port: a pty whose slave is linked at ``link``; ``start`` / ``stop``."""
+def default_link(state: DeviceState) -> Path:
+    """Where the AT port is linked when no path is given: in the state dir, a path the device's shells see too.
 
-    def __init__(self, state: DeviceState, link: Path, baud: int = AT_BAUD) -> None:
+    Device commands run in a private mount namespace that still shows the host's files (bar a tmpfs over
+    /run), so any link outside /run is the same path inside the device; /dev itself is the host's and is
+    never written.
+    """
+    return state.root / "dev" / "ttyUSB2"
+
+
+def remove_modemmanager(state: DeviceState) -> None:
+    """An AT-only device: no ModemManager, so `command -v mmcli` fails in the device's shells.
+
+    The shims are rewritten each time the state is opened (``DeviceState.open``), so this is applied after
+    opening, by :class:`ATModem` when it starts with ``modemmanager=False``.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        (state.root / "bin" / "mmcli").unlink()
+
+
+class ATModem:
+    """The modem's AT port: a pty whose slave is linked at ``link``; ``start`` / ``stop``.
+
+    ``modemmanager=False`` makes the device AT-only (see :func:`remove_modemmanager`): the way a modem on a
+    box without ModemManager is read.
+    """
+
+    def __init__(self, state: DeviceState, link: Path | None = None, baud: int = AT_BAUD, *,
+                 modemmanager: bool = True) -> None:
+        if link is None:
+            link = default_link(state)
+            link.parent.mkdir(parents=True, exist_ok=True)
+        self.modemmanager = modemmanager
         self.state = state
         self.session = ATSession()
         self.line = SerialLine(Path(link), baud, self._on_input, seed=state.config.seed)
@@ -249,6 +283,8 @@ class ATModem:
         return f"serial://{self.line.link}?baud={self.line.device_baud}"
 
     async def start(self) -> None:
+        if not self.modemmanager:
+            remove_modemmanager(self.state)
         self.line.open()
 
     async def stop(self) -> None:

@@ -13,6 +13,8 @@ def add_sim_parser(sub: Any) -> None:
     p.add_argument("--serial-link", help="create a pty serial console and link it at PATH")
     p.add_argument("--at-modem", metavar="LINK", help="create the modem's AT-command port (a pty, 115200 baud) and "
                    "link it at LINK")
+    p.add_argument("--at-only", action="store_true", help="no ModemManager on the device (no mmcli): its modem answers "
+                   "only on the AT port (LINK, default <state>/dev/ttyUSB2)")
     p.add_argument("--mqtt", help="broker URL, e.g. mqtt://127.0.0.1:1883, or mqtt://USER@127.0.0.1:1883 to log in "
                    "with the password from SITELINE_SIM_MQTT_PASSWORD (kept 0600 in the state directory)")
     p.add_argument("--site", default="demo-site")

@@ -125,7 +125,10 @@ async def serve(args: argparse.Namespace) -> int:
     device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt,
                              ssh_password_login=not keys_only)
     at_link = getattr(args, "at_modem", None)
-    at_modem = ATModem(state, Path(at_link)) if at_link else None
+    at_only = bool(getattr(args, "at_only", False))
+    at_modem = None
+    if at_link or at_only:
+        at_modem = ATModem(state, Path(at_link) if at_link else None, modemmanager=not at_only)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
