@@ -15,6 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
@@ -22,6 +23,7 @@ from siteline import paths
 from siteline.core.errors import SitelineError, TargetError
 from siteline.core.refresh_policy import load_settings, metered
 from siteline.core.targets import parse_target
+from siteline.core.tasks import cancel_and_wait
 from siteline.ui.refresh_scheduler import RefreshScheduler
 
 if TYPE_CHECKING:
@@ -40,6 +42,9 @@ class DeviceControls(QObject):
         self.sessions = window.sessions
         self.antenna_window: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._checks: set[asyncio.Task[Any]] = set()  # factory checks: cancelled at close, not waited out
+        self._closing = False
+        self.factory_pause: float | None = None  # between factory logins; None: factory_login's own pacing
         settings, warnings = load_settings()
         kinds = tuple(dict.fromkeys(c.item.kind for c in window.plugins.probes()))
         self.refresher = RefreshScheduler(self.sessions, settings, kinds=kinds,
@@ -95,19 +100,21 @@ class DeviceControls(QObject):
         if kind == "posture":
             panel.device_name = self.page.device or "this device"  # type: ignore[attr-defined]
             panel.sig_factory_check_requested.connect(  # type: ignore[attr-defined]
-                lambda: self._start(self._factory_check(panel)))
+                lambda: self._checks.add(self._start(self._factory_check(panel))))
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._checks.discard)
         task.add_done_callback(report_task_error)
+        return task
 
-    def _record(self, action: str, name: str, detail: dict[str, Any], result: str) -> None:
+    def _record(self, action: str, name: str, detail: dict[str, Any], result: str, site: str | None = None) -> None:
         session = self.sessions.get(name)
-        if self.window.keep_ui is not None and session is not None:
-            self.window.keep_ui.keep.record(action, device=name, site=session.entry.site, detail=detail,
-                                            result=result)
+        site = site if site is not None else (session.entry.site if session is not None else None)
+        if self.window.keep_ui is not None and site is not None:  # a device removed meanwhile is still recorded
+            self.window.keep_ui.keep.record(action, device=name, site=site, detail=detail, result=result)
 
     async def _factory_check(self, panel: Any) -> None:
         from siteline.core.device.factory_login import check_factory_logins
@@ -122,19 +129,26 @@ class DeviceControls(QObject):
         except TargetError as exc:
             self.window.status.show_problem(f"The factory-password check cannot reach {name}: {exc}")
             return
+        site = session.entry.site
         panel.set_factory_running(True)
         tried: list[str] = []
+        result, detail = "cancelled", {"tried": tried}  # the window closed (or the task was cancelled) meanwhile
         try:
+            pacing = {} if self.factory_pause is None else {"pause": self.factory_pause}
             check: PostureCheck = await check_factory_logins(target, paths.data_dir() / "known_hosts",
-                                                             on_attempt=lambda a: tried.append(a.name))
+                                                             on_attempt=lambda a: tried.append(a.name), **pacing)
+            result, detail = check.status, {"tried": tried, "status": check.status, "reason": check.reason}
         except SitelineError as exc:
-            panel.set_factory_running(False)
-            self.window.status.show_problem(f"The factory-password check on {name} stopped: {exc}")
-            self._record("factory-password-check", name, {"tried": tried, "error": str(exc)}, "failed")
+            result, detail = "failed", {"tried": tried, "error": str(exc)}
+            self.window.status.show_problem(f"The factory-password check on {name} stopped: {exc} "
+                                            "Press 'Try factory passwords…' on its Posture tab to try again.")
             return
-        panel.show_factory_result(check)
-        self._record("factory-password-check", name, {"tried": tried, "status": check.status,
-                                                      "reason": check.reason}, check.status)
+        finally:
+            self._record("factory-password-check", name, detail, result, site)
+            if shiboken6.isValid(panel):  # another device shown meanwhile deleted this panel
+                panel.set_factory_running(False)
+        if shiboken6.isValid(panel):
+            panel.show_factory_result(check)
         posture = session.snapshots.get("posture")
         if posture is not None and hasattr(posture, "with_check"):
             session.snapshots["posture"] = posture.with_check(check)
@@ -182,6 +196,10 @@ class DeviceControls(QObject):
             except SitelineError as exc:
                 self.window.status.show_problem(f"The modem of {name} may still read its signal every second: {exc}")
 
+        if self._closing or self.sessions.get(name) is not session:
+            await restore()  # the window closed (or the device went) while the modem answered: no window now
+            return
+
         def on_close() -> None:
             self.antenna_window = None
             self._start(restore())
@@ -197,8 +215,11 @@ class DeviceControls(QObject):
 
     async def close(self) -> None:
         """The window is closing: the antenna window first (its close restores the rate), then the rest."""
+        self._closing = True  # an alignment still starting puts the rate back instead of opening its window
         if self.antenna_window is not None:
             self.antenna_window.close()
+        for check in list(self._checks):
+            await cancel_and_wait(check)  # up to 5 paced SSH logins: not worth holding the exit for
         await self.refresher.close()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -168,12 +168,17 @@ class DevicePage(QWidget):
         sessions.sig_paths_changed.connect(self._on_sessions_changed)
         sessions.sig_paths_changed.connect(self._on_timeline_news)
         sessions.sig_snapshot_received.connect(self._on_timeline_news)
+        sessions.sig_snapshot_received.connect(self._on_network_news)
         sessions.sig_host_key_problem.connect(self._on_sessions_changed)
         sessions.sig_state_changed.connect(self._on_sessions_changed)
 
     def _on_sessions_changed(self, name: str, *_args: object) -> None:
         if name == self.device:
             self._refresh_from_sessions()
+            self._show_logs_of(name)
+
+    def _on_network_news(self, name: str, kind: str) -> None:
+        if name == self.device and kind == "network":  # the uplink may have become cellular: the log's pace
             self._show_logs_of(name)
 
     def set_watched(self, watched: bool) -> None:

@@ -72,8 +72,9 @@ class DeviceLogsTab(QWidget):
 
     def set_device(self, name: str | None, session: DeviceSession | None, metered: bool = False) -> None:
         """Show ``name``'s log (another device: the old follower stops and the view starts empty)."""
+        if name != self.device or session is not self._session or metered != self._metered:
+            self._stop()  # another device, a replaced session or a new pace: _update starts it again
         if name != self.device:
-            self._stop()
             self.view.clear()
             self.view.set_status("")
         self.device, self._session, self._metered = name, session, metered
