@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from typing import Any
 
 from siteline.simulator import dynamics
@@ -173,6 +175,15 @@ def _three_gpp_fields(m: dict[str, Any], enabled: bool, imei: str) -> list[Field
     ]
 
 
+def _fading(m: dict[str, Any], key: str, rate: int) -> float:
+    """Fast fading between the simulator's 5 s steps: a modem polled every second (antenna alignment)
+    reads a slightly different figure each time, as a real one does; the same within one polling period."""
+    if not 0 < rate < dynamics.STEP_SECONDS:
+        return 0.0
+    period = int(time.time() // rate)
+    return random.Random(f"{m.get('seed', 0)}:{key}:{period}").gauss(0.0, 0.8)
+
+
 def _signal_fields(m: dict[str, Any]) -> list[Field]:
     rate = int(m.get("signal_rate", 0))
     live = rate > 0 and bool(m.get("enabled", True))
@@ -180,7 +191,7 @@ def _signal_fields(m: dict[str, Any]) -> list[Field]:
     def val(key: str, unit: str) -> dict[str, Any]:
         if not live or key not in m:
             return {"value": None}
-        text = f"{float(m[key]):.2f}"
+        text = f"{float(m[key]) + _fading(m, key, rate):.2f}"
         return {"value": text, "shown": f"{text} {unit}"}
 
     sig = "modem.signal."
