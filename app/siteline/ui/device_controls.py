@@ -3,7 +3,8 @@
 - the refresh schedule (metered links slow, unseen devices paused) and F5;
 - antenna alignment (the modem reads its signal every second while the window is open);
 - the factory-password check the Posture panel asks for after the person confirmed it;
-- slot actions (mark good / bad / active) the Slots panel asks for, confirmed in a dialog.
+- slot actions (mark good / bad / active) the Slots panel asks for, confirmed in a dialog, then the
+  slots read again.
 
 Everything a person starts here is recorded in the audit trail, whatever its outcome.
 """
@@ -17,13 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from siteline import paths
-from siteline.core.errors import SitelineError, TargetError
+from siteline.core.device.slot_actions import SlotAction, perform
+from siteline.core.errors import SitelineError, TargetError, TransportError
+from siteline.core.inventory import DeviceEntry
 from siteline.core.refresh_policy import load_settings, metered
 from siteline.core.targets import parse_target
 from siteline.core.tasks import cancel_and_wait
+from siteline.core.transports.base import ConnState, Result
+from siteline.ui.panels.slot_action_dialog import SlotActionDialog
 from siteline.ui.refresh_scheduler import RefreshScheduler
 
 if TYPE_CHECKING:
@@ -58,8 +63,8 @@ class DeviceControls(QObject):
         self.page.tabs.currentChanged.connect(lambda _i: self.tell_shown())
         window.tree.selectionModel().selectionChanged.connect(lambda *_: self.tell_shown())
         self.page.is_metered = self.is_metered
-        for tab in self.page.panel_tabs.values():
-            tab.on_built = self._on_panel_built
+        self.page.panel_tabs["posture"].sig_panel_built.connect(self._on_posture_panel_built)
+        self.page.sig_slot_action_requested.connect(self._on_slot_action_requested)
         self._add_antenna_button()
         window.installEventFilter(self)
 
@@ -96,11 +101,9 @@ class DeviceControls(QObject):
 
     # -- panels' own requests ---------------------------------------------------------------------
 
-    def _on_panel_built(self, kind: str, panel: QWidget) -> None:
-        if kind == "posture":
-            panel.device_name = self.page.device or "this device"  # type: ignore[attr-defined]
-            panel.sig_factory_check_requested.connect(  # type: ignore[attr-defined]
-                lambda: self._checks.add(self._start(self._factory_check(panel))))
+    def _on_posture_panel_built(self, panel: Any) -> None:
+        panel.device_name = self.page.device or "this device"
+        panel.sig_factory_check_requested.connect(lambda: self._checks.add(self._start(self._factory_check(panel))))
 
     def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
@@ -117,7 +120,7 @@ class DeviceControls(QObject):
             self.window.keep_ui.keep.record(action, device=name, site=site, detail=detail, result=result)
 
     async def _factory_check(self, panel: Any) -> None:
-        from siteline.core.device.factory_login import check_factory_logins
+        from siteline.core.device.factory_login import PAUSE, check_factory_logins
 
         name = self.page.device
         session = self.sessions.get(name) if name else None
@@ -132,11 +135,12 @@ class DeviceControls(QObject):
         site = session.entry.site
         panel.set_factory_running(True)
         tried: list[str] = []
-        result, detail = "cancelled", {"tried": tried}  # the window closed (or the task was cancelled) meanwhile
+        # Recorded whatever happens: "cancelled" when the window closed (or the task was cancelled) meanwhile.
+        result, detail = "cancelled", dict[str, Any](tried=tried)
         try:
-            pacing = {} if self.factory_pause is None else {"pause": self.factory_pause}
-            check: PostureCheck = await check_factory_logins(target, paths.data_dir() / "known_hosts",
-                                                             on_attempt=lambda a: tried.append(a.name), **pacing)
+            pause = PAUSE if self.factory_pause is None else self.factory_pause
+            check: PostureCheck = await check_factory_logins(target, paths.data_dir() / "known_hosts", pause=pause,
+                                                             on_attempt=lambda a: tried.append(a.name))
             result, detail = check.status, {"tried": tried, "status": check.status, "reason": check.reason}
         except SitelineError as exc:
             result, detail = "failed", {"tried": tried, "error": str(exc)}
@@ -155,6 +159,47 @@ class DeviceControls(QObject):
             if self.page.device == name:
                 self.page.show_snapshot("posture", session.snapshots["posture"])
 
+    # -- slot actions -------------------------------------------------------------------------------
+
+    def _on_slot_action_requested(self, action: SlotAction) -> None:
+        """Confirm (the device name typed for a risky one), then run, audit and re-read the slots."""
+        name = self.page.device
+        entry = self.window.inventory.get(name) if name else None
+        if entry is None:
+            return
+        dialog = SlotActionDialog(action, entry.name, self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._start(self._run_slot_action(action, entry)))
+        dialog.open()
+
+    async def _run_slot_action(self, action: SlotAction, entry: DeviceEntry) -> None:
+        session = self.sessions.get(entry.name)
+        panel = self.page.slots_panel if self.page.device == entry.name else None
+
+        def record(what: str, detail: dict[str, Any], result: str) -> None:
+            self._record(what, entry.name, detail, result, entry.site)
+
+        async def run(command: str, timeout: float) -> Result:
+            if session is None:
+                raise TransportError(f"{entry.name} is not connected.", "Connect to it, then try again.")
+            return await session.run(command, timeout)
+
+        if panel is not None:
+            panel.set_actions_enabled(False, f"{action.title}: running…")
+            panel.show_action_outcome(f"{action.title}: running…", None)
+        try:
+            outcome = await perform(action, run, record)
+        finally:
+            if panel is not None and shiboken6.isValid(panel):
+                up = session is not None and session.state.state is ConnState.UP
+                panel.set_actions_enabled(up, f"{entry.name} is not connected.")
+        if panel is not None and shiboken6.isValid(panel):
+            panel.show_action_outcome(str(outcome), outcome.ok)
+        if not outcome.ok:
+            self.window.status.show_problem(f"{entry.name}: {outcome}")
+        if session is not None and session.state.state is ConnState.UP:
+            await session.refresh("slots")  # the Slots tab shows what the device has now
+
     # -- antenna alignment --------------------------------------------------------------------------
 
     def _add_antenna_button(self) -> None:
@@ -163,7 +208,7 @@ class DeviceControls(QObject):
         button.setToolTip("Read the signal every second, in big figures, while you point the antenna")
         button.setMinimumHeight(40)
         layout = self.page.panel_tabs["modem"].layout()
-        layout.insertWidget(0, button, 0, Qt.AlignmentFlag.AlignRight)  # type: ignore[call-arg, union-attr]
+        layout.insertWidget(0, button, 0, Qt.AlignmentFlag.AlignRight)  # type: ignore[union-attr]
         button.clicked.connect(self.open_antenna_window)
         self.page.antenna_button = button  # type: ignore[attr-defined]
 

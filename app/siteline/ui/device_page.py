@@ -53,6 +53,7 @@ class DevicePage(QWidget):
     sig_edit_requested = Signal()
     sig_password_requested = Signal()
     sig_host_key_review_requested = Signal()  # reopen the host-key question of the shown device
+    sig_slot_action_requested = Signal(object)  # a SlotAction from the Slots tab, not yet confirmed
 
     def __init__(
         self,
@@ -99,6 +100,8 @@ class DevicePage(QWidget):
         self.timeline: Any = None  # a TimelinePanel once built
         self.tabs.addTab(self.timeline_tab, "Timeline")
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
+        self.panel_tabs["slots"].sig_panel_built.connect(self._on_slots_panel_built)
+        self._connected = False
         self.logs = DeviceLogsTab()
         self.logs.setObjectName("logsTab")
         self.tabs.addTab(self.logs, "Logs")
@@ -294,7 +297,22 @@ class DevicePage(QWidget):
             return shown
         return next((t for t in targets if t.is_ssh or t.is_serial), targets[0] if targets else None)
 
+    @property
+    def slots_panel(self) -> Any:
+        """The Slots tab's panel, or None until that tab was opened."""
+        return self.panel_tabs["slots"].panel
+
+    def _on_slots_panel_built(self, panel: Any) -> None:
+        panel.sig_action_requested.connect(self.sig_slot_action_requested.emit)
+        self._enable_slot_actions()
+
+    def _enable_slot_actions(self) -> None:
+        if self.slots_panel is not None:
+            self.slots_panel.set_actions_enabled(self._connected, f"{self.device or 'The device'} is not connected.")
+
     def show_state(self, state: ConnectionState) -> None:
+        self._connected = state.state is ConnState.UP
+        self._enable_slot_actions()
         self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))
         self._state.setText(state.describe())
         self._state.setToolTip(state.describe())

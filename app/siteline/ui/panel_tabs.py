@@ -5,10 +5,9 @@ the shown device's latest snapshot of its kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from siteline.api import Network, Slots, Unavailable
@@ -66,13 +65,14 @@ def feed(kind: str, panel: Any, snapshot: Any) -> None:
 class PanelTab(QWidget):
     """One tab: a waiting line until the panel is wanted, then the panel."""
 
+    sig_panel_built = Signal(object)
+    """The panel was just made (its tab opened for the first time): the page connects its own signals."""
+
     def __init__(self, kind: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.kind = kind
         self.panel: QWidget | None = None
         self.latest: Any = None
-        # Told when the panel is made (the page connects the panel's own signals: slot actions, checks).
-        self.on_built: Callable[[str, QWidget], None] | None = None
         self._layout = QVBoxLayout(self)
         self.waiting = QLabel(WAITING[kind])
         self.waiting.setObjectName(f"{kind}Waiting")
@@ -94,8 +94,7 @@ class PanelTab(QWidget):
         self.waiting.hide()
         self.panel = _make_panel(self.kind)
         self._layout.addWidget(self.panel)
-        if self.on_built is not None:
-            self.on_built(self.kind, self.panel)
+        self.sig_panel_built.emit(self.panel)
         feed(self.kind, self.panel, self.latest)
 
     def reset(self) -> None:

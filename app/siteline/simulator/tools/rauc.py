@@ -13,6 +13,7 @@ from siteline.simulator.state import DeviceState, iso_time
 from siteline.simulator.store import locked
 from siteline.simulator.tools.common import fail, out
 from siteline.simulator.tools.system import device_path
+from siteline.simulator.ubootenv import EnvError
 
 FORMATS = ("readable", "shell", "json", "json-pretty")
 
@@ -129,20 +130,26 @@ def _shell(m: dict[str, Any], entries: list[dict[str, Any]], primary: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def _resolve(identifier: str, booted: str) -> slots.SlotInfo | None:
+def _resolve(identifier: str, booted: str) -> slots.SlotInfo | str:
+    """The slot `rauc status mark-*` means, or RAUC's error message (src/mark.c, get_slot_by_identifier)."""
     if identifier == "booted":
-        return slots.by_bootname(booted)
+        return slots.by_bootname(booted) or "Did not find booted slot"
     if identifier == "other":
-        return next((s for s in slots.SLOT_TABLE if s.bootname != booted), None)
-    return slots.by_rauc_name(identifier)
+        return next((s for s in slots.SLOT_TABLE if s.bootname != booted),
+                    None) or "No other bootable slot of the same class found"
+    group = identifier.split(".")
+    if len(group) != 2:
+        return f"Invalid slot name format: '{identifier}'"
+    return slots.by_rauc_name(identifier) or f"No slot with class {group[0]} and name {identifier} found"
 
 
 def _mark(state: DeviceState, action: str, identifier: str) -> int:
+    """As the service answers `rauc status mark-*` over D-Bus: "rauc status: ..." on success, else
+    "rauc mark: ..." on stderr and exit 1. The U-Boot backend writes BOOT_<x>_LEFT (and BOOT_ORDER)."""
     with locked(state.root):
-        booted = state.booted_slot()
-        target = _resolve(identifier, booted)
-        if target is None:
-            return fail(f"rauc status: failed to {action.replace('-', ' ')}: No slot with name '{identifier}' found")
+        target = _resolve(identifier, state.booted_slot())
+        if isinstance(target, str):
+            return fail(f"rauc mark: {target}")
         env = state.read_env_or_default()
         name = target.bootname
         if action == "mark-good":
@@ -153,9 +160,17 @@ def _mark(state: DeviceState, action: str, identifier: str) -> int:
             message = f"marked slot {target.rauc_name} as bad"
         else:
             boot.activate(env, name)
-            _touch_activated(state, name)
             message = f"activated slot {target.rauc_name}"
-        state.write_env(env)
+        try:
+            state.write_env(env)
+        except (OSError, EnvError):
+            # RAUC runs fw_setenv, which failed: libubootenv exits 243 (-EACCES) when it cannot use the env.
+            why = "Failed to run fw_setenv: Child process exited with code 243"
+            if action == "mark-active":
+                return fail(f"rauc mark: failed to activate slot {target.rauc_name}: {why}")
+            return fail(f"rauc mark: Failed marking slot {target.rauc_name} as {action[5:]}: {why}")
+        if action == "mark-active":
+            _touch_activated(state, name)
     state.log(f"{message}", "rauc")
     out(f"rauc status: {message}\n")
     return 0

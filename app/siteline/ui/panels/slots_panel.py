@@ -1,18 +1,22 @@
 """The Slots panel: an A/B picture read in a second, then the raw bootloader counters beneath it.
 
 Each slot is a box side by side: the booted one has a thick frame, the one the next boot tries first carries
-"▶ NEXT BOOT", the health is a coloured badge (good green, bad red). Under the boxes, the counters as the
-bootloader prints them, because RAUC alone says "bad" whenever it could not read the environment.
+"▶ NEXT BOOT", the health is a coloured badge (good green, bad red). Each box ends with big buttons — Mark good,
+Mark bad, Boot this next — disabled with the reason as tooltip when they make no sense; a click emits
+``sig_action_requested`` with the SlotAction (the page confirms it and runs it). Under the boxes, the counters as
+the bootloader prints them, because RAUC alone says "bad" whenever it could not read the environment.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QPalette
-from PySide6.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
+from siteline.core.device.slot_actions import SlotAction, Verb, actions_for
 from siteline.core.device.slots import BootEnv, Slot, Slots
 from siteline.ui.panels import UNKNOWN, ProblemsLabel, RawOutput, is_dark, paint, plain_label, tone_colour
 
@@ -20,6 +24,9 @@ from siteline.ui.panels import UNKNOWN, ProblemsLabel, RawOutput, is_dark, paint
 _COUNTER = re.compile(
     r"^(BOOT_ORDER|BOOT_\w+_LEFT|ORDER|\w+_OK|\w+_TRY|bootcount|bootlimit|upgrade_available|ustate|bootstate\..*)$"
 )
+
+_BUTTONS: dict[Verb, str] = {"mark-good": "✔ Mark good", "mark-bad": "✖ Mark bad", "mark-active": "▶ Boot this next"}
+TOUCH_HEIGHT = 48  # px: a button a gloved finger hits first time
 
 _SOURCES = {"rauc": "RAUC", "uboot": "U-Boot env", "grub": "GRUB env", "barebox": "barebox state"}
 
@@ -82,11 +89,14 @@ def counter_lines(env: BootEnv) -> list[str]:
 
 
 class SlotBox(QFrame):
-    """One slot: its name big, BOOTED / NEXT BOOT / GOOD-BAD badges, then version, attempts and device."""
+    """One slot: its name big, BOOTED / NEXT BOOT / GOOD-BAD badges, version, attempts, device, action buttons."""
 
-    def __init__(self, slot: Slot, parent: QWidget | None = None) -> None:
+    def __init__(self, slot: Slot, actions: dict[Verb, SlotAction] | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.slot = slot
+        self.slot_actions = actions or {}
+        self.on_action: Callable[[SlotAction], object] | None = None  # the panel's: called with a clicked action
         key = re.sub(r"\W", "_", slot.bootname or slot.name)
         self.setObjectName(f"slotBox_{key}")
         self.title = plain_label(slot_title(slot), "slotTitle", selectable=False)
@@ -104,13 +114,45 @@ class SlotBox(QFrame):
         self.health_badge = plain_label(health, "slotHealth", selectable=False)
         self.health_badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.facts = plain_label("\n".join(slot_lines(slot)), "slotFacts")
+        self.facts.setWordWrap(False)  # short lines; a wrapped label's height is under-counted and clipped
         layout = QVBoxLayout(self)
         inset = 15 - (4 if slot.booted else 1)  # the bold frame eats into the margin: rows stay level across boxes
         layout.setContentsMargins(inset, inset - 2, inset, inset - 2)
         for widget in (self.title, self.booted_badge, self.next_badge, self.health_badge, self.facts):
             layout.addWidget(widget)
         layout.addStretch(1)
+        self.buttons: dict[Verb, QPushButton] = {}
+        row = QHBoxLayout()
+        row.setSpacing(8)
+        for verb, text in _BUTTONS.items():
+            button = QPushButton(text)
+            button.setObjectName(f"slotAction_{verb.replace('-', '_')}")
+            button.setMinimumHeight(TOUCH_HEIGHT)
+            font = button.font()
+            font.setPointSizeF(max(font.pointSizeF(), 10.0) * 1.1)
+            font.setBold(True)
+            button.setFont(font)
+            button.clicked.connect(lambda _=False, v=verb: self._on_button_clicked(v))
+            self.buttons[verb] = button
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.set_actions_enabled(True)
         self._style()
+
+    def set_actions_enabled(self, enabled: bool, reason: str = "") -> None:
+        """Enable the buttons whose action makes sense; ``enabled=False`` disables all with ``reason``."""
+        for verb, button in self.buttons.items():
+            action = self.slot_actions.get(verb)
+            why = (reason or "Not possible now.") if not enabled else (
+                "Not offered for this slot." if action is None else action.blocked)
+            button.setEnabled(why is None)
+            # The tooltip says why not, or what will happen: a disabled button never leaves the user guessing.
+            button.setToolTip(why if why is not None else f"{action.effect if action else ''}")
+
+    def _on_button_clicked(self, verb: Verb) -> None:
+        action = self.slot_actions.get(verb)
+        if action is not None and action.available and self.on_action is not None:
+            self.on_action(action)
 
     def _badge(self, text: str, strong: bool) -> QLabel:
         label = plain_label(text, "slotBadge", selectable=False)
@@ -140,10 +182,14 @@ class SlotBox(QFrame):
 class SlotsPanel(QWidget):
     """Feed it ``show_slots``; ``show_unavailable`` when neither RAUC nor the bootloader could be read."""
 
+    sig_action_requested = Signal(object)
+    """A slot action button was clicked: the SlotAction (not yet confirmed, not yet run)."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.slots: Slots | None = None
         self.boxes: list[SlotBox] = []
+        self._actions_enabled: tuple[bool, str] = (True, "")
         self.sentence = plain_label("Waiting for the device's slots…", "slotsSentence")
         font = self.sentence.font()
         font.setPointSizeF(max(font.pointSizeF(), 10.0) * 1.3)
@@ -158,8 +204,24 @@ class SlotsPanel(QWidget):
         QVBoxLayout(counters).addWidget(self.counters)
         self.problems = ProblemsLabel()
         self.raw = RawOutput()
-        layout = QVBoxLayout(self)
+        self.outcome = plain_label("", "slotsActionOutcome")  # what the last action did, until the next one
+        self.outcome.hide()
+        # Everything scrolls as one page: on a small laptop screen nothing is squeezed until it is clipped.
+        content = QWidget()
+        content.setObjectName("slotsContent")
+        scroll = QScrollArea()
+        scroll.setObjectName("slotsScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # width: see _fit_width
+        self._scroll, self._content = scroll, content
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         layout.addWidget(self.sentence)
+        layout.addWidget(self.outcome)
         layout.addWidget(self.problems)
         layout.addLayout(self._row)
         layout.addWidget(self.details)
@@ -175,9 +237,12 @@ class SlotsPanel(QWidget):
         for box in self.boxes:
             self._row.removeWidget(box)
             box.deleteLater()
-        self.boxes = [SlotBox(s) for s in ab_slots(slots)]
+        self.boxes = [SlotBox(s, actions_for(slots, s) if s.bootname else {}) for s in ab_slots(slots)]
         for box in self.boxes:
+            box.on_action = self.sig_action_requested.emit
+            box.set_actions_enabled(*self._actions_enabled)
             self._row.addWidget(box, 1)
+        self._fit_width()
         facts = ["Read from: " + " + ".join(_SOURCES.get(p, p) for p in slots.source.split("+"))]
         if slots.compatible:
             facts.append(f"compatible: {slots.compatible}")
@@ -189,6 +254,25 @@ class SlotsPanel(QWidget):
         raws = [slots.raw.rstrip(), slots.env.raw.rstrip() if slots.env else ""]
         self.raw.set_text("\n\n".join(r for r in raws if r))
 
+    def _fit_width(self) -> None:
+        """Scroll down, never sideways: the panel asks for the width its boxes and buttons need."""
+        bar = self._scroll.verticalScrollBar().sizeHint().width()
+        self._scroll.setMinimumWidth(self._content.minimumSizeHint().width() + bar)
+
     def show_unavailable(self, reason: str, raw: str = "") -> None:
         self.problems.show_error(f"Could not read the slots: {reason}")
         self.raw.set_text(raw)
+        self.set_actions_enabled(False, "The slots could not be read: refresh first.")
+
+    def show_action_outcome(self, text: str, ok: bool | None) -> None:
+        """The last action's result in words: ok True (done), False (not done / not known), None (running)."""
+        mark = "✔ " if ok else "… " if ok is None else "⚠ "
+        self.outcome.setText(mark + text)
+        paint(self.outcome, "good" if ok else "info" if ok is None else "bad")
+        self.outcome.show()
+
+    def set_actions_enabled(self, enabled: bool, reason: str = "") -> None:
+        """Off while the device is disconnected or an action runs (``reason`` becomes every button's tooltip)."""
+        self._actions_enabled = (enabled, reason)
+        for box in self.boxes:
+            box.set_actions_enabled(enabled, reason)
