@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import pytestqt.plugin
 import qasync
 import shiboken6
 from PySide6.QtWidgets import QApplication
@@ -41,34 +40,11 @@ class Loop:
         return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
-_loops: list[qasync.QEventLoop] = []
-_qt_process_events = pytestqt.plugin._process_events
-
-
-def _process_events_in_loop() -> None:
-    """pytest-qt handles Qt's events between a test's phases, outside our loop's runs: what the loop had
-    scheduled runs there too, so it must count as running then (as in the app, where every event is
-    handled inside the loop) or a task step asking for the running loop fails halfway."""
-    loop = _loops[-1] if _loops else None
-    if loop is None or loop.is_closed() or loop.is_running():
-        _qt_process_events()
-        return
-    asyncio._set_running_loop(loop)
-    try:
-        _qt_process_events()
-    finally:
-        asyncio._set_running_loop(None)
-
-
-pytestqt.plugin._process_events = _process_events_in_loop
-
-
 @pytest.fixture
 def aloop(qapp) -> Iterator[Loop]:
     qapp.setQuitOnLastWindowClosed(False)  # as run_gui does: closing a window must not stop the loop
     loop = SitelineLoop(qapp)
     asyncio.set_event_loop(loop)
-    _loops.append(loop)
     try:
         yield Loop(loop)
         leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -81,7 +57,6 @@ def aloop(qapp) -> Iterator[Loop]:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         asyncio.set_event_loop(None)
-        _loops.remove(loop)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
