@@ -59,6 +59,9 @@ def proc_files(state: DeviceState) -> dict[str, str]:
             "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd03\nCPU revision\t: 4\n\n"
             for n in range(4)),
         "/proc/mounts": proc_mounts(state),
+        # As U-Boot passes it: rauc.slot names the booted slot, which tells a device without RAUC which one it is.
+        "/proc/cmdline": (f"console=ttymxc0,115200 root=/dev/mmcblk0p{2 if state.booted_slot() == 'A' else 3} "
+                          f"rootfstype=ext4 rootwait ro rauc.slot={state.booted_slot()}\n"),
     }
 
 
