@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import deque
 from types import TracebackType
 
 import asyncssh
 
 from siteline.core.errors import TransportError
+
+CHUNK = 1 << 16
 
 
 class LineStream:
@@ -27,6 +30,10 @@ class LineStream:
         self.stderr_tail = ""
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
         self._closed = False
+        # Read in chunks, handed out a line at a time: one readline per line capped a log flood at
+        # ~150k lines/s; a chunk holds hundreds of lines.
+        self._lines: deque[str] = deque()
+        self._partial = b""
 
     async def start(self) -> LineStream:
         try:
@@ -53,18 +60,28 @@ class LineStream:
             await self.start()
         process = self._process
         assert process is not None
+        if self._lines:
+            return self._lines.popleft()
         if self._closed:
             raise StopAsyncIteration
-        try:
-            raw = await process.stdout.readline()
-        except asyncio.CancelledError:
-            await self.aclose()
-            raise
-        except (OSError, asyncssh.Error) as exc:
-            await self.aclose()
-            raise self._broken(exc) from exc
-        if raw:
-            return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        while True:
+            try:
+                raw = await process.stdout.read(CHUNK)
+            except asyncio.CancelledError:
+                await self.aclose()
+                raise
+            except (OSError, asyncssh.Error) as exc:
+                await self.aclose()
+                raise self._broken(exc) from exc
+            if not raw:
+                break
+            *complete, self._partial = (self._partial + raw).split(b"\n")
+            if complete:
+                self._lines.extend(_text(line) for line in complete)
+                return self._lines.popleft()
+        if self._partial:  # the last line had no newline
+            last, self._partial = self._partial, b""
+            return _text(last)
         await self._finish(process)
         raise StopAsyncIteration
 
@@ -112,6 +129,10 @@ class LineStream:
             # Without privilege separation sshd refuses the signal; a command that prints nothing
             # then holds the channel until it ends. Do not make the caller wait for that.
             await asyncio.wait_for(process.wait_closed(), 0.3)
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", errors="replace").rstrip("\r")
 
 
 def stream_lines(conn: asyncssh.SSHClientConnection, command: str) -> LineStream:
