@@ -178,7 +178,7 @@ async def test_cancelling_the_caller_cancels_the_round(sshd: Any, tmp_path: Path
 
 
 @pytest.mark.asyncio
-async def test_an_area_comes_from_the_first_probe_that_reads_it() -> None:
+async def test_a_fallback_probe_is_asked_only_for_an_area_not_read() -> None:
     """No mmcli: ModemManager's 'unavailable' is not shown when the AT port's probe reads the modem."""
     import types
 
@@ -233,3 +233,6 @@ async def test_an_area_comes_from_the_first_probe_that_reads_it() -> None:
     asked.clear()
     assert await round_with(host(Probe("mm", missing), Probe("at", Unavailable("modem", "no AT port"), True))) == [
         ("modem", missing)]
+    asked.clear()  # a probe that is no fallback is asked even when the area was read (a vendor's own, say)
+    assert await round_with(host(Probe("mm", "MM reading"), Probe("vendor", "vendor reading"))) == [
+        ("modem", "MM reading"), ("modem", "vendor reading")]

@@ -46,8 +46,9 @@ class Probe(Protocol):
     raises for bad device output: it records what it could not read in the snapshot instead. It returns
     ``None`` when it has nothing to say on this device, and an ``Unavailable`` when the area cannot be read.
 
-    An area may have several probes: they are asked in turn until one reads it. A probe with a true
-    ``fallback`` attribute (optional) is asked after the others of its area (the AT port after ModemManager).
+    An area may have several probes, asked in turn (the last reading wins). A probe with a true ``fallback``
+    attribute (optional) is asked after the others of its area, and only when none of them read it (the AT
+    port after ModemManager).
     """
 
     name: str

@@ -356,14 +356,14 @@ class DeviceSession:
             # else stop() ended the round: nothing to report
 
     async def _probe_round(self, kind: str | None) -> None:
-        """Each area from the first of its probes that can read it (ModemManager, else the AT port): a
-        later probe of an area already read is not asked; an area none could read says why (the first why)."""
+        """Every probe in turn; a fallback probe (the AT port after ModemManager) only for an area not read
+        yet this round, and an area none could read says why (the first why), once, after all were asked."""
         ctx = self.context()
         read: set[str] = set()
         unread: dict[str, Unavailable] = {}
         for entry in self._plugins.probes(kind):
             area = entry.item.kind
-            if area in read:
+            if area in read and getattr(entry.item, "fallback", False):
                 continue
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT):
@@ -373,7 +373,8 @@ class DeviceSession:
                 self.log.info("probe %s stopped: %s", entry.item.name, short(exc))
                 return
             if isinstance(snapshot, Unavailable):
-                unread.setdefault(area, snapshot)
+                if area not in read:  # what another probe read this round stays
+                    unread.setdefault(area, snapshot)
             elif snapshot is not None:
                 read.add(area)
                 unread.pop(area, None)
