@@ -2,15 +2,21 @@
 
 nmcli's terse mode separates fields with ':' and escapes a ':' or '\\' inside a value with a backslash
 (`--escape yes`, the default); an empty value is printed as nothing, never as "--".
+
+When the path changed comes from the profiles' TIMESTAMP (seconds since the epoch, by the device's clock).
+NetworkManager stamps a profile when it becomes activated AND when it stops being activated
+(nm_active_connection_set_state), and refreshes an active profile's stamp every few minutes — so the
+active cellular profile's TIMESTAMP is "about now", but the inactive wired profile's TIMESTAMP is the moment
+the wired link went down: that is when the device went onto its backup.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from siteline.api import DefaultRoute, NetConnection, NetDevice, Network, ParseError, derive_network
 
@@ -22,12 +28,16 @@ CONNECTION_FIELDS = ("NAME", "UUID", "TYPE", "DEVICE", "AUTOCONNECT", "AUTOCONNE
 # The commands whose output these parsers read; every field named here exists in nmcli 1.42
 # (nmc_fields_con_show / metagen_device_status / metagen_device_detail_general).
 DEVICE_STATUS_COMMAND = "nmcli -t -f " + ",".join(DEVICE_FIELDS) + " device status"
-CONNECTIONS_COMMAND = "nmcli -t -f " + ",".join(CONNECTION_FIELDS) + " connection show"
+# The probe asks for TIMESTAMP too (last on the line, so outputs without it still read as CONNECTION_FIELDS).
+TIMESTAMPED_FIELDS = (*CONNECTION_FIELDS, "TIMESTAMP")
+CONNECTIONS_COMMAND = "nmcli -t -f " + ",".join(TIMESTAMPED_FIELDS) + " connection show"
 DEVICE_SHOW_COMMAND = "nmcli -t -f GENERAL.DEVICE,GENERAL.IP-IFACE device show"
 ROUTE_COMMAND = "ip route show default"
 
 Devices = tuple[NetDevice, ...]
 _INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+# A device clock before 2001-09-09 was not set yet (no RTC: boots in 1970); after 2100 the value is garbage.
+_STAMP_RANGE = (1_000_000_000, 4_102_444_800)
 _ROUTE_FLAGS = {"linkdown", "dead", "onlink", "pervasive", "offload", "trap", "notify", "unresolved", "rt_offload"}
 _ROUTE_TYPES = {"unreachable", "blackhole", "prohibit", "throw"}  # default routes that carry nothing
 
@@ -150,6 +160,60 @@ def parse_connections(
             )
         )
     return tuple(connections), tuple(problems)
+
+
+def connection_fields(text: str) -> tuple[str, ...]:
+    """The fields a `connection show` output has: with TIMESTAMP (the probe's command) or without (older callers)."""
+    if len(text) > MAX_INPUT:
+        return TIMESTAMPED_FIELDS
+    lines = (line for line in text.splitlines() if line.strip())
+    return TIMESTAMPED_FIELDS if any(len(split_terse(line)) == len(TIMESTAMPED_FIELDS) for line in lines) \
+        else CONNECTION_FIELDS
+
+
+def connection_key(conn: NetConnection) -> str:
+    return conn.uuid or conn.name
+
+
+def parse_timestamps(text: str, fields: Sequence[str] = TIMESTAMPED_FIELDS) -> dict[str, int]:
+    """`nmcli -t -f ...,TIMESTAMP connection show` -> {UUID (or name): TIMESTAMP}.
+
+    0 (never activated), a clock that was not set yet, and anything that is not a number are left out: unknown.
+    """
+    if "TIMESTAMP" not in fields:
+        return {}
+    rows, _ = _rows(text, fields, "nmcli connection show")
+    stamps: dict[str, int] = {}
+    for row in rows:
+        stamp = _int(row.get("TIMESTAMP"))
+        key = row.get("UUID") or row.get("NAME")
+        if key and stamp is not None and _STAMP_RANGE[0] <= stamp < _STAMP_RANGE[1]:
+            stamps[key] = stamp
+    return stamps
+
+
+def device_time(stamp: int | None) -> datetime | None:
+    """A device epoch -> an aware datetime in the laptop's zone (the same instant; the device clock's error is kept)."""
+    if stamp is None or not _STAMP_RANGE[0] <= stamp < _STAMP_RANGE[1]:
+        return None
+    return datetime.fromtimestamp(stamp, tz=UTC).astimezone()
+
+
+def path_changed_at(net: Network, stamps: Mapping[str, int]) -> datetime | None:
+    """When the device went onto its backup (or offline), by NetworkManager's own record; None when it cannot tell.
+
+    On the backup: the latest TIMESTAMP of an inactive wired profile, i.e. when wired stopped being activated.
+    Offline: the latest TIMESTAMP of any inactive uplink profile. On the primary there is nothing to say.
+    A wired profile that was last active before this boot still shows that older time (nmcli cannot tell).
+    """
+    if net.on_backup:
+        kinds: tuple[str, ...] = ("wired",)
+    elif net.on_backup is False and net.active_iface is None:  # offline (no usable default route)
+        kinds = ("wired", "cellular", "wifi")
+    else:
+        return None
+    found = [stamps.get(connection_key(c)) for c in net.connections if c.kind in kinds and c.active is False]
+    return device_time(max((s for s in found if s is not None), default=None))
 
 
 def parse_device_show(text: str) -> dict[str, str]:
@@ -299,8 +363,9 @@ def network_from_outputs(
 ) -> Network:
     """The four commands' outputs -> one Network snapshot; a part that cannot be read becomes a problem.
 
-    ``since`` is when the caller saw the path change (the probe remembers the previous snapshot); it is
-    only shown, never guessed. Raises ParseError only when neither the devices nor the routes could be read.
+    ``since`` is when NetworkManager's TIMESTAMPs say the path changed (see ``path_changed_at``); when they
+    cannot tell, the ``since`` given (when the probe saw the path change) is used; it is never guessed.
+    Raises ParseError only when neither the devices nor the routes could be read.
     """
     problems: list[str] = []
     devs: Devices = ()
@@ -313,8 +378,11 @@ def network_from_outputs(
         problems += more
     except ParseError as exc:
         failures.append(f"could not read the devices: {exc}")
+    stamps: dict[str, int] = {}
     try:
-        conns, more = parse_connections(connections)
+        fields = connection_fields(connections)
+        conns, more = parse_connections(connections, fields)
+        stamps = parse_timestamps(connections, fields)
         problems += more
     except ParseError as exc:
         problems.append(f"could not read the connection priorities: {exc}")
@@ -340,4 +408,7 @@ def network_from_outputs(
         )
         if text is not None
     )
-    return derive_network(devs, conns, found, since, tuple(failures + problems), raw)
+    said = tuple(failures + problems)
+    net = derive_network(devs, conns, found, since, said, raw)
+    changed = path_changed_at(net, stamps)  # the device's own record beats the caller's observation
+    return net if changed is None else derive_network(devs, conns, found, changed, said, raw)

@@ -1,8 +1,15 @@
 """The NetworkManager probe: devices, connection priorities, the default route — one round trip.
 
-The probe object lives as long as the plugin host, so it remembers which interface carried traffic at
-the previous probe of each device: when that changes, "since" is the time this probe first saw the new
-path (the panel says "running on cellular backup since 14:02"). It is never guessed before a change is seen.
+"Since" (the panel says "running on cellular backup since 14:02") comes first from the device itself:
+the connections' TIMESTAMP, read in the same round trip, says when the wired profile stopped being
+activated (parsers.path_changed_at), so a technician who connects after the failover still sees the time.
+It is the device's clock, as the device reports it: the posture probe's clock offset is not known here, so a
+wrong device clock gives a wrong time.
+
+When the TIMESTAMPs cannot tell (an older or odd nmcli, 0, a clock never set), the probe's own observation is
+used: the probe object lives as long as the plugin host and remembers which interface carried traffic at the
+previous probe of each device; when that changes, "since" is when this probe first saw the new path. It is
+never guessed before a change is seen.
 """
 
 from __future__ import annotations
@@ -68,8 +75,10 @@ class NetworkManagerProbe:
         found = network_from_sections(sections)
         if isinstance(found, Unavailable):
             return found
-        since = self._since(ctx.target, found.active_iface)
-        return network_from_sections(sections, since) if since is not None else found
+        observed = self._since(ctx.target, found.active_iface)  # remembered even when the device knows better
+        if found.since is not None or observed is None:
+            return found
+        return network_from_sections(sections, observed)
 
     def _since(self, target: str, iface: str | None) -> datetime | None:
         previous = self._paths.get(target)

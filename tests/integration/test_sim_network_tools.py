@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from siteline.api import Network, Result
+from siteline.core.plugin_api import make_context
+from siteline.simulator import dynamics
 from siteline.simulator.shell import run_command
 from siteline.simulator.state import DeviceState
+from siteline.simulator.store import update_json
 from siteline_networkmanager.parsers import (
     CONNECTIONS_COMMAND,
     DEVICE_SHOW_COMMAND,
@@ -19,6 +27,7 @@ from siteline_networkmanager.parsers import (
     parse_connections,
     parse_default_routes,
 )
+from siteline_networkmanager.probe import NetworkManagerProbe
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "nmcli"
 
@@ -121,4 +130,74 @@ def test_probe_commands_read_the_simulator_before_and_after_failover(device: Dev
     assert net.on_backup is True
     assert net.primary is not None
     assert net.primary.active is False
-    assert net.summary == "running on cellular backup ('cellular' on cdc-wdm0); wired eth0 is unavailable"
+    assert net.since is not None  # the wired profile's TIMESTAMP: when it went down
+    assert net.summary == (
+        f"running on cellular backup ('cellular' on cdc-wdm0) since {net.since:%H:%M}; wired eth0 is unavailable"
+    )
+
+
+# -- TIMESTAMP: when a profile was last activated, and when it went down ------------------------------------------
+
+_REAL = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}\\:[0-9]{2}\\:[0-9]{2} [0-9]{4}")
+
+
+def _stamps(device: DeviceState) -> dict[str, int]:
+    text = ok(device, "nmcli -t -f NAME,TIMESTAMP connection show")
+    return {name: int(stamp) for name, stamp in (line.split(":") for line in text.splitlines())}
+
+
+def test_timestamp_fields_print_as_nmcli_1_42_does(device: DeviceState) -> None:
+    lines = ok(device, "nmcli -t -f NAME,TIMESTAMP,TIMESTAMP-REAL connection show --active").splitlines()
+    assert [line.split(":")[0] for line in lines] == ["Wired connection 1", "cellular", "lo"]
+    for line in lines:
+        _, stamp, real = line.split(":", 2)
+        assert stamp.isdigit()
+        assert _REAL.fullmatch(real), real  # strftime("%c"), its colons escaped in terse mode
+    stamp = _stamps(device)["cellular"]
+    assert ok(device, "nmcli -g connection.timestamp connection show cellular") == f"{stamp}\n"
+    terse = ok(device, "nmcli -t -f connection.timestamp connection show id cellular")
+    assert terse == f"connection.timestamp:{stamp}\n"
+    table = ok(device, "nmcli -f connection.id,connection.timestamp connection show cellular").splitlines()
+    assert table == [f"{'connection.id:':<40}cellular", f"{'connection.timestamp:':<40}{stamp}"]
+    code, _, err = sh(device, "nmcli -g connection.timestamp connection show nope")
+    assert (code, err.strip()) == (10, "Error: nope - no such connection profile.")
+
+
+def test_wired_profile_is_stamped_when_it_goes_down_and_comes_back(device: DeviceState) -> None:
+    booted = int(float(device.device()["booted_at"]))
+    at_boot = _stamps(device)
+    assert booted - 2 <= at_boot["cellular"] <= time.time()
+    before = int(time.time())
+    code, _, err = sh(device, "sim-scenario wired-fail")  # the trainer's lever, as a technician would meet it
+    assert code == 0, err
+    after = time.time()
+    failed = _stamps(device)
+    assert before <= failed["Wired connection 1"] <= after  # stamped when it stopped being activated
+    assert failed["cellular"] == at_boot["cellular"]  # active all along: only the periodic refresh moves it
+    time.sleep(1.1)
+    back_at = int(time.time())
+    device.fail_wired(False)
+    assert back_at <= _stamps(device)["Wired connection 1"] <= time.time()  # activated again
+
+
+def test_a_fresh_probe_says_since_when_after_the_failover(device: DeviceState) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    device.fail_wired(True)
+
+    async def run(command: str, timeout: float) -> Result:
+        code, out, err = await run_command(device, command, timeout=timeout)
+        return Result(code, out.decode(), err.decode())
+
+    ctx = make_context("gw-net", "sim:gw-net", run, logging.getLogger("test"))
+    net = asyncio.run(NetworkManagerProbe().collect(ctx))  # the technician connects after the failover
+    assert isinstance(net, Network)
+    assert net.since is not None
+    assert before <= net.since <= datetime.now(UTC)
+    assert net.summary.startswith(f"running on cellular backup ('cellular' on cdc-wdm0) since {net.since:%H:%M}")
+
+
+def test_a_recorded_change_time_wins_over_the_files_mtime(device: DeviceState) -> None:
+    # dynamics.set_wired_failed may record when the link changed (wired_changed_at); the simulated nmcli uses it.
+    update_json(device.root, device.root / dynamics.NETWORK_FILE,
+                lambda net: net.update(wired_failed=True, wired_changed_at=1795788137.5))
+    assert _stamps(device)["Wired connection 1"] == 1795788137

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,15 @@ from siteline_networkmanager.parsers import (
     DEVICE_SHOW_COMMAND,
     DEVICE_STATUS_COMMAND,
     ROUTE_COMMAND,
+    TIMESTAMPED_FIELDS,
+    connection_fields,
+    device_time,
     network_from_outputs,
     parse_connections,
     parse_default_routes,
     parse_device_show,
     parse_device_status,
+    parse_timestamps,
     split_terse,
 )
 
@@ -224,12 +228,108 @@ def test_simulator_output_parses_and_fails_over(tmp_path: Path) -> None:
     assert net.backup.priority is not None
     assert net.primary.priority is not None
     assert net.backup.priority < net.primary.priority
+    assert net.since is None  # on the primary there is no "since" to tell
+    before = datetime.now(UTC).replace(microsecond=0)
     state.fail_wired(True)
     net = _sim_network(state)
     assert net.on_backup is True
-    assert net.summary == "running on cellular backup ('cellular' on cdc-wdm0); wired eth0 is unavailable"
+    assert net.since is not None
+    assert before <= net.since <= datetime.now(UTC)  # when the wired profile went down, from its TIMESTAMP
+    assert net.summary == (
+        f"running on cellular backup ('cellular' on cdc-wdm0) since {net.since:%H:%M}; wired eth0 is unavailable"
+    )
     state.fail_wired(False)
     assert _sim_network(state).on_backup is False
+
+
+# --- TIMESTAMP: when the path changed, from the device's own record --------------------------------------------
+
+WIRED_DOWN = datetime(2026, 11, 27, 14, 2, 17, tzinfo=UTC)  # the wired profile's TIMESTAMP in the golden
+
+
+def test_since_is_when_the_wired_profile_went_down_from_the_first_probe() -> None:
+    net = network_from_outputs(
+        golden("device-status-failover.txt"),
+        golden("connection-show-timestamp-failover.txt"),
+        golden("ip-route-default-failover.txt"),
+        golden("device-show-ip-iface.txt"),
+    )
+    assert net.since == WIRED_DOWN
+    assert net.since is not None
+    assert net.since.tzinfo is not None  # the device's epoch, shown in the laptop's zone
+    local = WIRED_DOWN.astimezone()
+    assert net.summary == (
+        f"running on cellular backup ('Telia LTE' on cdc-wdm0) since {local:%H:%M}; wired eth0 is unavailable"
+    )
+    assert net.problems == ()
+    # The device's own record beats the probe's later observation.
+    later = network_from_outputs(
+        golden("device-status-failover.txt"), golden("connection-show-timestamp-failover.txt"),
+        golden("ip-route-default-failover.txt"), since=datetime(2026, 11, 27, 15, 0, tzinfo=UTC),
+    )
+    assert later.since == WIRED_DOWN
+
+
+def test_timestamps_parsed_and_bad_ones_unknown() -> None:
+    text = golden("connection-show-timestamp-failover.txt")
+    assert connection_fields(text) == TIMESTAMPED_FIELDS
+    assert connection_fields(golden("connection-show-failover.txt")) == TIMESTAMPED_FIELDS[:-1]
+    stamps = parse_timestamps(text)
+    assert stamps["5a2f0c1e-6d3b-3f7a-9e44-8c1b2d3e4f50"] == 1795788137
+    assert "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f" not in stamps  # 0: never activated
+    odd = "".join(f"c{n}:u{n}:802-3-ethernet::yes:0:{v}\n" for n, v in enumerate(["", "-5", "x", "3600", "9" * 12]))
+    assert parse_timestamps(odd) == {}  # empty, negative, words, a clock still in 1970, the far future
+    assert parse_timestamps(golden("connection-show-failover.txt"), TIMESTAMPED_FIELDS[:-1]) == {}
+    assert device_time(None) is None
+    assert device_time(1795788137) == WIRED_DOWN
+
+
+def _failover_with_wired_stamp(stamp: str, since: datetime | None = None) -> Network:
+    conns = f"LTE:u1:gsm:cdc-wdm0:yes:10:1795790100\nWired:u2:802-3-ethernet::yes:100:{stamp}\n"
+    return network_from_outputs(
+        "cdc-wdm0:gsm:connected:LTE\neth0:ethernet:unavailable:\n", conns,
+        golden("ip-route-default-failover.txt"), since=since,
+    )
+
+
+def test_without_a_usable_timestamp_the_probes_observation_is_used() -> None:
+    seen = datetime(2026, 11, 27, 14, 5, tzinfo=UTC)
+    for stamp in ("0", "", "garbage", "12"):
+        assert _failover_with_wired_stamp(stamp).since is None
+        net = _failover_with_wired_stamp(stamp, seen)
+        assert net.since == seen
+        assert net.problems == ()
+    assert _failover_with_wired_stamp("1795788137").since == WIRED_DOWN
+
+
+def test_on_primary_no_since_and_offline_since_the_last_link_went() -> None:
+    wired = network_from_outputs(
+        "eth0:ethernet:connected:W\n", "W:u1:802-3-ethernet:eth0:yes:100:1795790100\n",
+        "default via 192.0.2.1 dev eth0 proto dhcp metric 100 \n",
+    )
+    assert (wired.on_backup, wired.since) == (False, None)
+    offline = network_from_outputs(
+        "eth0:ethernet:unavailable:\ncdc-wdm0:gsm:disconnected:\n",
+        "W:u1:802-3-ethernet::yes:100:1795788137\nLTE:u2:gsm::yes:10:1795789000\n", "",
+    )
+    assert offline.since == datetime.fromtimestamp(1795789000, UTC)
+    assert offline.summary.startswith(f"offline: no default route since {offline.since:%H:%M}")
+
+
+_STAMPS = st.one_of(st.integers(-(2**70), 2**70).map(str), st.text(":\\0123456789-x \n", max_size=12))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["802-3-ethernet", "gsm", "wifi"]), st.booleans(), _STAMPS), max_size=5))
+def test_any_timestamps_give_an_aware_since_or_none(rows: list[tuple[str, bool, str]]) -> None:
+    conns = "".join(f"c{n}:u{n}:{kind}:{'eth0' if up else ''}:yes:{n}:{stamp}\n" for n, (kind, up, stamp) in
+                    enumerate(rows))
+    with contextlib.suppress(ParseError):
+        parse_timestamps(conns)
+    for routes in ("", golden("ip-route-default-failover.txt")):
+        net = network_from_outputs(golden("device-status-failover.txt"), conns, routes)
+        assert net.since is None or net.since.tzinfo is not None
+        assert net.summary
 
 
 # --- Garbage in: a snapshot with problems or a ParseError, never another exception ----------------------------
@@ -248,7 +348,8 @@ def _cut(name: str, at: float) -> str:
 @settings(max_examples=150, deadline=None)
 @given(st.one_of(st.text(max_size=400), _TERSE, st.builds(_cut, st.sampled_from(_GOLDENS), st.floats(0, 1))))
 def test_parsers_never_raise_anything_but_parse_error(text: str) -> None:
-    for parse in (parse_device_status, parse_connections, parse_device_show, parse_default_routes):
+    assert connection_fields(text) in (TIMESTAMPED_FIELDS, TIMESTAMPED_FIELDS[:-1])
+    for parse in (parse_device_status, parse_connections, parse_device_show, parse_default_routes, parse_timestamps):
         with contextlib.suppress(ParseError):
             parse(text)
     with contextlib.suppress(ParseError):

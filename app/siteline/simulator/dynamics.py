@@ -93,7 +93,12 @@ def set_degraded(root: Path, degraded: bool) -> None:
 
 
 def set_wired_failed(root: Path, failed: bool) -> None:
-    update_json(root, root / NETWORK_FILE, lambda net: net.__setitem__("wired_failed", failed))
+    def change(net: JsonDict) -> None:
+        if bool(net.get("wired_failed")) != failed:
+            net["wired_changed_at"] = time.time()  # NetworkManager stamps the wired profile's TIMESTAMP now
+        net["wired_failed"] = failed
+
+    update_json(root, root / NETWORK_FILE, change)
 
 
 def network(root: Path) -> JsonDict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from siteline.simulator import dynamics
 from siteline.simulator.state import DeviceState
@@ -133,7 +134,7 @@ def _link_set(args: list[str], v: NetView, state: DeviceState) -> int:
         state.fail_wired(down)  # an administratively downed eth0 behaves as a failed wired link
     elif names[0] == "wwan0":
         update_json(state.root, state.root / dynamics.NETWORK_FILE,
-                    lambda n: n.__setitem__("cellular_enabled", not down))
+                    lambda n: n.update(cellular_enabled=not down, cellular_changed_at=time.time()))
     return 0
 
 

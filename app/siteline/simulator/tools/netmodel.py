@@ -38,6 +38,10 @@ class NetView:
     modem_enabled: bool
     wired_failed: bool
     extra_routes: list[str]
+    # When each link last went up or down (epoch seconds; 0 = not since the device was made): NetworkManager
+    # stamps a profile's TIMESTAMP at both moments.
+    wired_changed_at: float = 0.0
+    cellular_changed_at: float = 0.0
 
     def link(self, name: str) -> Link | None:
         return next((link for link in self.links if link.name == name), None)
@@ -64,7 +68,22 @@ def view(state: DeviceState) -> NetView:
              "10.64.12.201/30" if cell_ok else None, "10.64.12.203", "10.64.12.202", 700),
     ]
     extra = read_json(state.root / "admin" / "ip.json").get("routes", [])
-    return NetView(links, cell_ok, not wired_ok, [str(r) for r in extra] if isinstance(extra, list) else [])
+    wired_at, cell_at = _changed_at(state, net)
+    return NetView(links, cell_ok, not wired_ok, [str(r) for r in extra] if isinstance(extra, list) else [],
+                   wired_at, cell_at)
+
+
+def _changed_at(state: DeviceState, net: dict[str, Any]) -> tuple[float, float]:
+    """When the wired and the cellular link last changed: the times the scenario recorded, else when network.json
+    (which only the link scenarios write) was last written — exact while one link at a time is switched."""
+    try:
+        written = (state.root / dynamics.NETWORK_FILE).stat().st_mtime
+    except OSError:
+        written = 0.0
+    wired = net.get("wired_changed_at", written)
+    cellular = net.get("cellular_changed_at", written if net.get("cellular_enabled", True) is False else 0.0)
+    return (float(wired) if isinstance(wired, int | float) else written,
+            float(cellular) if isinstance(cellular, int | float) else 0.0)
 
 
 def nm_devices(v: NetView) -> list[dict[str, Any]]:
@@ -108,19 +127,34 @@ _PROFILES = (
 TIMESTAMP_PERIOD = 300  # NetworkManager refreshes an active profile's timestamp every 5 minutes
 
 
+def profile_timestamp(active: bool, changed_at: float, now: float, booted_at: float) -> int:
+    """A profile's TIMESTAMP as NetworkManager keeps it (nm_active_connection_set_state + the periodic refresh).
+
+    Stamped when it becomes activated and when it stops being activated; while active, refreshed every
+    TIMESTAMP_PERIOD. So an inactive profile keeps the moment it went down (or the boot, if it never changed).
+    """
+    if not active:
+        return int(changed_at or booted_at)
+    activated = max(booted_at, changed_at)
+    refreshes = max(0.0, now - activated) // TIMESTAMP_PERIOD
+    return int(activated + refreshes * TIMESTAMP_PERIOD)
+
+
 def nm_connections(v: NetView, now: float, booted_at: float) -> list[dict[str, Any]]:
     """`nmcli connection show` rows: an inactive profile has no DEVICE, no STATE and ACTIVE "no", as in nmcli 1.42."""
     active_on = {d["DEVICE"] for d in nm_devices(v) if d["CONNECTION"]}
+    changed = {"eth0": v.wired_changed_at, "cdc-wdm0": v.cellular_changed_at}
     rows = []
     for number, (name, uuid, kind, device, autoconnect, priority) in enumerate(_PROFILES, 1):
         active = device in active_on
         active_path = f"/org/freedesktop/NetworkManager/ActiveConnection/{number}" if active else ""
-        # The timestamp is when the profile was last seen active: now (to the refresh period) or the boot.
-        stamp = max(int(now) - int(now) % TIMESTAMP_PERIOD, int(booted_at)) if active else int(booted_at)
+        stamp = profile_timestamp(active, changed.get(device, 0.0), now, booted_at)
         rows.append({"NAME": name, "UUID": uuid, "TYPE": kind, "DEVICE": device if active else "",
                      "AUTOCONNECT": autoconnect, "AUTOCONNECT-PRIORITY": priority, "ACTIVE": "yes" if active else "no",
                      "STATE": "activated" if active else "", "TIMESTAMP": str(stamp),
-                     "TIMESTAMP-REAL": time.strftime("%c", time.localtime(stamp)), "READONLY": "no",
+                     # nmcli: strftime("%c", localtime()), "never" for 0 (nmc_generic_info_type ..._TIMESTAMP_REAL)
+                     "TIMESTAMP-REAL": time.strftime("%c", time.localtime(stamp)) if stamp else "never",
+                     "READONLY": "no",
                      "DBUS-PATH": f"/org/freedesktop/NetworkManager/Settings/{number}", "ACTIVE-PATH": active_path,
                      "SLAVE": "", "FILENAME": f"/etc/NetworkManager/system-connections/{name}.nmconnection"})
     return sorted(rows, key=lambda row: row["ACTIVE"] != "yes")  # nmcli lists active profiles first

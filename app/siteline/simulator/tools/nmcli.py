@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from siteline.simulator.state import DeviceState
 from siteline.simulator.tools.common import fail, out
@@ -21,7 +22,7 @@ EXIT_USAGE, EXIT_NOT_FOUND = 2, 10
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
-    terse, fields = False, ""
+    terse, fields, values_only = False, "", False
     rest: list[str] = []
     i = 0
     while i < len(argv):
@@ -31,7 +32,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         elif arg in ("-f", "--fields") and i + 1 < len(argv):
             fields, i = argv[i + 1], i + 1
         elif arg in ("-g", "--get-values") and i + 1 < len(argv):
-            fields, terse, i = argv[i + 1], True, i + 1
+            fields, terse, values_only, i = argv[i + 1], True, True, i + 1
         elif arg.startswith("-") and not rest:
             if arg not in ("-p", "--pretty", "-c", "--colors", "-e", "--escape"):
                 return fail(f"Error: Option '{arg}' is unknown, try 'nmcli -help'.", EXIT_USAGE)
@@ -42,7 +43,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if "device".startswith(obj) and obj:
         return _device(rest[1:], fields, terse, state)
     if "connection".startswith(obj) and obj:
-        return _connection(rest[1:], fields, terse, state)
+        return _connection(rest[1:], fields, terse, state, values_only)
     if "general".startswith(obj) and obj:
         return _table([{"STATE": "connected", "CONNECTIVITY": "full"}], ["STATE", "CONNECTIVITY"], fields, terse)
     return fail(f"Error: argument '{obj}' not understood. Try passing --help instead.", EXIT_USAGE)
@@ -83,14 +84,39 @@ def _show(devices: list[dict[str, object]], fields: str, terse: bool) -> int:
     return 0
 
 
-def _connection(args: list[str], fields: str, terse: bool, state: DeviceState) -> int:
+def _connection(args: list[str], fields: str, terse: bool, state: DeviceState, values_only: bool = False) -> int:
     verb = args[0] if args else "show"
     if "show".startswith(verb):
         rows = nm_connections(view(state), time.time(), float(state.device().get("booted_at", 0.0)))
+        names = [a for a in args[1:] if not a.startswith("-") and a not in ("id", "uuid")]
+        if names:
+            return _profile(rows, names[0], fields, terse, values_only)
         if "--active" in args[1:] or "-a" in args[1:]:
             rows = [r for r in rows if r["ACTIVE"] == "yes"]
         return _table(rows, CONN_DEFAULT, fields, terse, allowed=CONN_FIELDS, what="connection show")
     return fail(f"Error: argument '{verb}' not understood. Try passing --help instead.", EXIT_USAGE)
+
+
+def _profile(rows: list[dict[str, Any]], name: str, fields: str, terse: bool, values_only: bool) -> int:
+    """`nmcli [-t|-g] [-f PROPS] connection show NAME`: a few connection.* settings, one per line (multiline mode)."""
+    row = next((r for r in rows if name in (r["NAME"], r["UUID"])), None)
+    if row is None:
+        return fail(f"Error: {name} - no such connection profile.", EXIT_NOT_FOUND)
+    props = {"connection.id": row["NAME"], "connection.uuid": row["UUID"], "connection.type": row["TYPE"],
+             "connection.interface-name": row["DEVICE"] or "", "connection.autoconnect": row["AUTOCONNECT"],
+             "connection.autoconnect-priority": row["AUTOCONNECT-PRIORITY"], "connection.timestamp": row["TIMESTAMP"]}
+    wanted = [f.strip() for f in fields.split(",")] if fields and fields not in ("all", "common") else list(props)
+    if any(w not in props and w != "connection" for w in wanted):
+        bad = next(w for w in wanted if w not in props)
+        return fail(f"Error: invalid field '{bad}'; allowed fields: {','.join(props)}", EXIT_USAGE)
+    keys = [k for k in props if k in wanted or "connection" in wanted]
+    for key in keys:
+        value = str(props[key])
+        if values_only:
+            out(value + "\n")
+        else:
+            out(f"{key}:{value}\n" if terse else f"{key + ':':<40}{value or '--'}\n")
+    return 0
 
 
 def _table(rows: Sequence[Mapping[str, object]], default: list[str], fields: str, terse: bool,
