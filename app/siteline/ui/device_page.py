@@ -172,6 +172,7 @@ class DevicePage(QWidget):
         sessions.sig_paths_changed.connect(self._on_timeline_news)
         sessions.sig_snapshot_received.connect(self._on_timeline_news)
         sessions.sig_snapshot_received.connect(self._on_network_news)
+        self.logs.on_warnings = self._on_log_warnings
         sessions.sig_host_key_problem.connect(self._on_sessions_changed)
         sessions.sig_state_changed.connect(self._on_sessions_changed)
 
@@ -179,6 +180,11 @@ class DevicePage(QWidget):
         if name == self.device:
             self._refresh_from_sessions()
             self._show_logs_of(name)
+
+    def _on_log_warnings(self, name: str, records: list[Any]) -> None:
+        history = self._sessions.history(name) if self._sessions is not None else None
+        if history is not None and history.observe_logs(records):
+            self._on_timeline_news(name)
 
     def _on_network_news(self, name: str, kind: str) -> None:
         if name == self.device and kind == "network":  # the uplink may have become cellular: the log's pace

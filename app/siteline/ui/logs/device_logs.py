@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from siteline.core.errors import SitelineError, TransportError
 from siteline.core.logs.follow import FollowStatus, LogBatch, follow
+from siteline.core.logs.record import LogRecord
+from siteline.core.logs.warnings import warnings_of
 from siteline.core.session import DeviceSession
 from siteline.core.tasks import cancel_and_wait
 from siteline.core.transports.base import ConnState, Result
@@ -66,6 +69,8 @@ class DeviceLogsTab(QWidget):
         self._shown = False
         self._metered = False
         self._task: asyncio.Task[None] | None = None
+        # Told the warnings (and worse) of each batch: the device's Timeline shows them.
+        self.on_warnings: Callable[[str, list[LogRecord]], None] | None = None
         self.view.set_status("The log is read while this tab is open and the device is connected.")
 
     # -- told by the page -----------------------------------------------------------------------
@@ -113,6 +118,12 @@ class DeviceLogsTab(QWidget):
             task.cancel()
             self.view.set_status(f"Paused: {self.device} is not being read (open this tab to read it again).")
 
+    def _tell_warnings(self, name: str, batch: LogBatch) -> None:
+        if self.on_warnings is not None:
+            found = warnings_of(batch.lines, batch.source, batch.boot_time)
+            if found:
+                self.on_warnings(name, found)
+
     async def _follow(self, session: DeviceSession, name: str) -> None:
         link = log_link(session)
         poll = POLL_SECONDS_METERED if self._metered else POLL_SECONDS
@@ -123,6 +134,7 @@ class DeviceLogsTab(QWidget):
                 async for event in events:
                     if isinstance(event, LogBatch):
                         self.view.append_lines(event.lines, event.source, event.boot_time)
+                        self._tell_warnings(name, event)
                     elif isinstance(event, FollowStatus):
                         self.view.set_status(f"{name}: {event.text}")
         except SitelineError as exc:
