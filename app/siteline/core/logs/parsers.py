@@ -19,6 +19,8 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
+import orjson
+
 from siteline.core.logs.record import LogRecord, Source, priority_from_name
 
 # time, host, unit, pid, priority, message, problem
@@ -225,10 +227,10 @@ def columns_chunk(lines: Iterable[str], source: Source, *, year: int | None = No
     if not text:
         return ((),) * 7
     if source is Source.JOURNAL:
-        try:
-            entries = json.loads("[" + ",".join(text) + "]")
+        try:  # orjson: several times json's speed, so parsing keeps up with what a bare json.loads reads
+            entries = orjson.loads("[" + ",".join(text) + "]")
         except (ValueError, RecursionError):
-            entries = None  # one bad line spoils the batch: read line by line
+            entries = None  # one bad line spoils the batch (or a lone surrogate orjson refuses): line by line
         if type(entries) is list and len(entries) == len(text):
             return _transpose(list(map(journal_fields, entries, text)))
         return _transpose(list(map(parse_journal, text)))
