@@ -166,6 +166,9 @@ class DeviceHistory:
         self.samples: deque[SignalSample] = deque(maxlen=max_samples)
         self.events: deque[Fact] = deque(maxlen=max_events)
         self.logs: deque[LogSeen] = deque(maxlen=max_logs)
+        # The Logs tab re-reads the device's last lines each time it starts following again: a record
+        # already kept (same device time, priority, unit and message) is not a new event.
+        self._log_keys: set[tuple[float, int, str, str]] = set()
         # (laptop time seen, offset): how device times map to the laptop's; bounded like the events.
         self.offsets: deque[tuple[float, float]] = deque(maxlen=max_events)
         self.revision = 0  # grows on every change, so a view can skip a redraw when nothing happened
@@ -228,7 +231,18 @@ class DeviceHistory:
             if not isinstance(record, LogRecord) or record.priority is None or record.priority > WARNING:
                 continue
             message = record.message if isinstance(record.message, str) else str(record.message)
-            self.logs.append(LogSeen(when, _finite(record.time), record.priority, record.unit, message[:MAX_MESSAGE]))
+            device_time = _finite(record.time)
+            seen = LogSeen(when, device_time, record.priority, record.unit, message[:MAX_MESSAGE])
+            key = _log_key(seen)
+            if key is not None:
+                if key in self._log_keys:
+                    continue
+                if len(self.logs) == self.logs.maxlen:
+                    oldest = _log_key(self.logs[0])
+                    if oldest is not None:
+                        self._log_keys.discard(oldest)
+                self._log_keys.add(key)
+            self.logs.append(seen)
             kept += 1
         if kept:
             self.revision += 1
@@ -360,3 +374,10 @@ def _slot_changes(old: Slots, new: Slots, at: float) -> list[Fact | SignalSample
                 continue  # already said with "booted B, 2 attempts left"
             found.append(SlotChange(at, "attempts", label, slot.attempts_left, was.attempts_left, slot.health))
     return found
+
+
+def _log_key(seen: LogSeen) -> tuple[float, int, str, str] | None:
+    """What makes a log record the same one read twice; None for a line without a time (it may repeat)."""
+    if seen.device_time is None:
+        return None
+    return (seen.device_time, seen.priority, seen.unit, seen.message)

@@ -198,6 +198,13 @@ def _state_of(devs: tuple[NetDevice, ...], kind: str) -> str | None:
     return None
 
 
+def _clock_words(since: datetime) -> str:
+    """14:02 today; with the date before that (NetworkManager's timestamp survives reboots and days)."""
+    local = since.astimezone() if since.tzinfo is not None else since
+    today = datetime.now(local.tzinfo).date() if local.tzinfo is not None else datetime.now().date()
+    return f"{local:%H:%M}" if local.date() == today else f"{local:%d %b %H:%M}"
+
+
 def _summary(
     devs: tuple[NetDevice, ...],
     routes: tuple[DefaultRoute, ...] | None,
@@ -205,7 +212,7 @@ def _summary(
     device: NetDevice | None,
     since: datetime | None,
 ) -> str:
-    when = f" since {since:%H:%M}" if since else ""
+    when = f" since {_clock_words(since)}" if since else ""
     if routes is None:
         head = "the default route could not be read"
     elif iface is None:

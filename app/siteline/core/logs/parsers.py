@@ -180,8 +180,19 @@ def journal_fields(entry: Any, raw: str = "") -> Fields:
             unit if type(unit) is str else str(unit),
             _digits(get("_PID") or get("SYSLOG_PID")),
             _PRIOS.get(prio) if type(prio) is str else None,
-            message if type(message) is str else _journal_message(message),
+            message if type(message) is str else _journal_message(_exact(message, raw)),
             None if "MESSAGE" in entry else "no MESSAGE field")
+
+
+def _exact(message: Any, raw: str) -> Any:
+    """A binary MESSAGE (a list of numbers) as json reads it: orjson turns integers past 64 bits into floats."""
+    if type(message) is not list or not raw:
+        return message
+    try:
+        entry = json.loads(raw)
+    except (ValueError, RecursionError):
+        return message
+    return entry.get("MESSAGE", message) if type(entry) is dict else message
 
 
 def parse_journal(line: str) -> Fields:

@@ -17,7 +17,8 @@ WARNING = 4
 _MAYBE = {
     Source.JOURNAL: re.compile(r'"PRIORITY"\s*:\s*"?[0-4]"?[,}]'),
     Source.LOGREAD: re.compile(r"\.(?:emerg|alert|crit|err|warn)\w*\s"),
-    Source.SYSLOG: re.compile(r"<[0-9]*[0-4]>|\b(?:emerg|alert|crit|err|error|warn|warning)\b", re.IGNORECASE),
+    # <PRI> is facility * 8 + severity: severities 0..4 of every facility (the parser reads no other priority).
+    Source.SYSLOG: re.compile("^<(?:" + "|".join(str(f * 8 + v) for f in range(24) for v in range(5)) + ")>"),
     Source.DMESG: re.compile(r"^<[0-4]>|^\w+\s*:\s*(?:emerg|alert|crit|err|warn)\s*:"),
 }
 
