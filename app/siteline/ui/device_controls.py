@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QLabel, QPushButton
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QLabel, QMenu, QPushButton
 
 from siteline import paths
 from siteline.core.device.slot_actions import SlotAction, perform
 from siteline.core.errors import SitelineError, TargetError, TransportError
 from siteline.core.inventory import DeviceEntry
-from siteline.core.refresh_policy import load_settings, metered
+from siteline.core.refresh_policy import LinkChoice, load_settings, metered, save_settings
 from siteline.core.targets import parse_target
 from siteline.core.tasks import cancel_and_wait
 from siteline.core.transports.base import ConnState, Result
@@ -48,6 +49,8 @@ class DeviceControls(QObject):
         self.antenna_window: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._checks: set[asyncio.Task[Any]] = set()  # factory checks: cancelled at close, not waited out
+        self._check_device: dict[asyncio.Task[Any], str] = {}
+        self.antenna_device: str | None = None
         self._closing = False
         self.factory_pause: float | None = None  # between factory logins; None: factory_login's own pacing
         settings, warnings = load_settings()
@@ -66,6 +69,8 @@ class DeviceControls(QObject):
         self.page.panel_tabs["posture"].sig_panel_built.connect(self._on_posture_panel_built)
         self.page.sig_slot_action_requested.connect(self._on_slot_action_requested)
         self._add_antenna_button()
+        self._add_data_plan_menu()
+        self.sessions.sig_device_removed.connect(self._on_device_removed)
         window.installEventFilter(self)
 
     # -- the refresh schedule ----------------------------------------------------------------------
@@ -76,6 +81,52 @@ class DeviceControls(QObject):
 
     def is_metered(self, name: str) -> bool:
         return bool(metered(self.refresher.view(name), self.refresher.settings).metered)
+
+    def _add_data_plan_menu(self) -> None:
+        """Device > Data plan: what the person knows about the link beats what Siteline guesses from it."""
+        menus = [a.menu() for a in self.window.menuBar().actions() if a.text().replace("&", "") == "Device"]
+        device_menu = next((m for m in menus if isinstance(m, QMenu)), None)
+        if device_menu is None:
+            return
+        self.plan_menu = device_menu.addMenu("Data &plan")
+        self.plan_actions: dict[str, QAction] = {}
+        group = QActionGroup(self.plan_menu)
+        for choice, text, tip in (
+            ("auto", "&Decide from the link", "Metered when its traffic goes over cellular (or a metered "
+             "control plane): refreshed every 5 min instead of every 30 s"),
+            ("metered", "&Metered: save data", "Always refreshed slowly, and its log polled slowly"),
+            ("unmetered", "&Not metered", "Always refreshed at the normal pace"),
+        ):
+            action = self.plan_menu.addAction(text)
+            action.setCheckable(True)
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+            action.triggered.connect(lambda _checked=False, c=choice: self.set_link_choice(c))
+            group.addAction(action)
+            self.plan_actions[choice] = action
+        self.plan_menu.aboutToShow.connect(self._on_plan_menu_about_to_show)
+
+    def _on_plan_menu_about_to_show(self) -> None:
+        name = self.page.device
+        for action in self.plan_actions.values():
+            action.setEnabled(name is not None)
+        if name is not None:
+            self.plan_actions[self.refresher.settings.link_choice(name)].setChecked(True)
+
+    def set_link_choice(self, choice: LinkChoice) -> None:
+        """Mark the shown device's link metered / not metered / automatic, and keep that in the settings."""
+        name = self.page.device
+        if name is None:
+            return
+        settings = self.refresher.settings.with_link_choice(name, choice)
+        try:
+            save_settings(settings)
+        except OSError as exc:
+            self.window.status.show_problem(f"The data plan of {name} was not saved ({exc}); it applies until "
+                                            "Siteline closes. Free some disk space and choose it again to keep it.")
+        self.refresher.set_settings(settings)
+        self.tell_shown()
+        self.page.show_logs_of(name)  # the log's polling pace follows
 
     def tell_shown(self) -> None:
         shown = self.page.device if self.window.stack.currentWidget() is self.page else None
@@ -103,7 +154,21 @@ class DeviceControls(QObject):
 
     def _on_posture_panel_built(self, panel: Any) -> None:
         panel.device_name = self.page.device or "this device"
-        panel.sig_factory_check_requested.connect(lambda: self._checks.add(self._start(self._factory_check(panel))))
+        panel.sig_factory_check_requested.connect(lambda: self._start_check(panel))
+
+    def _start_check(self, panel: Any) -> None:
+        task = self._start(self._factory_check(panel))
+        self._checks.add(task)
+        self._check_device[task] = self.page.device or ""
+        task.add_done_callback(lambda t: self._check_device.pop(t, None))
+
+    def _on_device_removed(self, name: str) -> None:
+        """A removed device: its alignment window closes (putting the old rate back) and its check stops."""
+        if self.antenna_window is not None and self.antenna_device == name:
+            self.antenna_window.close()
+        for task, device in list(self._check_device.items()):
+            if device == name:
+                task.cancel()  # audited as cancelled
 
     def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
@@ -252,6 +317,7 @@ class DeviceControls(QObject):
         window = AntennaWindow(lambda: sample(session.context(), index), on_close=on_close, device=name)
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.antenna_window = window
+        self.antenna_device = name
         window.show()
         window.start()
         self._record("antenna-alignment", name, {"modem": index, "previous_rate": previous}, "ok")

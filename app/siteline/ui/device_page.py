@@ -179,7 +179,7 @@ class DevicePage(QWidget):
     def _on_sessions_changed(self, name: str, *_args: object) -> None:
         if name == self.device:
             self._refresh_from_sessions()
-            self._show_logs_of(name)
+            self.show_logs_of(name)
 
     def _on_log_warnings(self, name: str, records: list[Any]) -> None:
         history = self._sessions.history(name) if self._sessions is not None else None
@@ -188,7 +188,7 @@ class DevicePage(QWidget):
 
     def _on_network_news(self, name: str, kind: str) -> None:
         if name == self.device and kind == "network":  # the uplink may have become cellular: the log's pace
-            self._show_logs_of(name)
+            self.show_logs_of(name)
 
     def set_watched(self, watched: bool) -> None:
         """Whether anyone can see the window (shown and not minimised): the log is read only then."""
@@ -206,7 +206,7 @@ class DevicePage(QWidget):
     def _tell_logs(self) -> None:
         self.logs.set_shown(self._watched and self.isVisible() and self.tabs.currentWidget() is self.logs)
 
-    def _show_logs_of(self, name: str) -> None:
+    def show_logs_of(self, name: str) -> None:
         session = self._sessions.get(name) if self._sessions is not None else None
         self.logs.set_device(name, session, self.is_metered(name))
 
@@ -262,7 +262,7 @@ class DevicePage(QWidget):
         changed = entry.name != self.device
         self.device = entry.name
         self._entry = entry
-        self._show_logs_of(entry.name)
+        self.show_logs_of(entry.name)
         if changed and self.timeline is not None:
             self.timeline.show_history(self._history())
         self._show_console_target(entry)
