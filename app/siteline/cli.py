@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list plugins and their status")
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
 
-    from siteline import audit_cli, mqtt_cli, outbox_cli, vault_cli
+    from siteline import audit_cli, image_cli, mqtt_cli, outbox_cli, vault_cli
     from siteline.simulator import cli as sim_cli
 
     mqtt_cli.add_mqtt_parser(sub)
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_cli.add_note_parser(sub)
     audit_cli.add_parsers(sub)
     vault_cli.add_parsers(sub)
+    image_cli.add_parsers(sub)  # image verify, keys add|list|remove
 
     sim_cli.add_sim_parser(sub)
     sim_cli.add_demo_parser(sub)

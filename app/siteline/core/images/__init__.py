@@ -1,0 +1,1 @@
+"""Update images: reading their metadata and checking their detached signatures against trusted keys."""
