@@ -29,6 +29,11 @@ PACKAGE_OF = {
     "rauc": "rauc",
     "unsquashfs": "squashfs-tools",
     "mksquashfs": "squashfs-tools",
+    "cpio": "cpio",
+    "gzip": "gzip",
+    "xz": "xz-utils",
+    "zstd": "zstd",
+    "bmaptool": "bmap-tools",
 }
 SBIN = ("/usr/sbin", "/sbin")
 
