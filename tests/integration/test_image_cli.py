@@ -120,3 +120,24 @@ def test_add_confirmation_prompt(files: dict[str, Path], tmp_path: Path, monkeyp
     out = capsys.readouterr().out
     assert out.count("SHA256:") >= 2
     assert "trusted 'ops-rsa'" in out
+
+
+def test_image_info_says_what_an_image_is_and_refuses_garbage(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip as gz
+
+    from siteline.cli import main as cli_main
+
+    image = tmp_path / "fw.img.gz"
+    image.write_bytes(gz.compress(bytes(range(256)) * 4096))
+    assert cli_main(["image", "info", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "fw.img.gz: raw" in out
+    assert "unpacked    1.0 MiB (gzip)" in out
+    assert cli_main(["image", "info", "--json", str(image)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["format"], data["details"]["uncompressed_size"]) == ("raw", 1 << 20)
+    bad = tmp_path / "bad.swu"
+    bad.write_text("garbage")
+    assert cli_main(["image", "info", str(bad)]) == 3
+    assert "refused: " in capsys.readouterr().err
