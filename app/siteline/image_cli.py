@@ -66,9 +66,11 @@ def add_keys_parser(sub: Sub[argparse.ArgumentParser]) -> None:
 def add_parsers(sub: Sub[argparse.ArgumentParser]) -> Sub[argparse.ArgumentParser]:
     """`image verify` and `keys ...`; returns the `image` sub-actions (for `image import|info`)."""
     image_actions = add_image_parser(sub)
+    from siteline.image_import_cli import add_import_parser
     from siteline.image_info_cli import add_info_parser
 
     add_info_parser(image_actions)
+    add_import_parser(image_actions)  # import, list, remove: the image library
     add_keys_parser(sub)
     return image_actions
 
