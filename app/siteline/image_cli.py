@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +153,3 @@ def keys_remove_main(args: argparse.Namespace) -> int:
         return _refuse(str(exc))
     print(f"no longer trusted: '{gone.name}' ({gone.fingerprint})")
     return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m siteline.image_cli image verify ...` / `... keys list`: the same commands without the GUI's cli."""
-    parser = argparse.ArgumentParser(prog="siteline")
-    add_parsers(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

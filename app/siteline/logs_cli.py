@@ -25,7 +25,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from siteline.core.errors import SitelineError
@@ -206,26 +205,3 @@ def record_json(record: LogRecord) -> dict[str, Any]:
     return {"time": record.time, "host": record.host or None, "unit": record.unit or None, "pid": record.pid,
             "priority": prio, "priority_name": PRIORITY_NAMES[prio] if prio is not None else None,
             "message": record.message, "source": record.source.name.lower(), "problem": record.problem}
-
-
-def _connect_options(parser: argparse.ArgumentParser) -> None:
-    """The options cli.py's shared ``connect`` parent adds, for running this module on its own."""
-    parser.add_argument("--user")
-    parser.add_argument("--identity", "-i", metavar="KEY")
-    parser.add_argument("--accept-new-host-key", action="store_true")
-    parser.add_argument("--timeout", type=float, default=20.0)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m siteline.logs_cli ...``: the same command before cli.py names it."""
-    parser = argparse.ArgumentParser(prog="siteline logs", description=HELP, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _connect_options(parser)
-    add_logs_arguments(parser)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    args.verbose = False
-    return logs_main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

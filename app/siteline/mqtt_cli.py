@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -178,16 +177,3 @@ async def _subscribe(client: MqttClient, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry (``python -m siteline.mqtt_cli mqtt sub ...``) until cli.py registers the parser."""
-    parser = argparse.ArgumentParser(prog="siteline")
-    add_mqtt_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.handler(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

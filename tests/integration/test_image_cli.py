@@ -42,7 +42,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _cli(home: Path, *args: str | Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SITELINE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "siteline.image_cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "siteline", *map(str, args)], capture_output=True,
                           text=True, input=stdin, env=env, timeout=30, check=False)
 
 

@@ -74,7 +74,7 @@ def _followers(root: Path, within: float = 0.0) -> list[str]:
 
 def _cli(*args: str, **popen: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "SITELINE_PASSWORD": PASSWORD}
-    return subprocess.Popen([sys.executable, "-m", "siteline.logs_cli", *args, "--accept-new-host-key"],
+    return subprocess.Popen([sys.executable, "-m", "siteline", "logs", *args, "--accept-new-host-key"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen)
 
 
