@@ -18,7 +18,6 @@ from typing import Any
 from siteline.core.images.formats import ImageError, ImageInfo, describe
 
 EXIT_OK, EXIT_REFUSED = 0, 3
-_KIB = 1024
 
 
 def add_info_parser(image_actions: Any) -> None:
@@ -47,6 +46,7 @@ def as_json(info: ImageInfo) -> dict[str, Any]:
 
 
 def lines(info: ImageInfo) -> list[str]:
+    from siteline.transfer_cli import size_text as _size  # the CLI's one way of writing a size
     out = [f"{info.path.name}: {info.format}, {_size(info.size)}",
            f"  sha256      {info.sha256}",
            f"  version     {info.version or 'not stated'}",
@@ -64,12 +64,3 @@ def lines(info: ImageInfo) -> list[str]:
         out.append("  ! it rewrites the bootloader: flashing it needs an explicit, audited override")
     out.extend(f"  problem: {problem}" for problem in info.problems)
     return out
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < _KIB or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= _KIB
-    return f"{n} bytes"
