@@ -48,8 +48,8 @@ class DeviceControls(QObject):
         self.sessions = window.sessions
         self.antenna_window: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._checks: set[asyncio.Task[Any]] = set()  # factory checks: cancelled at close, not waited out
-        self._check_device: dict[asyncio.Task[Any], str] = {}
+        # Factory checks and the device each is for: cancelled at close or removal, not waited out.
+        self._checks: dict[asyncio.Task[Any], str] = {}
         self.antenna_device: str | None = None
         self._closing = False
         self.factory_pause: float | None = None  # between factory logins; None: factory_login's own pacing
@@ -158,15 +158,14 @@ class DeviceControls(QObject):
 
     def _start_check(self, panel: Any) -> None:
         task = self._start(self._factory_check(panel))
-        self._checks.add(task)
-        self._check_device[task] = self.page.device or ""
-        task.add_done_callback(lambda t: self._check_device.pop(t, None))
+        self._checks[task] = self.page.device or ""
+        task.add_done_callback(lambda t: self._checks.pop(t, None))
 
     def _on_device_removed(self, name: str) -> None:
         """A removed device: its alignment window closes (putting the old rate back) and its check stops."""
         if self.antenna_window is not None and self.antenna_device == name:
             self.antenna_window.close()
-        for task, device in list(self._check_device.items()):
+        for task, device in list(self._checks.items()):
             if device == name:
                 task.cancel()  # audited as cancelled
 
@@ -174,7 +173,6 @@ class DeviceControls(QObject):
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(self._checks.discard)
         task.add_done_callback(report_task_error)
         return task
 
