@@ -115,12 +115,8 @@ def test_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def _cli(home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    code = ("import sys, argparse; from siteline import image_cli, image_import_cli as m; "
-            "p = argparse.ArgumentParser(prog='siteline'); "
-            "a = image_cli.add_image_parser(p.add_subparsers(dest='command', required=True)); "
-            "m.add_import_parser(a); args = p.parse_args(sys.argv[1:]); sys.exit(args.handler(args))")
     env = {**os.environ, "SITELINE_HOME": str(home)}
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "siteline", *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=30, check=False)
 
 
@@ -134,7 +130,7 @@ def test_cli_import_list_remove(tmp_path: Path, key: dict[str, Path]) -> None:
     sig = tmp_path / "other.sig"
     _openssl("dgst", "-sha256", "-sign", key["key"], "-out", sig, image)
     env = {**os.environ, "SITELINE_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "siteline.image_cli", "keys", "add", key["pub"], "--name", "ops", "--yes"],
+    subprocess.run([sys.executable, "-m", "siteline", "keys", "add", key["pub"], "--name", "ops", "--yes"],
                    env=env, check=True, capture_output=True, timeout=30)
     signed_image = _image(tmp_path, "signed.img.gz")
     _openssl("dgst", "-sha256", "-sign", key["key"], "-out", sig, signed_image)
