@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import qasync
 import shiboken6
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
 from siteline.core.backoff import Backoff
@@ -83,7 +84,9 @@ def plugins_with_builtins(*extra: tuple[object, str]) -> PluginHost:
 def make_window(qtbot, home: Path, aloop: Loop) -> Iterator[Callable[..., MainWindow]]:
     """Build a window like app.py does; the local-shell factory unless a test passes another.
 
-    Sessions a failed test left running are stopped before the loop closes.
+    Sessions a failed test left running are stopped before the loop closes. The fixture, not
+    qtbot.addWidget, closes the windows: pytest-qt's deleteLater comes before fixture teardown, and
+    the loop that runs stop_device_work would carry out that deletion halfway through it.
     """
     made: list[MainWindow] = []
 
@@ -94,17 +97,20 @@ def make_window(qtbot, home: Path, aloop: Loop) -> Iterator[Callable[..., MainWi
             backoff=kwargs.pop("backoff", fast_backoff),
             **kwargs,
         )
-        qtbot.addWidget(window)
         made.append(window)
         return window
 
     yield make
     for window in made:
-        if shiboken6.isValid(window):  # else pytest-qt closed and deleted it already (its timers went with it)
+        if shiboken6.isValid(window):  # else the test deleted it already (its timers went with it)
             aloop.run(window.stop_device_work())
         if window.sessions.names() or window.sessions._stopping:
             aloop.run(window.sessions.close_all())
         aloop.run(window.close_keep())
+        if shiboken6.isValid(window):
+            window.close()
+            window.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 async def show(window: MainWindow) -> None:
