@@ -59,11 +59,20 @@ class Probe(Protocol):
 
 @runtime_checkable
 class UpdateBackend(Protocol):
-    """Installs an image through the device's own update tool (RAUC, SWUpdate, raw slot write)."""
+    """Installs an image through the device's own update tool (RAUC, SWUpdate, raw slot write).
+
+    ``formats`` names the image formats it installs ("raucb", "swu", "raw"). ``detect`` says whether the
+    device has the tool (one short command, never a change). ``install_command`` is the one shell command
+    that writes the uploaded image to the inactive slot and makes that slot the next one booted; exit 0
+    means both happened. Marking good and rolling back are slot actions (core/device/slot_actions.py).
+    """
 
     name: str
+    formats: tuple[str, ...]
 
     async def detect(self, ctx: DeviceContext) -> bool: ...
+
+    def install_command(self, remote_path: str, target_slot: str | None) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Flashing a device and rolling it back: the job (persisted, resumable), its steps, site rollouts."""
