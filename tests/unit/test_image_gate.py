@@ -134,6 +134,17 @@ def test_compatible_mismatch_and_unknown_device(env: dict[str, Path]) -> None:
     assert "no compatible" in raw.reasons[0]
 
 
+def test_a_raw_image_needs_the_device_compatible_typed(env: dict[str, Path]) -> None:
+    wrong = _check(env, "raw", overrides=Overrides(raw_compatible="board-y"))
+    assert not wrong.ok
+    assert "does not match" in wrong.reasons[0]
+    confirmed = _check(env, "raw", overrides=Overrides(raw_compatible=" board-x "))
+    assert confirmed.ok, confirmed.reasons
+    assert {"raw_compatible": " board-x "} in confirmed.audit_detail["overrides"]
+    typed_for_bundle = _check(env, "wrong", overrides=Overrides(raw_compatible="board-x"))
+    assert not typed_for_bundle.ok  # only an image that declares nothing can be confirmed by typing
+
+
 def test_bootloader_needs_the_exact_phrase(env: dict[str, Path]) -> None:
     result = _check(env, "boot")
     assert not result.ok

@@ -33,6 +33,9 @@ class DeviceFacts:
 class Overrides:
     bootloader: str | None = None  # the text the technician typed; must equal bootloader_phrase(device)
     downgrade: bool = False
+    # A raw image declares no compatible string: the technician types the device's compatible to say the
+    # image was built for it (the signature says who built it; this says for what).
+    raw_compatible: str | None = None
 
 
 @dataclass
@@ -82,7 +85,15 @@ def _check_info(result: GateResult, info: ImageInfo, device: DeviceFacts, overri
                               "siteline probe TARGET --only slots)")
     else:
         problem = compatible_problem(info, device.compatible)
-        if problem:
+        if problem and not info.compatibles and info.format == "raw":
+            if overrides.raw_compatible is None or overrides.raw_compatible.strip() != device.compatible.strip():
+                typed = "" if overrides.raw_compatible is None else " (the text typed does not match)"
+                result.reasons.append(f"not matched to this device: {info.path.name} is a raw image and declares no "
+                                      f"compatible string; if it was built for this device, type its compatible "
+                                      f"\"{device.compatible.strip()}\" to confirm{typed}")
+            else:
+                result.notes.append(f"raw image confirmed by the technician for '{device.compatible.strip()}'")
+        elif problem:
             result.reasons.append(f"not for this device: {problem}")
     if info.writes_bootloader:
         phrase = bootloader_phrase(device)
@@ -107,6 +118,8 @@ def _audit_detail(result: GateResult, overrides: Overrides) -> dict[str, Any]:
         used.append({"bootloader": overrides.bootloader})
     if overrides.downgrade:
         used.append({"downgrade": True})
+    if info is not None and info.format == "raw" and overrides.raw_compatible is not None:
+        used.append({"raw_compatible": overrides.raw_compatible})
     return {
         "image": info.path.name if info is not None else "",
         "sha256": (info.sha256 if info is not None else "") or (verdict.sha256 if verdict is not None else ""),
