@@ -13,7 +13,7 @@ PY="${PYTHON:-python3}"
 # Debian packages, by what needs them.
 QT_RUNTIME="libglib2.0-0 libgl1 libegl1 libdbus-1-3 libfontconfig1 libxkbcommon0 fonts-dejavu-core"
 QT_XCB="libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0"
-PEERS="mosquitto mosquitto-clients openssh-server openssh-client socat busybox libubootenv-tool u-boot-tools openssl rauc squashfs-tools util-linux gzip xz-utils zstd"
+PEERS="mosquitto mosquitto-clients openssh-server openssh-client socat busybox libubootenv-tool u-boot-tools openssl rauc squashfs-tools util-linux gzip xz-utils zstd cpio bmap-tools dbus-daemon"
 TOOLS="python3-venv xvfb xauth imagemagick procps iptables"
 PACKAGES="$QT_RUNTIME $QT_XCB $PEERS $TOOLS"
 

@@ -34,6 +34,8 @@ PACKAGE_OF = {
     "xz": "xz-utils",
     "zstd": "zstd",
     "bmaptool": "bmap-tools",
+    "dbus-daemon": "dbus-daemon",
+    "scp": "openssh-client",
 }
 SBIN = ("/usr/sbin", "/sbin")
 
