@@ -70,11 +70,21 @@ def lines(entry: LibraryEntry) -> list[str]:
     return out
 
 
+def _audit(action: str, entry: LibraryEntry) -> None:
+    """The library is what flashing draws from: who put which image in or took it out is kept."""
+    from siteline.cli_audit import record_for
+
+    record_for("-", "-", action, {"file": entry.image.name, "sha256": entry.sha256,
+                                  "version": entry.info.get("version") or "", "signed": entry.sig is not None})
+
+
 def import_main(args: argparse.Namespace) -> int:
     try:
         entry = ImageLibrary().import_image(Path(args.file), Path(args.sig) if args.sig else None)
     except SitelineError as exc:
         return _refuse(f"{args.file}: {exc}")
+    if entry.imported:  # a re-import changed nothing, so there is nothing to keep
+        _audit("image-import", entry)
     print(entry.message)
     print("\n".join(lines(entry)))
     return EXIT_OK
@@ -101,5 +111,6 @@ def remove_main(args: argparse.Namespace) -> int:
         gone = ImageLibrary().remove(args.sha)
     except (SitelineError, OSError) as exc:
         return _refuse(exc)
+    _audit("image-remove", gone)
     print(f"removed {gone.image.name} ({gone.sha256[:12]}) from the library")
     return EXIT_OK

@@ -159,6 +159,10 @@ def test_cli_import_list_remove(tmp_path: Path, key: dict[str, Path]) -> None:
     assert "no image" in gone.stderr
     assert _cli(home, "image", "remove").returncode == 2
     assert _cli(home, "image", "list", "--bogus").returncode == 2
+    trail = json.loads(_cli(home, "audit", "list", "--json").stdout)
+    kept = [(r["action"], r["detail"]["file"]) for r in trail if r["action"].startswith("image-")]
+    assert sorted(kept) == sorted([("image-import", "disk.img.gz"), ("image-import", "signed.img.gz"),
+                                   ("image-remove", rows[0]["file"])])
 
 
 def test_image_changed_during_import_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
