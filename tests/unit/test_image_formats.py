@@ -382,16 +382,19 @@ def test_truncated_compressed_images(tmp_path: Path) -> None:
             describe(path)
 
 
-def test_zstd_without_module_says_so(tmp_path: Path) -> None:
+def test_zstd_images_are_read_and_a_cut_one_refused(tmp_path: Path) -> None:
     path = tmp_path / "a.img.zst"
-    subprocess.run([require_tool("zstd"), "-q", "-o", str(path), "-"], input=b"x" * 1000, check=True, timeout=30)
-    try:
-        import zstandard  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImageError, match="zstandard"):
+    payload = bytes(3 * 1024 * 1024) + b"x" * 1000
+    subprocess.run([require_tool("zstd"), "-q", "-o", str(path), "-"], input=payload, check=True, timeout=30)
+    assert describe(path).details["uncompressed_size"] == len(payload)
+    whole = path.read_bytes()
+    skippable = (0x184D2A53).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"abc"
+    path.write_bytes(whole + skippable + whole)  # zstd -d reads concatenated frames, skippable ones too
+    assert describe(path).details["uncompressed_size"] == 2 * len(payload)
+    for cut in (len(whole) - 8, len(whole) + 5, 6):
+        path.write_bytes((whole + skippable + whole)[:cut])
+        with pytest.raises(ImageError, match="truncated or damaged"):
             describe(path)
-    else:
-        assert describe(path).details["uncompressed_size"] == 1000
 
 
 def test_unusable_paths(tmp_path: Path) -> None:

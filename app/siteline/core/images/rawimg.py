@@ -90,9 +90,59 @@ def _lzma_chunks(f: BinaryIO, path: Path) -> Iterator[bytes]:
             raise _truncated(path, "xz") from exc
 
 
+ZSTD_MAGIC = 0xFD2FB528
+ZSTD_SKIPPABLE = 0x184D2A50  # ... 0x184D2A5F
+
+
+def zstd_frames_complete(f: BinaryIO) -> bool:
+    """Whether every zstd frame in ``f`` is whole (RFC 8878 frame and block headers; contents are seeked over).
+
+    zstandard's stream reader ends quietly at a cut, so a truncated image would otherwise pass as a shorter one.
+    """
+    end = f.seek(0, 2)
+    pos = f.seek(0)
+    while pos < end:
+        head = f.read(4)
+        if len(head) < 4:
+            return False
+        magic = int.from_bytes(head, "little")
+        if magic & 0xFFFFFFF0 == ZSTD_SKIPPABLE:
+            skip = f.read(4)
+            if len(skip) < 4:
+                return False
+            pos = f.seek(int.from_bytes(skip, "little"), 1)
+            continue
+        if magic != ZSTD_MAGIC:
+            return False
+        descriptor = f.read(1)
+        if not descriptor:
+            return False
+        d = descriptor[0]
+        fcs = (0, 2, 4, 8)[d >> 6]
+        single = bool(d & 0x20)
+        header = (0 if single else 1) + (0, 1, 2, 4)[d & 0x03] + (1 if single and fcs == 0 else fcs)
+        f.seek(header, 1)
+        last = False
+        while not last:
+            block = f.read(3)
+            if len(block) < 3:
+                return False
+            value = int.from_bytes(block, "little")
+            last, kind, size = bool(value & 1), (value >> 1) & 3, value >> 3
+            if kind == 3:  # reserved: not a zstd stream
+                return False
+            f.seek(1 if kind == 1 else size, 1)  # RLE blocks store one byte
+        pos = f.seek(4 if d & 0x04 else 0, 1)  # the content checksum
+    return pos == end
+
+
 def _zstd_chunks(f: BinaryIO, path: Path) -> Iterator[bytes]:
     import zstandard  # type: ignore[import-not-found, unused-ignore]
 
+    complete = zstd_frames_complete(f)
+    f.seek(0)
+    if not complete:
+        raise _truncated(path, "zstd")
     reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
     while True:
         try:
