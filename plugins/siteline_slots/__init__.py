@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from siteline.api import Probe, UpdateBackend, hookimpl
 from siteline_slots.probe import SlotsProbe
-from siteline_slots.update import RaucBackend
+from siteline_slots.update import RaucBackend, RawBackend, SwupdateBackend
 
 __version__ = "0.1.0"
 
@@ -16,4 +16,4 @@ def siteline_probes() -> list[Probe]:
 
 @hookimpl
 def siteline_update_backends() -> list[UpdateBackend]:
-    return [RaucBackend()]
+    return [RaucBackend(), SwupdateBackend(), RawBackend()]

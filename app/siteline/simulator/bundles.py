@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "manifest.raucm"
-SIM_FLAGS = "siteline-sim.conf"  # optional drill flags inside the bundle: [siteline-sim] boots=false
+SIM_FLAGS = "siteline-sim.conf"  # optional drill flags inside the bundle: [siteline-sim] boots=false healthy=false
 MAX_MANIFEST = 64 * 1024  # a manifest is a few hundred bytes; anything huge is not one
 SQUASHFS_MAGIC = b"hsqs"
 
@@ -33,6 +33,7 @@ class Manifest:
     boots: bool  # [siteline-sim] boots=false: the image panics at boot (for rollback drills)
     sha256: str
     size: int
+    healthy: bool = True  # [siteline-sim] healthy=false: boots, but edge-agent.service fails (health-check drills)
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -92,15 +93,32 @@ def _parse(text: str, flags_text: str, sha256: str, size: int) -> Manifest:
         raise BundleError("Failed to parse manifest: missing [update] compatible=")
     update = parser["update"]
     flags = _ini(flags_text, SIM_FLAGS) if flags_text else parser
-    # [siteline-sim] in a hand-made manifest or in siteline-sim.conf; [meta.siteline-sim] for RAUC >= 1.9.
-    flag = "true"
-    for group in ("siteline-sim", "meta.siteline-sim"):
-        for source in (flags, parser):
-            if source.has_option(group, "boots"):
-                flag = source.get(group, "boots")
-    boots = flag.strip().lower() not in ("false", "0", "no")
+    boots, healthy = _flag(flags, parser, "boots"), _flag(flags, parser, "healthy")
     return Manifest(update.get("compatible", "").strip(), update.get("version", "").strip(),
-                    update.get("description", "").strip(), update.get("build", "").strip(), boots, sha256, size)
+                    update.get("description", "").strip(), update.get("build", "").strip(), boots, sha256, size,
+                    healthy)
+
+
+def flag_value(text: str) -> bool:
+    """A drill flag's value: only an explicit false/0/no/off turns the default (true) off."""
+    return text.strip().lower() not in ("false", "0", "no", "off")
+
+
+def _flag(flags: configparser.ConfigParser, manifest: configparser.ConfigParser, name: str) -> bool:
+    # [siteline-sim] in a hand-made manifest or in siteline-sim.conf; [meta.siteline-sim] for RAUC >= 1.9.
+    value = "true"
+    for group in ("siteline-sim", "meta.siteline-sim"):
+        for source in (flags, manifest):
+            if source.has_option(group, name):
+                value = source.get(group, name)
+    return flag_value(value)
+
+
+def sim_flags(text: str) -> dict[str, bool]:
+    """The drill flags a siteline-sim.conf sets (only those it names); BundleError when it is not INI."""
+    parser = _ini(text, SIM_FLAGS)
+    return {name: flag_value(parser.get(group, name)) for group in ("siteline-sim", "meta.siteline-sim")
+            for name in ("boots", "healthy") if parser.has_option(group, name)}
 
 
 def _ini(text: str, what: str) -> configparser.ConfigParser:

@@ -17,9 +17,10 @@ from siteline.simulator import hostguard
 from siteline.simulator.boot import BootOutcome
 from siteline.simulator.mqtt_agent import MqttAgent
 from siteline.simulator.serial_console import SerialConsole
+from siteline.simulator.slots import booted_healthy
 from siteline.simulator.ssh_server import SSHDeviceServer
 from siteline.simulator.state import DeviceState
-from siteline.simulator.tools.systemctl import MARK_GOOD_UNIT, unit_enabled
+from siteline.simulator.tools.systemctl import MARK_GOOD_UNIT, log_boot_health, unit_enabled
 
 log = logging.getLogger(__name__)
 REBOOT_POLL = 0.05
@@ -118,6 +119,10 @@ class SimulatedDevice:
     def _booted(self, outcome: BootOutcome) -> None:
         """A boot came up: once it has run a while, rauc-mark-good.service (when enabled) marks it good."""
         self.last_boot = outcome
+        try:
+            log_boot_health(self.state)  # a healthy=false image: its agent's crash lands in the journal
+        except (OSError, ValueError) as exc:
+            log.warning("%s: could not journal the boot's service health: %s", self.state.config.name, exc)
         if self._marking is not None:
             self._marking.cancel()
         boot_id = str(self.state.device().get("boot_id", ""))
@@ -126,7 +131,14 @@ class SimulatedDevice:
     async def _mark_good(self, boot_id: str) -> None:
         await asyncio.sleep(float(self.state.config.mark_good_delay))
         try:
-            if unit_enabled(self.state, MARK_GOOD_UNIT):
+            if not unit_enabled(self.state, MARK_GOOD_UNIT):
+                return
+            if not booted_healthy(self.state.root, self.state.booted_slot()):
+                # As on a real image: rauc-mark-good.service needs boot-complete.target, which a failed
+                # unit (edge-agent on a healthy=false image) keeps from being reached.
+                self.state.log("Dependency failed for Rauc Good-marking Service (boot-complete.target not "
+                               "reached: edge-agent.service failed).", "systemd", priority=4)
+            else:
                 self.state.mark_booted_good(boot_id)
         except (OSError, ValueError) as exc:  # a damaged state dir: the slot stays unmarked, as on hardware
             log.warning("%s: rauc-mark-good failed: %s", self.state.config.name, exc)

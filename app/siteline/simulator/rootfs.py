@@ -15,7 +15,7 @@ SHIM_TOOLS = (
     "cat", "uname", "hostname", "uptime", "df", "free", "mmcli", "nmcli", "rauc", "fw_printenv", "fw_setenv",
     "journalctl", "reboot", "poweroff", "passwd", "chpasswd", "iptables", "iptables-save", "iptables-restore",
     "nft", "systemctl", "mount", "ip", "sim-scenario",
-    "lsblk", "cryptsetup", "sshd", "openssl", "logread", "dmesg",
+    "lsblk", "cryptsetup", "sshd", "openssl", "logread", "dmesg", "swupdate",
     # Host-changing commands a shell may run: each acts on the device (its state dir) instead.
     "shutdown", "halt", "init", "telinit", "hostnamectl", "ip6tables", "ip6tables-save", "ip6tables-restore",
     "umount", "useradd", "usermod", "userdel", "groupadd", "sysctl", "date", "timedatectl", "modprobe", "rmmod",

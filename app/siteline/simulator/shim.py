@@ -24,7 +24,7 @@ TOOLS = {
     "test": "files",
     "fw_printenv": "fwenv", "fw_setenv": "fwenv",
     "mmcli": "mmcli", "nmcli": "nmcli", "ip": "iproute",
-    "rauc": "rauc", "journalctl": "journalctl",
+    "rauc": "rauc", "swupdate": "swupdate", "journalctl": "journalctl",
     "passwd": "accounts", "chpasswd": "accounts",
     "iptables": "firewall", "iptables-save": "firewall", "iptables-restore": "firewall", "nft": "firewall",
     "systemctl": "systemctl", "mount": "mount", "sim-scenario": "scenario",

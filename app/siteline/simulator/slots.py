@@ -37,13 +37,15 @@ def by_rauc_name(name: str) -> SlotInfo | None:
     return next((s for s in SLOT_TABLE if s.rauc_name == name), None)
 
 
-def new_slot_record(version: str, when: str, *, boots: bool = True, sha256: str = "", size: int = 0) -> JsonDict:
+def new_slot_record(version: str, when: str, *, boots: bool = True, sha256: str = "", size: int = 0,
+                    healthy: bool = True) -> JsonDict:
     return {
         "compatible": COMPATIBLE,
         "version": version,
         "description": "Northwind Edge OS root filesystem",
         "build": version.replace(".", "") + "1200",
         "boots": boots,  # False: the image panics at boot (a bundle marked [siteline-sim] boots=false)
+        "healthy": healthy,  # False: boots, but edge-agent.service fails (a bundle marked healthy=false)
         "sha256": sha256 or ("0" * 64),
         "size": size or 268435456,
         "installed": {"timestamp": when, "count": 1},
@@ -66,3 +68,9 @@ def save(root: Path, data: JsonDict) -> None:
 
 def update(root: Path, change: Any) -> JsonDict:
     return update_json(root, root / SLOTS_FILE, change)
+
+
+def booted_healthy(root: Path, booted: str) -> bool:
+    """Whether the image in the booted slot runs its services (False for a healthy=false drill image)."""
+    record = load(root).get(booted)
+    return not isinstance(record, dict) or record.get("healthy", True) is not False

@@ -223,7 +223,7 @@ def _write_slot(state: DeviceState, bootname: str, manifest: Any) -> None:
         old = table.get(bootname, {})
         count = int((old.get("installed") or {}).get("count", 0)) + 1
         rec = slots.new_slot_record(manifest.version, iso_time(), boots=manifest.boots, sha256=manifest.sha256,
-                                    size=manifest.size)
+                                    size=manifest.size, healthy=manifest.healthy)
         rec.update({"compatible": manifest.compatible, "description": manifest.description or rec["description"],
                     "build": manifest.build or rec["build"]})
         rec["installed"]["count"] = count

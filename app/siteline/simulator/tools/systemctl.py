@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+from siteline.simulator import slots
 from siteline.simulator.state import DeviceState
 from siteline.simulator.store import read_json, update_json
 from siteline.simulator.tools.common import fail, out
@@ -23,6 +25,11 @@ DEFAULT_UNITS: dict[str, dict[str, Any]] = {
 }
 EXIT_INACTIVE, EXIT_NO_UNIT = 3, 4
 MARK_GOOD_UNIT = "rauc-mark-good.service"
+AGENT_UNIT = "edge-agent.service"
+AGENT_PID = 412
+# What edge-agent logs when it dies on an image built with [siteline-sim] healthy=false (health-check drills).
+AGENT_FAILURE = ("FATAL: cannot load /etc/edge-agent/agent.toml: unsupported config schema 3 "
+                 "(this build reads schema 2); exiting")
 
 
 def unit_enabled(state: DeviceState, unit: str) -> bool:
@@ -41,7 +48,32 @@ def _path(state: DeviceState) -> Path:
 
 def _units(state: DeviceState) -> dict[str, dict[str, Any]]:
     stored = read_json(_path(state))
-    return {**DEFAULT_UNITS, **{k: v for k, v in stored.items() if isinstance(v, dict)}}
+    units = {**DEFAULT_UNITS, **{k: v for k, v in stored.items() if isinstance(v, dict)}}
+    if not slots.booted_healthy(state.root, state.booted_slot()):
+        # The booted image is a healthy=false drill image: its agent crashes at every start.
+        units[AGENT_UNIT] = {**units[AGENT_UNIT], "active": False, "failed": True}
+    return units
+
+
+def _active_state(unit: dict[str, Any]) -> str:
+    return "failed" if unit.get("failed") else "active" if unit.get("active") else "inactive"
+
+
+def agent_failure_lines(state: DeviceState) -> list[tuple[str, str, int]]:
+    """(message, unit, priority) journal lines of edge-agent failing at boot on a healthy=false image."""
+    # A Type=notify service: it dies before READY=1, so its start job fails (and `systemctl start` says so).
+    return [("Starting Northwind edge telemetry agent...", "systemd", 6), (AGENT_FAILURE, "edge-agent", 3),
+            (f"{AGENT_UNIT}: Main process exited, code=exited, status=1/FAILURE", "systemd", 4),
+            (f"{AGENT_UNIT}: Failed with result 'exit-code'.", "systemd", 4),
+            ("Failed to start Northwind edge telemetry agent.", "systemd", 3)]
+
+
+def log_boot_health(state: DeviceState) -> None:
+    """At boot: journal what edge-agent did, so `journalctl -u edge-agent` explains a failed unit."""
+    if slots.booted_healthy(state.root, state.booted_slot()):
+        return
+    for message, unit, priority in agent_failure_lines(state):
+        state.log(message, unit, priority)
 
 
 def _name(unit: str) -> str:
@@ -66,7 +98,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if verb in ("is-active", "is-enabled", "status") and not names:
         return fail("Too few arguments.")
     if verb == "is-active":
-        states = ["active" if units.get(n, {}).get("active") else "inactive" for n in names]
+        states = [_active_state(units.get(n, {})) for n in names]
         if not quiet:
             out("".join(s + "\n" for s in states))
         return 0 if all(s == "active" for s in states) else EXIT_INACTIVE
@@ -98,17 +130,39 @@ def _status(units: dict[str, dict[str, Any]], names: list[str], state: DeviceSta
             code = EXIT_NO_UNIT
             continue
         active = bool(unit.get("active"))
-        dot = "●" if active else "○"
+        dot = "●" if active else "×" if unit.get("failed") else "○"
         out(f"{dot} {n} - {unit.get('description', n)}\n"
             f"     Loaded: loaded (/lib/systemd/system/{n}; {'enabled' if unit.get('enabled') else 'disabled'}; "
-            f"vendor preset: enabled)\n"
+            f"vendor preset: enabled)\n")
+        out(_failed_status(state) if unit.get("failed") else
             f"     Active: {'active (running)' if active else 'inactive (dead)'}\n")
         code = code or (0 if active else EXIT_INACTIVE)
     return code
 
 
+def _failed_status(state: DeviceState) -> str:
+    """The rest of `systemctl status` for the crashed agent: its result, then its last journal lines."""
+    booted_at = float(state.device().get("booted_at", time.time())) + 7.0
+    since = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(booted_at))
+    stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(booted_at))
+    host = state.hostname()
+    journal = [f"{stamp} {host} {'systemd[1]' if unit == 'systemd' else f'edge-agent[{AGENT_PID}]'}: {m}"
+               for m, unit, _ in agent_failure_lines(state)]
+    return (f"     Active: failed (Result: exit-code) since {since}\n"
+            f"    Process: {AGENT_PID} ExecStart=/usr/bin/edge-agent --config /etc/edge-agent/agent.toml "
+            "(code=exited, status=1/FAILURE)\n"
+            f"   Main PID: {AGENT_PID} (code=exited, status=1/FAILURE)\n        CPU: 182ms\n\n"
+            + "".join(line + "\n" for line in journal))
+
+
 def _change(state: DeviceState, verb: str, names: list[str], units: dict[str, dict[str, Any]]) -> int:
     missing = [n for n in names if n not in units]
+    crashing = [n for n in names if units.get(n, {}).get("failed") and verb in ("start", "restart", "try-restart")]
+    if crashing:
+        for message, unit, priority in agent_failure_lines(state):
+            state.log(message, unit, priority)
+        return fail(f"Job for {crashing[0]} failed because the control process exited with error code.\n"
+                    f'See "systemctl status {crashing[0]}" and "journalctl -xeu {crashing[0]}" for details.')
     if missing:
         action = {"enable": "enable", "disable": "disable"}.get(verb, verb)
         return fail(f"Failed to {action} unit: Unit file {missing[0]} does not exist." if verb in ("enable", "disable")
@@ -141,11 +195,11 @@ def _list(state: DeviceState, flags: list[str]) -> int:
     wanted_state = next((f.split("=", 1)[1] for f in flags if f.startswith("--state=")), None)
     rows = []
     for n, u in sorted(units.items()):
-        sub = "running" if u.get("active") else "dead"
-        active = "active" if u.get("active") else "inactive"
+        sub = "running" if u.get("active") else "failed" if u.get("failed") else "dead"
+        active = _active_state(u)
         if wanted_state and wanted_state not in (active, sub):
             continue
-        if not u.get("active") and "--all" not in flags and not wanted_state:
+        if active == "inactive" and "--all" not in flags and not wanted_state:
             continue
         rows.append(f"  {n:<40} loaded {active:<8} {sub:<7} {u.get('description', n)}")
     if legend:
