@@ -24,15 +24,15 @@ from tests.peers.process import stop_tree
 
 _UNSHARE_OK: bool | None = None
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-_NAMESPACES = ("--mount", "--propagation", "private")
+NAMESPACES = ("--mount", "--propagation", "private")
 
 
-def _unshare_works() -> bool:
+def unshare_works() -> bool:
     global _UNSHARE_OK
     if _UNSHARE_OK is None:
         exe = find_tool("unshare")
         _UNSHARE_OK = bool(exe) and subprocess.run(
-            [str(exe), *_NAMESPACES, "sh", "-c", "mount -t tmpfs tmpfs /run"],
+            [str(exe), *NAMESPACES, "sh", "-c", "mount -t tmpfs tmpfs /run"],
             capture_output=True, timeout=10, check=False,
         ).returncode == 0
     return _UNSHARE_OK
@@ -62,6 +62,7 @@ class SshdHandle:
     port: int = 0
     user: str = field(default_factory=getpass.getuser)
     log_level: str = "VERBOSE"
+    extra_config: str = ""  # more sshd_config lines (e.g. SetEnv for a device's sessions)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -100,7 +101,7 @@ class SshdHandle:
             f"PidFile {self.workdir / 'sshd.pid'}\n"
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PermitRootLogin prohibit-password\nAllowTcpForwarding yes\nSubsystem sftp internal-sftp\n"
-            f"LogLevel {self.log_level}\nPrintMotd no\nUseDNS no\n"
+            f"LogLevel {self.log_level}\nPrintMotd no\nUseDNS no\n{self.extra_config}"
         )
         return cfg
 
@@ -111,9 +112,9 @@ class SshdHandle:
             if not fixed:
                 self.port = free_port()
             cmd = [self.sshd, "-D", "-e", "-f", str(self._write_config())]
-            if _unshare_works():
+            if unshare_works():
                 script = 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec "$@"'
-                cmd = ["unshare", *_NAMESPACES, "sh", "-c", script, "sshd", *cmd]
+                cmd = ["unshare", *NAMESPACES, "sh", "-c", script, "sshd", *cmd]
             elif _IN_CI:
                 raise RuntimeError("sshd needs /run/sshd, and without mount namespaces (unshare) it would have to be "
                                    "created on the host: give the CI container CAP_SYS_ADMIN")
