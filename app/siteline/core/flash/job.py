@@ -19,7 +19,9 @@ FORMAT_VERSION = 1
 StepName = Literal["preflight", "transfer", "install", "reboot", "health", "mark-good", "rollback"]
 STEPS: tuple[StepName, ...] = ("preflight", "transfer", "install", "reboot", "health", "mark-good")
 # A manual "roll back to the other slot": switch, reboot, check the old slot is back and healthy.
-ROLLBACK_STEPS: tuple[StepName, ...] = ("preflight", "rollback", "reboot", "health")
+ROLLBACK_STEPS: tuple[StepName, ...] = ("preflight", "rollback", "reboot", "health", "mark-good")
+# Cancelling is safe only while nothing on the device has changed yet (the upload lies in a .part file).
+CANCELLABLE_STEPS: frozenset[str] = frozenset({"preflight", "transfer"})
 JobKind = Literal["flash", "rollback"]
 StepState = Literal["pending", "running", "done", "failed", "skipped"]
 # running: not finished (resume it). The others are final:
@@ -65,6 +67,7 @@ class FlashOptions:
     allow_metered: bool = False  # the technician agreed to send a large image over a metered link
     bootloader_override: str | None = None  # the exact typed phrase (images/gate.py bootloader_phrase)
     allow_downgrade: bool = False
+    raw_compatible: str | None = None  # a raw image (no compatible of its own): the device's compatible, as typed
     boot_timeout: float = 300.0  # seconds to wait for the device to come back after the reboot
     health: HealthCheck = field(default_factory=HealthCheck)
     remote_dir: str = "/var/tmp"  # where the image is uploaded on the device (preflight checks its space)
@@ -96,6 +99,9 @@ class FlashJob:
     updated: float = field(default_factory=time.time)
     rollout: str | None = None  # the rollout id this job belongs to, if any
     kind: JobKind = "flash"
+    key_fingerprint: str = ""  # the trusted key that signed the image (preflight), for the final record
+    boot_id: str | None = None  # the device's boot id just before Siteline rebooted it: a resume can tell
+    # whether that reboot happened (the id changed) or not
 
     @classmethod
     def new(cls, **kwargs: Any) -> FlashJob:
@@ -116,9 +122,20 @@ class FlashJob:
         return found
 
     @property
+    def cancellable(self) -> bool:
+        """True while stopping the job leaves the device as it was (preflight, transfer)."""
+        if self.finished:
+            return False
+        step = self.current
+        return step is None or step.name in CANCELLABLE_STEPS
+
+    @property
     def current(self) -> Step | None:
-        """The step running now, or the first one not done (where a resume starts)."""
-        return next((s for s in self.steps if s.state in ("running", "pending", "failed")), None)
+        """The step running now, or the first one not done (where a resume starts); else the one that failed.
+
+        A failed health check is followed by the rollback step: the resume point is then the rollback."""
+        return next((s for s in self.steps if s.state in ("running", "pending")),
+                    next((s for s in self.steps if s.state == "failed"), None))
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -130,6 +147,9 @@ class FlashJob:
         """Raises ValueError (with the reason) for a file that is not a job this Siteline can read."""
         try:
             data = json.loads(raw)
+        except ValueError as exc:  # not JSON, not UTF-8: a torn or foreign file
+            raise ValueError(f"not a job record ({exc})") from exc
+        try:
             if not isinstance(data, dict):
                 raise ValueError("not a job record")
             if data.pop("format", None) != FORMAT_VERSION:

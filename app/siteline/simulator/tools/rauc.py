@@ -16,6 +16,7 @@ from siteline.simulator.tools.system import device_path
 from siteline.simulator.ubootenv import EnvError
 
 FORMATS = ("readable", "shell", "json", "json-pretty")
+RAUC_VERSION = "1.8"
 
 
 def main(tool: str, argv: list[str], state: DeviceState) -> int:
@@ -27,6 +28,9 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
             detailed = True
         elif arg in ("-d", "--debug"):
             continue
+        elif arg == "--version":  # what an update backend's detect asks first
+            out(f"rauc {RAUC_VERSION}\n")
+            return 0
         elif arg.startswith("-"):
             return fail(f"Unknown option {arg}\nTry 'rauc --help' for more information.")
         else:

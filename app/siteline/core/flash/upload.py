@@ -1,0 +1,128 @@
+"""Transfer and install: the image onto the device (resumable), then into the inactive slot by its backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import time
+from pathlib import Path
+
+from siteline.core.flash.context import LINK_ERRORS, Flow, Stop
+from siteline.core.flash.job import Step
+from siteline.core.flash.preflight import mib, minutes
+from siteline.core.flash.reading import is_primary, label
+from siteline.core.transports.transfer import Progress
+
+TRANSFER_PATIENCE = 300.0  # seconds a cut link may stay cut before the upload gives up (it resumes next time)
+RECONNECT_SLICE = 30.0
+ANSWER_TIMEOUT = 5.0
+INSTALL_TIMEOUT = 1800.0  # a large image on slow flash takes minutes
+TAIL_LINES = 4
+UNCHANGED = "nothing on the device changed; run it again to resume"
+
+
+async def transfer(flow: Flow, step: Step) -> str:
+    job = flow.job
+    image = Path(job.image)
+    if not await asyncio.to_thread(image.is_file):
+        raise Stop("failed", f"the image {image} is no longer there: {UNCHANGED} once it is back")
+    step.total = job.image_size
+
+    def progress(p: Progress) -> None:
+        step.done, step.total, step.eta = p.done, p.total or job.image_size, p.eta
+        left = f", {minutes(p.eta)} left" if p.eta is not None else ""
+        step.detail = f"{mib(p.done)} of {mib(step.total)}{left}"
+        flow.progress(step)
+
+    deadline = time.monotonic() + TRANSFER_PATIENCE
+    wait = 1.0
+    while True:
+        try:
+            result = await flow.link.put(image, job.remote_path, progress)
+            break
+        except LINK_ERRORS as exc:
+            why = str(exc) or type(exc).__name__
+            if await _answers(flow):  # the link is fine: the upload itself was refused (path, space, tools)
+                raise Stop("failed", f"the upload failed: {why}; {UNCHANGED}") from exc
+            if time.monotonic() >= deadline:
+                raise Stop("failed", f"the upload stopped ({why}) and the link did not come back within "
+                           f"{TRANSFER_PATIENCE:.0f} s: {UNCHANGED}") from exc
+            step.detail = f"link lost at {mib(step.done)} ({why}); trying again, the upload resumes"
+            flow.save()
+            await asyncio.sleep(min(wait, max(deadline - time.monotonic(), 0)))
+            wait = min(wait * 2, 15.0)
+            try:
+                await flow.link.reconnect(min(RECONNECT_SLICE, max(deadline - time.monotonic(), 0.1)))
+            except TimeoutError:
+                continue
+    if result.sha256 and result.sha256 != job.image_sha256:
+        raise Stop("failed", f"the uploaded image's SHA-256 is not the one checked at preflight: {UNCHANGED}")
+    step.done = step.total = job.image_size
+    kept = f", resumed from {mib(result.resumed_from)}" if result.resumed_from else ""
+    return f"{mib(job.image_size)} sent to {job.remote_path} in {result.seconds:.0f} s{kept}; SHA-256 checked"
+
+
+async def _answers(flow: Flow) -> bool:
+    """Whether the device still answers a command on the link as it is (no reconnect)."""
+    try:
+        return bool((await flow.link.run("true", ANSWER_TIMEOUT)).ok)
+    except LINK_ERRORS:
+        return False
+
+
+def _tail(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(lines[-TAIL_LINES:])
+
+
+async def install(flow: Flow, step: Step, resumed: bool) -> str:
+    job = flow.job
+    if resumed:  # Siteline stopped while it ran: the device says whether it got there
+        done = await _installed(flow)
+        if done:
+            await _remove_upload(flow)
+            return f"{done} (found on resume)"
+    backend = next((b for b in flow.backends if b.name == job.backend), None)
+    if backend is None:
+        raise Stop("failed", f"the update backend {job.backend!r} chosen at preflight is not installed any more; "
+                   "the running slot is unchanged")
+    slots = await flow.reader.slots()
+    target = slots.slot(job.to_slot or "")
+    command = backend.install_command(job.remote_path, target.device if target is not None else None)
+    step.detail = f"running {command}"
+    flow.save()
+    result = await flow.reader.run(command, INSTALL_TIMEOUT)
+    said = _tail(result.stdout + "\n" + result.stderr) or "no output"
+    if result.exit_code != 0:
+        raise Stop("failed", f"the install failed (exit {result.exit_code}: {said}); the device still runs "
+                   f"{job.from_slot} ({job.from_version or '?'}) and nothing switched; the uploaded image is kept "
+                   f"at {job.remote_path} for another try", detail=f"exit {result.exit_code}: {said}")
+    done = await _installed(flow)
+    if not done:
+        slots = await flow.reader.slots()
+        seen = slots.slot(job.to_slot or "")
+        raise Stop("failed", f"{command} exited 0 but slot {job.to_slot} is not set to boot {job.image_version} "
+                   f"(it holds {seen.bundle_version if seen else '?'}, next boot: {slots.primary or '?'}); the "
+                   f"device still runs {job.from_slot}", detail=f"exit 0: {said}")
+    await _remove_upload(flow)
+    return f"exit 0: {said}; {done}"
+
+
+async def _installed(flow: Flow) -> str:
+    """What shows the install is there (target primary with the new version), or "" when it is not."""
+    job = flow.job
+    slots = await flow.reader.slots()
+    target = slots.slot(job.to_slot or "")
+    if target is None or not is_primary(slots, target):
+        return ""
+    if job.image_version and target.bundle_version not in (None, job.image_version):
+        return ""
+    flow.note(f"installed {job.image_version} in {label(target)}, which boots next")
+    return f"{label(target)} holds {target.bundle_version or job.image_version} and boots next"
+
+
+async def _remove_upload(flow: Flow) -> None:
+    path = shlex.quote(flow.job.remote_path)
+    with contextlib.suppress(*LINK_ERRORS):  # only space on the device: never a reason to stop
+        await flow.reader.run(f"rm -f {path} {path}.part")
