@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_logs_parser(sub, connect)
 
     _add_device_parsers(sub, connect)
+    _add_flash_parsers(sub, connect)
 
     sub.add_parser("plugins", help="list plugins and their status")
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
@@ -110,6 +111,61 @@ def _add_device_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
               "Forwards 127.0.0.1:LOCAL_PORT (default: any free port) to REMOTE_PORT on the device until Ctrl-C.",
               "target")
     fwd.add_argument("spec", metavar="[LOCAL_PORT:]REMOTE_PORT")
+
+
+def _add_flash_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                       connect: argparse.ArgumentParser) -> None:
+    """flash, rollback, rollout, jobs: updating devices (handlers and exit codes in flash_cli)."""
+    from siteline import flash_cli
+
+    def add(name: str, help_text: str, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=parents, help=help_text, description=flash_cli.__doc__.split("\n\n")[1]
+                              if flash_cli.__doc__ else None, epilog=flash_cli.EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    health = argparse.ArgumentParser(add_help=False)
+    health.add_argument("--health-unit", action="append", metavar="UNIT",
+                        help="a systemd unit that must be active after the reboot (repeat for more)")
+    health.add_argument("--health-command", metavar="CMD", help="a command that must exit 0 after the reboot")
+    health.add_argument("--health-settle", type=float, metavar="SECONDS", help="wait this long after the boot "
+                        "before the health check (default 30)")
+    health.add_argument("--boot-timeout", type=float, metavar="SECONDS",
+                        help="wait this long for the device to come back after the reboot (default 300)")
+    health.add_argument("--yes", action="store_true", help="do not ask (needed from a script)")
+    image = argparse.ArgumentParser(add_help=False)
+    image.add_argument("--sig", metavar="F", help="the detached signature (default: IMAGE.sig)")
+    image.add_argument("--no-reboot", action="store_true", help="install and switch, leave the reboot to you")
+    image.add_argument("--allow-metered", action="store_true", help="send a large image over a metered link")
+    image.add_argument("--allow-downgrade", action="store_true", help="flash an older version than installed")
+    image.add_argument("--bootloader-override", metavar="TEXT",
+                       help="for an image that rewrites the bootloader: the exact sentence the refusal shows")
+    image.add_argument("--confirm-compatible", metavar="TEXT",
+                       help="for a raw image (it declares no compatible): type the device's compatible string")
+    flash = add("flash", "flash a signed image onto a device (health check, automatic rollback)",
+                [connect, image, health])
+    flash.add_argument("target", help="device URL, e.g. ssh://root@10.0.0.5")
+    flash.add_argument("image", help="the image: .raucb, .swu, .img[.gz|.xz|.zst]")
+    flash.set_defaults(handler=flash_cli.flash_main)
+    rollback = add("rollback", "switch a device back to its other slot, reboot, check it", [connect, health])
+    rollback.add_argument("target")
+    rollback.set_defaults(handler=flash_cli.rollback_main)
+    rollout = add("rollout", "flash every device of a site: canary, soak, waves; stop at the first failure",
+                  [connect, image, health])
+    rollout.add_argument("site", help="the site's name in the device list")
+    rollout.add_argument("image")
+    rollout.add_argument("--canary", type=int, default=1, metavar="N", help="devices in the canary wave (default 1)")
+    rollout.add_argument("--soak", metavar="DURATION", help="wait after the canary, e.g. 90s, 10m, 1h (default 30m; "
+                         "a shorter soak is recorded as your choice)")
+    rollout.add_argument("--wave", type=int, metavar="N", help="devices per wave after the soak (default: a quarter "
+                         "of the rest, rounded up)")
+    rollout.set_defaults(handler=flash_cli.rollout_main)
+    jobs = sub.add_parser("jobs", help="flash jobs and rollouts not finished (resume them)", epilog=flash_cli.EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    jobs.add_argument("--all", action="store_true", help="finished ones too")
+    actions = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
+    resume = actions.add_parser("resume", parents=[connect], help="finish a job or rollout that was cut")
+    resume.add_argument("id", metavar="ID")
+    jobs.set_defaults(handler=flash_cli.jobs_main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
