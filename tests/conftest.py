@@ -49,6 +49,9 @@ def _host_fingerprint() -> dict[str, str]:
         except OSError as exc:
             found[path] = f"unreadable: {type(exc).__name__}"
     found["system tools"] = _tools_fingerprint()
+    # A stray `dd of=/dev/...` from a device command makes a regular file here (the whole listing would
+    # change with the loop devices the real RAUC tests attach, so only plain files count).
+    found["/dev files"] = ",".join(sorted(e.name for e in os.scandir("/dev") if e.is_file(follow_symlinks=False)))
     for tool, args in (("iptables-save", []), ("nft", ["list", "ruleset"])):
         exe = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
         if exe:

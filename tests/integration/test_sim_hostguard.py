@@ -137,3 +137,122 @@ def test_root_without_namespaces_refuses(monkeypatch: pytest.MonkeyPatch, tmp_pa
         hostguard.wrap(tmp_path, "gw", ["/bin/true"])
     with pytest.raises(hostguard.HostGuardError):
         hostguard.check()
+
+
+# -- the device's own /dev ---------------------------------------------------------------------------
+DEVICE_DEV = {".nodes", "fd", "full", "mapper", "mmcblk0p2", "mmcblk0p3", "null", "ptmx", "pts", "random", "shm",
+              "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
+
+
+def _host_disks() -> list[str]:
+    """The host's block devices (names under /sys/block whose /dev node exists here)."""
+    return sorted(p.name for p in Path("/sys/block").iterdir() if Path("/dev", p.name).is_block_device())
+
+
+def private_dev(command: str) -> str:
+    """``command`` after the shell has shown that its /dev is not the host's (another inode, another mount ns)."""
+    st = os.stat("/dev")
+    return isolated("mnt", f'[ "$(/usr/bin/stat -c %d:%i /dev)" != "{st.st_dev}:{st.st_ino}" ] || '
+                           f"exit {NOT_ISOLATED}\n{command}")
+
+
+def test_dev_holds_only_the_device(device: DeviceState) -> None:
+    code, out, err = sh(device, private_dev("/bin/ls -A /dev; echo --; /bin/ls -A /dev/mapper; "
+                                            "echo x >/dev/null && head -c 8 /dev/urandom | wc -c"))
+    assert code == 0, err
+    listing, rest = out.split("--\n")
+    assert set(listing.split()) == DEVICE_DEV
+    assert rest.split() == ["control", "data", "8"]
+    assert not set(listing.split()) & set(_host_disks())
+
+
+def test_host_disk_is_out_of_reach(device: DeviceState) -> None:
+    disks = _host_disks()
+    if not disks:
+        pytest.skip("this host shows no block device under /sys/block")
+    name = disks[0]
+    host = Path("/dev", name)
+    before = os.stat(host)
+    # Only after the same shell has shown that /dev is private and the name is no device there (neither a
+    # node with the host's numbers nor anything at all) does dd run; else exit 98 and nothing is written.
+    dd = shutil.which("dd", path="/usr/bin:/bin")  # the real one: the shim (below) would refuse the path
+    guard = (f'[ -e /dev/{name} ] && exit 98; [ -b /dev/{name} ] && exit 98; '
+             f"{dd} if=/dev/zero of=/dev/{name} bs=1 count=1 2>/dev/null; echo rc=$?")
+    code, out, err = sh(device, private_dev(guard))
+    assert code == 0, (code, err)
+    assert out == "rc=0\n"  # a plain file in the device's /dev: the state directory
+    assert (device.root / "rootfs/dev" / name).read_bytes() == b"\0"
+    after = os.stat(host)
+    assert (after.st_rdev, after.st_ino, after.st_mode) == (before.st_rdev, before.st_ino, before.st_mode)
+    assert host.is_block_device()
+
+
+def test_slot_device_write_lands_in_the_state_dir(device: DeviceState, tmp_path: Path) -> None:
+    image = tmp_path / "slot.img"
+    image.write_bytes(os.urandom(70_000))
+    slot = device.root / "rootfs/dev/mmcblk0p3"
+    assert slot.stat().st_size == 8 * 1024 * 1024  # made with the device, sparse
+    code, _, err = sh(device, private_dev(f"/bin/dd if={image} of=/dev/mmcblk0p3 bs=4M conv=fsync 2>/dev/null && "
+                                          "[ ! -b /dev/mmcblk0p3 ]"))
+    assert code == 0, err
+    assert slot.read_bytes() == image.read_bytes()
+    assert not Path("/dev/mmcblk0p3").exists() or Path("/dev/mmcblk0p3").is_block_device()
+
+
+def test_terminal_and_pty_work_inside(device: DeviceState) -> None:
+    # The simulator's consoles and SSH shells are host ptys: the device's /dev/pts is the host's devpts.
+    script = "import os; m, s = os.openpty(); print(os.ttyname(s).startswith('/dev/pts/'))"
+    code, out, err = sh(device, f'python3 -c "{script}"')
+    assert code == 0, err
+    assert out == "True\n"
+
+
+def test_kernel_knobs_are_read_only_and_sysrq_is_gone(device: DeviceState) -> None:
+    # Only looked at, never written: a failed guard must not let this test reboot the machine.
+    mounts = "/bin/grep -E ' /(proc/sys|sys) ' /proc/self/mountinfo | /usr/bin/awk '{print $5, $6}'"
+    code, out, err = sh(device, f"{mounts}; [ -e /proc/sysrq-trigger ] && "
+                                "/usr/bin/stat -c %t:%T /proc/sysrq-trigger || echo none")
+    assert code == 0, err
+    *lines, sysrq = out.splitlines()
+    top = {point: opts for point, opts in (line.split() for line in lines)}  # the last mount at a point wins
+    assert top["/proc/sys"].startswith("ro,"), lines
+    assert top["/sys"].startswith("ro,"), lines
+    assert sysrq in ("1:3", "none")  # /dev/null's numbers: SysRq writes go nowhere
+
+
+def _dev_writer_args(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
+    """What the dd shim (as a device without the namespace runs it) would pass to the real dd: run with
+    `printf` in place of dd, so no argument is ever written to, whatever the mapping does."""
+    state = DeviceState.open(tmp_path / "plain", name="gw-plain", password="pw")
+    shim = (state.root / "bin/dd").read_text()
+    dd = shutil.which("dd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    assert shim.count(f"exec {dd} ") == 1
+    probe = tmp_path / "dd-probe"
+    probe.write_text(shim.replace(f"exec {dd} ", "exec printf '%s\\n' "))
+    done = subprocess.run(["/bin/sh", str(probe), *args], capture_output=True, text=True, timeout=10, check=False)
+    return done.returncode, done.stdout.splitlines(), done.stderr
+
+
+def test_dd_shim_maps_slot_paths_and_refuses_host_devices(tmp_path: Path) -> None:
+    code, argv, err = _dev_writer_args(tmp_path, "if=/tmp/x.img", "of=/dev/mmcblk0p3", "bs=4M", "conv=fsync")
+    assert code == 0, err
+    slot = tmp_path / "plain/rootfs/dev/mmcblk0p3"
+    assert argv == ["if=/tmp/x.img", f"of={slot.resolve()}", "bs=4M", "conv=fsync"]
+    assert _dev_writer_args(tmp_path, "if=/dev/zero", "of=/dev/null")[1] == ["if=/dev/zero", "of=/dev/null"]
+    for host in ("of=/dev/sda", "if=/dev/vda", "/dev/nvme0n1", "of=/dev/mmcblk0p3/../sda", "of=/dev/mapper"):
+        code, argv, err = _dev_writer_args(tmp_path, "if=/dev/zero", host)
+        assert (code, argv) == (1, []), host
+        assert "refusing to touch the host's" in err or "without .." in err
+
+
+def test_slot_files_never_follow_a_planted_link(tmp_path: Path) -> None:
+    from siteline.simulator import slots
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    root = tmp_path / "state"
+    (root / "rootfs/dev").mkdir(parents=True)
+    (root / "rootfs/dev/mmcblk0p2").symlink_to(victim)
+    slots.ensure_slot_files(root)
+    assert victim.read_bytes() == b"keep"
+    assert (root / "rootfs/dev/mmcblk0p3").stat().st_size == slots.SLOT_FILE_SIZE

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 from siteline.core.atomic import write_atomic
+from siteline.simulator import slots
 
 # Every tool the device answers itself; each becomes <state>/bin/<tool>.
 SHIM_TOOLS = (
@@ -79,7 +81,7 @@ def inside(root: Path, path: Path) -> bool:
 def populate(root: Path, hostname: str, version: str, user: str) -> None:
     """Write a new device's files (idempotent per file)."""
     fs = rootfs(root)
-    for sub in ("etc", "proc", "root", "data", "var/log", "tmp"):
+    for sub in ("etc", "proc", "root", "data", "var/log", "var/tmp", "tmp"):
         (fs / sub).mkdir(parents=True, exist_ok=True)
     home = home_of(root, user)
     (home / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -91,6 +93,7 @@ def populate(root: Path, hostname: str, version: str, user: str) -> None:
     write_atomic(fs / "etc/machine-id", (os.urandom(16).hex() + "\n").encode())
     (fs / "etc/rauc").mkdir(exist_ok=True)
     write_atomic(fs / "etc/rauc/system.conf", _system_conf())
+    ensure_dev(root)
     keys = home / ".ssh/authorized_keys"
     if not keys.exists():
         write_atomic(keys, b"", mode=0o600)
@@ -136,6 +139,78 @@ def app_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent
 
 
+# The device's /dev (<state>/rootfs/dev), which the host guard mounts over /dev in the device's namespace:
+# the character devices a shell needs are links into .nodes, where each command's namespace puts copies of
+# the host's nodes (a tmpfs: the state directory may sit on a nodev file system); pts is the host's devpts
+# (the simulator's consoles, SSH shells and modem port are ptys made there); the slots' block devices are
+# regular files (slots.slot_file); mapper/ is what storage.provision writes. Nothing else of the host.
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+NODES_DIR = ".nodes"
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", **{n: f"{NODES_DIR}/{n}" for n in DEV_NODES}}
+
+
+def dev_dir(root: Path) -> Path:
+    return rootfs(root) / "dev"
+
+
+def ensure_dev(root: Path) -> Path:
+    """Make the device's /dev (see DEV_LINKS) when anything is missing; cheap when it is complete."""
+    dev = dev_dir(root)
+    if (dev / NODES_DIR).is_dir() and (dev / "pts").is_dir() and all(
+            slots.slot_file(root, s).exists() for s in slots.SLOT_TABLE):
+        return dev
+    for sub in (NODES_DIR, "pts", "shm"):
+        (dev / sub).mkdir(parents=True, exist_ok=True)
+    for name, target in DEV_LINKS.items():
+        if not (dev / name).is_symlink() and not (dev / name).exists():
+            os.symlink(target, dev / name)
+    slots.ensure_slot_files(root)
+    return dev
+
+
+# Writers of block devices: their /dev arguments become the device's own files (a slot's /dev/mmcblk0p3 is
+# <state>/rootfs/dev/mmcblk0p3) and any other /dev path but the harmless ones is refused. Inside the host
+# guard's namespace /dev is the device's anyway; without it (not root) this is what keeps a raw write off
+# a disk of the host. Plain sh, so a flash pays no interpreter start.
+DEV_WRITERS = ("dd", "bmaptool")
+_DEV_WRITER = """#!/bin/sh
+# Siteline simulator shim: {tool} whose /dev paths are the device's (its state dir), never the host's.
+dev={dev}
+n=$#
+while [ "$n" -gt 0 ]; do
+  a=$1; shift; n=$((n - 1))
+  case $a in
+    *=/dev/*) k=${{a%%=/dev/*}}=; p=/dev/${{a#*=/dev/}} ;;
+    /dev/*) k=; p=$a ;;
+    *) set -- "$@" "$a"; continue ;;
+  esac
+  case $p in
+    */..|*/../*) echo "{tool}: $p: give the device path itself, without .." >&2; exit 1 ;;
+    /dev/null|/dev/zero|/dev/full|/dev/random|/dev/urandom|/dev/tty|/dev/std*|/dev/fd/*) ;;
+    *) if [ -f "$dev/${{p#/dev/}}" ] && [ ! -L "$dev/${{p#/dev/}}" ]; then p=$dev/${{p#/dev/}}
+       else echo "{tool}: $p: no such device on the simulated device (refusing to touch the host's)" >&2
+       exit 1; fi ;;
+  esac
+  set -- "$@" "$k$p"
+done
+exec {real} "$@"
+"""
+
+
+def _write_dev_writers(root: Path, bin_dir: Path) -> None:
+    for tool in DEV_WRITERS:
+        real = shutil.which(tool, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        target = bin_dir / tool
+        if real is None:  # the host has none: neither has the device (`command -v` must say so)
+            target.unlink(missing_ok=True)
+            continue
+        dev = shlex.quote(str(dev_dir(root.resolve())))
+        text = _DEV_WRITER.format(tool=tool, dev=dev, real=shlex.quote(real)).encode()
+        if not target.exists() or target.read_bytes() != text:
+            write_atomic(target, text, mode=0o755)
+
+
 def write_shims(root: Path) -> Path:
     """(Re)write <state>/bin: one tiny sh script per tool, each running this interpreter's shim module.
 
@@ -160,4 +235,5 @@ def write_shims(root: Path) -> Path:
         target = bin_dir / tool
         if not target.exists() or target.read_bytes() != text:
             write_atomic(target, text, mode=0o755)
+    _write_dev_writers(root, bin_dir)
     return bin_dir

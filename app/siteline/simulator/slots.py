@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ SLOT_TABLE = (
     SlotInfo("rootfs.1", "B", "/dev/mmcblk0p3", ""),
 )
 BOOTNAMES = tuple(s.bootname for s in SLOT_TABLE)
+# What each slot's "block device" is on the simulator: a sparse regular file of this size in the device's
+# /dev (<state>/rootfs/dev), which the host guard mounts as the namespace's /dev. A raw write (dd, bmaptool)
+# to the slot's device path lands there, never on a disk of the host.
+SLOT_FILE_SIZE = 8 * 1024 * 1024
 
 
 def by_bootname(bootname: str) -> SlotInfo | None:
@@ -35,6 +40,31 @@ def by_bootname(bootname: str) -> SlotInfo | None:
 
 def by_rauc_name(name: str) -> SlotInfo | None:
     return next((s for s in SLOT_TABLE if s.rauc_name == name), None)
+
+
+def slot_file(root: Path, slot: SlotInfo) -> Path:
+    """The state-dir file behind ``slot.device`` (/dev/mmcblk0p3 -> <state>/rootfs/dev/mmcblk0p3)."""
+    return root / "rootfs" / slot.device.lstrip("/")
+
+
+def ensure_slot_files(root: Path) -> None:
+    """Make each slot's file (sparse, ``SLOT_FILE_SIZE``) when missing; a written one is left as it is.
+
+    Never through a symlink (O_NOFOLLOW, O_EXCL) and never outside the state directory: a link planted
+    there must not make this open a host disk.
+    """
+    for slot in SLOT_TABLE:
+        path = slot_file(root, slot)
+        if path.is_symlink() or path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.resolve().is_relative_to(root.resolve()):
+            raise ValueError(f"{path.parent} leaves the device's state directory {root}; not making slot files")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.ftruncate(fd, SLOT_FILE_SIZE)
+        finally:
+            os.close(fd)
 
 
 def new_slot_record(version: str, when: str, *, boots: bool = True, sha256: str = "", size: int = 0,

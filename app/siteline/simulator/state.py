@@ -160,6 +160,7 @@ class DeviceState:
 
     def _refresh_shims_and_config(self) -> None:
         rootfs.write_shims(self.root)
+        rootfs.ensure_dev(self.root)  # a device made before it had a /dev of its own (slot files)
         if not (rootfs.rootfs(self.root) / "etc/passwd").exists():  # a device made by an older simulator
             rootfs.write_accounts(self.root, self.users())
         _remove_stale_temp_files(self.root)
