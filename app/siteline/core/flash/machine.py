@@ -125,7 +125,8 @@ HANDLERS: dict[str, Handler] = {"preflight": _preflight, "transfer": _transfer, 
 
 
 def _installed_words(job: FlashJob) -> str:
-    return (f"{job.image_version} is installed in {job.to_slot}, which boots at the next reboot; if it does not "
+    what = job.image_version or Path(job.image).name  # a raw image states no version
+    return (f"{what} is installed in {job.to_slot}, which boots at the next reboot; if it does not "
             f"come up within its boot attempts the device falls back to {job.from_slot} "
             f"({job.from_version or '?'}). Nothing marks {job.to_slot} good unless the device's own mark-good "
             "service does: reboot it with Siteline (flash again, or roll back) to have it checked")

@@ -8,6 +8,7 @@ import shlex
 import time
 from pathlib import Path
 
+from siteline.core.device.slot_actions import actions_for, perform
 from siteline.core.flash.context import LINK_ERRORS, Flow, Stop
 from siteline.core.flash.job import Step
 from siteline.core.flash.preflight import mib, minutes
@@ -99,6 +100,9 @@ async def install(flow: Flow, step: Step, resumed: bool) -> str:
                    f"{job.from_slot} ({job.from_version or '?'}) and nothing switched; the uploaded image is kept "
                    f"at {job.remote_path} for another try", detail=f"exit {result.exit_code}: {said}")
     done = await _installed(flow)
+    device = target.device if target is not None else None
+    if not done and not getattr(backend, "switches_slot", lambda _slot: True)(device):
+        done = await _switch_to_target(flow)  # a raw write only wrote: the slot is made the next boot here
     if not done:
         slots = await flow.reader.slots()
         seen = slots.slot(job.to_slot or "")
@@ -107,6 +111,17 @@ async def install(flow: Flow, step: Step, resumed: bool) -> str:
                    f"device still runs {job.from_slot}", detail=f"exit 0: {said}")
     await _remove_upload(flow)
     return f"exit 0: {said}; {done}"
+
+
+async def _switch_to_target(flow: Flow) -> str:
+    """Make the written slot the next one booted (slot_actions' mark-active, read back), then check again."""
+    slots = await flow.reader.slots()
+    target = slots.slot(flow.job.to_slot or "")
+    if target is None:
+        return ""
+    outcome = await perform(actions_for(slots, target)["mark-active"], flow.reader.ctx.run, flow.audit)
+    flow.note(f"switched to {label(target)} after the raw write: {outcome}")
+    return await _installed(flow) if outcome.ok else ""
 
 
 async def _installed(flow: Flow) -> str:
