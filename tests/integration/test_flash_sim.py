@@ -10,8 +10,8 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +417,57 @@ async def test_no_room_and_downgrade_are_refused(bench: Bench, signer: Signer, m
     full = await bench.run(_flash(bench, signer, "2026.04.0"), signer)
     assert full.status == "refused"
     assert full.message.startswith("not enough space in /data on the device")
+
+
+# --- the device family's health check, used when the technician chose none -------------------------------
+
+
+@pytest.fixture
+def family_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Writes SITELINE_HOME's health-checks.json: the Northwind family with ``fields`` changed."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SITELINE_HOME", str(home))
+    (home / "config").mkdir(parents=True)
+
+    def write(**fields: object) -> None:
+        family = {"family": "Northwind edge gateway", "compatibles": ["nwedge-gw-*"],
+                  "units": ["edge-agent.service"], "settle": 0, "timeout": 0.3, **fields}
+        (home / "config" / "health-checks.json").write_text(json.dumps({"families": [family]}))
+
+    return write
+
+
+def _unchosen(job: FlashJob) -> FlashJob:
+    job.options = replace(job.options, health=HealthCheck())
+    return job
+
+
+@pytest.mark.asyncio
+async def test_the_family_check_catches_an_unhealthy_image(
+        bench: Bench, signer: Signer, family_config: Callable[..., None]) -> None:
+    family_config()
+    done = await bench.run(_unchosen(_flash(bench, signer, "2025.07.0-sick", healthy=False)), signer)
+    assert done.status == "rolled-back", done.message
+    assert "edge-agent.service" in done.message
+    assert "health check of Northwind edge gateway: edge-agent.service active" in done.steps[0].detail
+    assert bench.state.booted_slot() == "A"
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_health_file_refuses_before_anything_is_sent(
+        bench: Bench, signer: Signer, family_config: Callable[..., None]) -> None:
+    family_config(units="edge-agent.service")  # a string, not a list
+    done = await bench.run(_unchosen(_flash(bench, signer, "2025.08.0")), signer)
+    assert done.status == "refused"
+    assert "health-checks.json" in done.message
+    assert "units must be a list" in done.message
+    assert _steps(done)["transfer"] == "skipped"
+    assert bench.state.booted_slot() == "A"
+
+
+@pytest.mark.asyncio
+async def test_a_check_the_technician_chose_wins_over_the_family(
+        bench: Bench, signer: Signer, family_config: Callable[..., None]) -> None:
+    family_config(command="false")  # the family's check would fail everything
+    done = await bench.run(_flash(bench, signer, "2025.09.0"), signer)  # fast_options chose edge-agent.service
+    assert done.status == "succeeded", done.message

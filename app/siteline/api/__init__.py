@@ -26,8 +26,10 @@ from siteline.core.device.slots import BootEnv, Health, Slot, Slots
 from siteline.core.device.system import K8sNode, Mount, OsRelease, System
 from siteline.core.device.unavailable import Unavailable
 from siteline.core.errors import ParseError
+from siteline.core.flash.job import HealthCheck
 from siteline.core.plugin_api import (
     DeviceContext,
+    HealthSpec,
     PanelSpec,
     Probe,
     ProbeKind,
@@ -160,6 +162,8 @@ __all__ = [
     "DefaultRoute",
     "DeviceContext",
     "Health",
+    "HealthCheck",
+    "HealthSpec",
     "K8sNode",
     "Modem",
     "ModemList",

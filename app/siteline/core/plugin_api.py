@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import pluggy
 
+from siteline.core.flash.job import HealthCheck
 from siteline.core.transports.base import Result
 
 PROJECT = "siteline"
@@ -76,6 +77,16 @@ class UpdateBackend(Protocol):
 
 
 @dataclass(frozen=True)
+class HealthSpec:
+    """What "healthy after an update" means for a device family: devices whose compatible matches one of
+    ``compatibles`` (shell-style patterns, e.g. "nwedge-gw-*") get ``check`` unless the technician chose one."""
+
+    family: str
+    compatibles: tuple[str, ...]
+    check: HealthCheck
+
+
+@dataclass(frozen=True)
 class PanelSpec:
     """An extra tab on the device page. ``factory(parent, ctx)`` builds the widget; only the UI calls it."""
 
@@ -93,6 +104,10 @@ class SitelineHooks:
     @hookspec
     def siteline_update_backends(self) -> list[UpdateBackend]:  # type: ignore[empty-body]
         """Return the update backends this plugin provides."""
+
+    @hookspec
+    def siteline_health_checks(self) -> list[HealthSpec]:  # type: ignore[empty-body]
+        """Return the health checks of the device families this plugin knows."""
 
     @hookspec
     def siteline_panels(self) -> list[PanelSpec]:  # type: ignore[empty-body]

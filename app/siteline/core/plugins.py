@@ -18,7 +18,15 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from siteline.core.errors import TransportError
-from siteline.core.plugin_api import PROJECT, DeviceContext, PanelSpec, Probe, SitelineHooks, UpdateBackend
+from siteline.core.plugin_api import (
+    PROJECT,
+    DeviceContext,
+    HealthSpec,
+    PanelSpec,
+    Probe,
+    SitelineHooks,
+    UpdateBackend,
+)
 
 ENTRY_POINT_GROUP = "siteline.plugins"
 T = TypeVar("T")
@@ -116,6 +124,9 @@ class PluginHost:
 
     def update_backends(self) -> list[Contribution[UpdateBackend]]:
         return [c for c in self._collect("siteline_update_backends") if isinstance(c.item, UpdateBackend)]
+
+    def health_checks(self) -> list[Contribution[HealthSpec]]:
+        return [c for c in self._collect("siteline_health_checks") if isinstance(c.item, HealthSpec)]
 
     def panels(self) -> list[Contribution[PanelSpec]]:
         return [c for c in self._collect("siteline_panels") if isinstance(c.item, PanelSpec)]

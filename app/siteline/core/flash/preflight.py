@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+from dataclasses import replace
 from pathlib import Path
 
 from siteline.core.device.slot_actions import good_bundle
 from siteline.core.device.slots import Slot, Slots
 from siteline.core.flash.context import Flow, Stop
-from siteline.core.flash.reading import label, other_slot
+from siteline.core.flash.family_health import CONFIG_NAME, HealthConfigError, chosen, family_check, load_config
+from siteline.core.flash.reading import health_specs, label, other_slot
 from siteline.core.images.gate import DeviceFacts, Overrides, check_before_flash
 from siteline.core.plugin_api import UpdateBackend
 
@@ -49,7 +51,7 @@ async def preflight(flow: Flow) -> str:
         raise Stop("refused", f"no inactive slot next to {label(booted)}: this device has no A/B pair to install "
                    "into")
     await _gate(flow, slots, booted)
-    notes = [_link_problem(flow)]
+    notes = [_health_choice(flow, slots), _link_problem(flow)]
     notes.append(await _space(flow))
     notes.append(await _metered(flow))
     backend = await _backend(flow)
@@ -101,6 +103,28 @@ async def _gate(flow: Flow, slots: Slots, booted: Slot) -> None:
                    "differs): prepare the flash again")
     for note in gate.notes:
         flow.note(note)
+
+
+def _health_choice(flow: Flow, slots: Slots) -> str:
+    """The device family's health check when the technician chose none (the config file's, then plugins')."""
+    job = flow.job
+    if chosen(job.options.health):
+        return ""
+    from siteline.paths import config_dir  # not at import time: config_dir() creates the folder
+
+    try:
+        specs = [*load_config(config_dir() / CONFIG_NAME), *health_specs()]
+    except HealthConfigError as exc:
+        raise Stop("refused", str(exc)) from exc
+    spec = family_check(slots.compatible, specs)
+    if spec is None:
+        return (f"no health check chosen and none known for {slots.compatible or 'this device'}: only coming back "
+                "on the new slot is checked")
+    job.options = replace(job.options, health=spec.check)
+    parts = [*(f"{u} active" for u in spec.check.units), *(["its control plane reached"]
+             if spec.check.control_plane_command else []), *([f"`{spec.check.command}`"] if spec.check.command
+             else [])]
+    return f"health check of {spec.family}: {', '.join(parts) or 'it came back'}"
 
 
 def _link_problem(flow: Flow) -> str:

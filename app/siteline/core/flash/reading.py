@@ -16,7 +16,7 @@ from siteline.core.device.network import Network
 from siteline.core.device.slots import Slot, Slots
 from siteline.core.errors import SitelineError
 from siteline.core.flash.job import HealthCheck
-from siteline.core.plugin_api import DeviceContext, Probe
+from siteline.core.plugin_api import DeviceContext, HealthSpec, Probe
 from siteline.core.plugins import PluginHost
 from siteline.core.transports.base import Result
 
@@ -35,6 +35,11 @@ def _host() -> PluginHost:
     host = PluginHost()
     host.load_entry_points()
     return host
+
+
+def health_specs() -> list[HealthSpec]:
+    """The device-family health checks the installed plugins offer."""
+    return [c.item for c in _host().health_checks()]
 
 
 def probe_for(kind: str) -> Probe | None:
