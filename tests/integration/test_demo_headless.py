@@ -6,6 +6,8 @@ import asyncio
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -91,6 +93,19 @@ def _outbox_reaches_the_demo_control_plane(text: str, home: Path) -> None:
     assert "sent 2 items" in sync.stdout  # the note and its audit record
 
 
+def _images_are_signed_by_the_printed_key(text: str) -> None:
+    """The demo's update images verify against the key it prints (the technician's own store is not touched)."""
+    found = re.search(r"^  images\s+(\S+) \(flash them after `siteline keys add (\S+) --name demo-ops`\)", text, re.M)
+    assert found, text
+    images = sorted(Path(found.group(1)).glob("*.raucb"))
+    assert [p.name for p in images] == ["nwedge-2024.09.0.raucb", "nwedge-2024.09.1-unhealthy.raucb",
+                                        "nwedge-2024.09.2-noboot.raucb"]
+    for image in images:
+        done = subprocess.run([sys.executable, "-m", "siteline", "image", "verify", str(image), "--sig",
+                               f"{image}.sig", "--key", found.group(2)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+
 def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
     require_tool("mosquitto")
     folder = tmp_path / "demo"
@@ -117,6 +132,7 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
         names = {t.scheme: asyncio.run(_run_on(t, creds[t.scheme], tmp_path / "known_hosts")) for t in targets}
         assert names == {"serial": "gw-serial", "ssh": "gw-ssh", "mqtt": "gw-mqtt"}
         _outbox_reaches_the_demo_control_plane(text, tmp_path / "home")
+        _images_are_signed_by_the_printed_key(text)
     finally:
         code = demo.stop(signal.SIGINT, timeout=20)
     assert code == 0

@@ -40,6 +40,7 @@ from siteline.simulator.broker import (
     siteline_acl,
     start_broker,
 )
+from siteline.simulator.demo_images import install_demo_images, make_demo_images
 from siteline.simulator.lifetime import die_with_parent
 from siteline.simulator.private import write_private
 from siteline.simulator.runner import MQTT_PASSWORD_ENV, PASSWORD_ENV, READY
@@ -253,7 +254,7 @@ def start_site(folder: Path) -> DemoSite:
     return site
 
 
-def _print_site(site: DemoSite) -> None:
+def _print_site(site: DemoSite, images: str) -> None:
     print(f"Siteline demo site in {site.folder}", flush=True)
     if site.broker is not None:
         print(f"  broker     {site.broker.kind} on {site.broker.host}:{site.broker.port} "
@@ -270,6 +271,7 @@ def _print_site(site: DemoSite) -> None:
         print(f"  {entry.name:<10} {entry.target}    ({how})", flush=True)
         for fallback in entry.fallbacks:
             print(f"  {'':<10} then {fallback}    (login {creds.username} / {creds.password})", flush=True)
+    print(f"  {images}", flush=True)
     print("Press Ctrl-C to stop the site.", flush=True)
 
 
@@ -300,7 +302,10 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         site = start_site(folder)
         if args.headless:
-            _print_site(site)
+            made = make_demo_images(folder / "images")  # the technician's own keys are not touched here
+            _print_site(site, f"images     {folder / 'images'} (flash them after `siteline keys add "
+                        f"{folder / 'images' / 'demo-pub.pem'} --name demo-ops`)" if not isinstance(made, str)
+                        else made)
             _wait_forever(site)
             return 0
         home = folder / "siteline-home"
@@ -310,6 +315,7 @@ def run_demo(args: argparse.Namespace) -> int:
         from siteline.ui.app import run_gui
 
         site.pin_host_keys(paths.data_dir() / "known_hosts")
+        print(install_demo_images(folder / "images", paths.config_dir()), flush=True)
         given: dict[str, str] = {}
         control = site.control_plane()
         if control is not None:
