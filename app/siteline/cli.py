@@ -166,6 +166,9 @@ def _add_flash_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     resume = actions.add_parser("resume", parents=[connect], help="finish a job or rollout that was cut")
     resume.add_argument("id", metavar="ID")
     jobs.set_defaults(handler=flash_cli.jobs_main)
+    from siteline.recover_cli import add_recover_parser
+
+    add_recover_parser(sub, connect)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

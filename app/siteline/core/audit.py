@@ -64,9 +64,15 @@ ROLLBACK = "rollback"
 SLOT_MARK = "slot-mark"
 OVERRIDE = "override"
 PROVISION_STEP = "provision-step"
+FLASH_STEP = "flash-step"
+ROLLOUT = "rollout"
+IMAGE_IMPORT = "image-import"
+IMAGE_REMOVE = "image-remove"
+BOOT_COUNTERS_RESET = "boot-counters-reset"
 ACTIONS = frozenset({
     CONNECT, DISCONNECT, CONSOLE_COMMAND, FILE_PUT, FILE_GET, HOST_KEY_PINNED, HOST_KEY_REPLACED, TRUSTED_KEY_ADDED,
     VAULT_CREATED, VAULT_EXPORTED, VAULT_IMPORTED, NOTE, FLASH, ROLLBACK, SLOT_MARK, OVERRIDE, PROVISION_STEP,
+    FLASH_STEP, ROLLOUT, IMAGE_IMPORT, IMAGE_REMOVE, BOOT_COUNTERS_RESET,
 })
 # What the console recorder's withheld lines become (console_audit.py): the fact, never the text.
 INPUT_NOT_RECORDED = "input not recorded: echo was off"
