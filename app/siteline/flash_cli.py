@@ -209,8 +209,12 @@ def update_backends() -> list[Any]:
 
 
 def run_async(coro: Awaitable[int], what: str) -> int:
+    from siteline.core.flash.store import JobStoreError
+
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
+    except JobStoreError as exc:  # another Siteline drives that job now, or the disk is full: device untouched
+        return refuse(str(exc))
     except KeyboardInterrupt:
         print(f"\nsiteline: the {what} was interrupted; `siteline jobs` shows it and `siteline jobs resume ID` "
               "finishes it.", file=sys.stderr)
@@ -448,6 +452,8 @@ async def _backend_for(ctx: Any, image_format: str) -> str:
 
 def rollout_main(args: argparse.Namespace) -> int:
     args.image = os.path.abspath(args.image)  # the jobs of a resumed rollout must find it from anywhere
+    if args.sig:  # so must the signature: a relative one is not found from another folder (device "refused")
+        args.sig = os.path.abspath(args.sig)
     return run_async(_rollout(args), "rollout")
 
 

@@ -145,3 +145,145 @@ def test_recovery_for_grub_uses_grub_editenv() -> None:
     env = BootEnv("grub", {"ORDER": "A B"}, order=("A", "B"))
     slots = Slots("grub", slots=(Slot("A", "A", booted=True), Slot("B", "B")), env=env)
     assert "grub-editenv /boot/grub/grubenv set ORDER='A B' A_OK=1 A_TRY=0 B_OK=1 B_TRY=0" in recovery(slots, "A")
+
+
+# --- one driver per job (review R1, risky: the GUI and `siteline jobs resume` on the same job) -------------------
+
+class _NoLink:
+    """A link that must not be used: the job is refused (or already over) before anything reaches the device."""
+
+    kind = "ssh"
+
+    async def run(self, command: str, timeout: float) -> object:
+        raise AssertionError(f"the device was asked {command!r}")
+
+    async def put(self, local: Path, remote: str, progress: object) -> object:
+        raise AssertionError("an upload started")
+
+    async def reconnect(self, timeout: float) -> None:
+        raise AssertionError("reconnect")
+
+    async def close(self) -> None:
+        return None
+
+
+def _run(job: FlashJob, store: JobStore) -> FlashJob:
+    import asyncio
+
+    from siteline.core.flash.machine import run_job
+    from siteline.core.images.trusted_keys import TrustedKeys
+
+    return asyncio.run(run_job(job, _NoLink(), store=store, record=lambda *_: None, backends=[],
+                               keys=TrustedKeys(Path("/nonexistent-keys"))))
+
+
+def test_a_job_another_live_siteline_drives_is_refused_and_left_alone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from siteline.core.flash.store import JobBusyError
+
+    store = JobStore(tmp_path)
+    job = _job()
+    store.save(job)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / f".{job.id}.lock").write_text(f"{other.pid} sometoken\n")
+        with pytest.raises(JobBusyError, match=rf"being run by another Siteline \(process {other.pid}\)") as caught:
+            _run(job, store)
+        assert "siteline jobs" in str(caught.value)
+    finally:
+        other.kill()
+        other.wait(timeout=10)
+    assert store.load(job.id) == job  # untouched
+    assert (tmp_path / f".{job.id}.lock").read_text().startswith(str(other.pid))  # not ours to remove
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_and_released(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from siteline.core.flash.store import JobBusyError
+
+    store = JobStore(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True, timeout=30)
+    path = tmp_path / ".j1.lock"
+    path.write_text(f"{dead.stdout.strip()} oldtoken\n")
+    lock = store.lock("j1")
+    with pytest.raises(JobBusyError):  # held by this process now: a second driver here is refused too
+        store.lock("j1")
+    lock.release()
+    assert not path.exists()
+    store.lock("j1").release()  # free again
+    path.write_text("")  # torn (being written this instant): busy, not stale
+    with pytest.raises(JobBusyError, match="starting now"):
+        store.lock("j1")
+    assert store.jobs() == []  # lock files are not jobs
+
+
+def test_a_stale_copy_of_a_job_another_siteline_finished_is_not_driven_again(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    job = _job()
+    store.save(job)
+    finished = store.load(job.id)
+    finished.status, finished.message, finished.updated = "succeeded", "done elsewhere", job.updated + 5
+    store.save(finished)
+    done = _run(job, store)  # the window's old copy, still "running"
+    assert (done.status, done.message) == ("succeeded", "done elsewhere")
+    assert not list(tmp_path.glob(".*.lock"))
+
+
+@pytest.mark.parametrize(("states", "status"), [
+    ({"rollback": "done", "health": "failed", "mark-good": "skipped"}, "rolled-back"),
+    ({"health": "failed", "mark-good": "skipped"}, "needs-attention"),
+    ({"reboot": "skipped", "health": "skipped", "mark-good": "skipped"}, "needs-attention"),
+    ({}, "succeeded"),
+])
+def test_a_job_whose_steps_ended_without_a_status_is_never_called_a_success(
+        tmp_path: Path, states: dict[str, str], status: str) -> None:
+    # Review R1 #1 safety net: a job file whose last step ended but whose status is still "running" (an older
+    # Siteline's two saves, a hand edit) is judged by its steps: "succeeded" only when every one is done.
+    job = _job()
+    for step in job.steps:
+        step.state = "done"
+    for name, state in states.items():
+        job.step(name).state = state  # type: ignore[arg-type]
+    done = _run(job, JobStore(tmp_path))
+    assert done.status == status, done.message
+
+
+class _FullDisk(JobStore):
+    """The laptop's disk is full: every job save fails (the lock file, a tiny one, still fits)."""
+
+    def save(self, job: FlashJob) -> None:
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_laptop_disk_stops_the_job_in_words_not_as_link_trouble(tmp_path: Path) -> None:
+    # Review R1, risky: OSError is in LINK_ERRORS, so a failed save looked like a broken link (reconnect, retry)
+    # and then escaped run_job from its own error handler. Now: stopped, said plainly, nothing sent to the device.
+    records: list[tuple[str, str]] = []
+    import asyncio
+
+    from siteline.core.flash.machine import run_job
+    from siteline.core.images.trusted_keys import TrustedKeys
+
+    job = _job()
+    done = asyncio.run(run_job(job, _NoLink(), store=_FullDisk(tmp_path), record=lambda a, d, r: records.append((a, r)),
+                               backends=[], keys=TrustedKeys(Path("/nonexistent-keys"))))
+    assert done.status == "failed", done.message  # preflight: nothing on the device changed
+    assert "No space left on device" in done.message
+    assert "nothing on the device changed" in done.message
+    assert records == [("flash", "failed")]
+    assert not list(tmp_path.glob(".*.lock"))
+
+
+def test_a_lock_that_cannot_be_written_refuses_the_job_plainly(tmp_path: Path) -> None:
+    from siteline.core.flash.store import JobStoreError
+
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(JobStoreError, match="cannot be written"):
+        JobStore(tmp_path / "not-a-dir").lock("j1")

@@ -78,7 +78,9 @@ def test_plan_canary_then_waves_of_a_quarter_rounded_up() -> None:
     assert [[d.name for d in w] for w in r.waves()] == [NAMES[:1], NAMES[1:3], NAMES[3:5], NAMES[5:7], NAMES[7:9]]
     assert (r.soak, r.soak_chosen, r.wave_size) == (DEFAULT_SOAK, False, 2)
     assert plan(3, canary=2, wave_size=5, soak=0).waves()[1][0].name == "gw-03"
-    assert len(plan(2, canary=5).waves()) == 1  # more canaries than devices: all are canaries
+    assert len(plan(1, canary=5).waves()) == 1  # a one-device site: its only device is the canary
+    with pytest.raises(RolloutError, match="covers all"):  # the whole site at once, no soak: refused (R1 #5)
+        plan(2, canary=5)
     assert "default" in plan(3).plan_detail()["soak"]
     assert plan(3, soak=90).plan_detail()["soak"] == "90s (chosen explicitly)"
 

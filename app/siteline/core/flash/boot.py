@@ -12,38 +12,25 @@ import asyncio
 import contextlib
 import time
 
-from siteline.core.device.slot_actions import DEFAULT_ATTEMPTS, GRUB_ENV, actions_for, perform
+from siteline.core.device.slot_actions import DEFAULT_ATTEMPTS, actions_for, perform
 from siteline.core.device.slots import Slot, Slots
 from siteline.core.flash.context import LINK_ERRORS, Flow, Stop
 from siteline.core.flash.job import Step
 from siteline.core.flash.reading import attempts_words, is_primary, label, rebooted_since
+from siteline.core.flash.recovery import exhausted, recovery_text
 
 REBOOT_COMMAND = "reboot"
 REBOOT_ANSWER = 10.0  # the reboot command itself: the link may drop before it answers (expected)
 HEALTH_PAUSE = 2.0
 REBOOT_GRACE = 20.0  # seconds after `reboot` within which a device may still be going down
 REBOOT_POLL = 0.2  # at most this between health checks
+LOOK_AGAIN_LIMIT = 2  # boot-id reads lost to a dropped link before the step hands the trouble to _drive
 
 
 def recovery(slots: Slots | None, first: str | None) -> str:
-    """The serial-console recovery for a device whose slots ran out of boot attempts."""
-    names = [s.bootname for s in slots.slots if s.bootname] if slots is not None else []
-    names = names or ["A", "B"]
-    order = " ".join([first, *(n for n in names if n != first)] if first in names else names)
-    if slots is not None and slots.env is not None and slots.env.kind == "grub":
-        words = " ".join([f"ORDER='{order}'", *(f"{n}_OK=1 {n}_TRY=0" for n in names)])
-        return (f"Make the slots bootable again over the serial console: log in (or boot a rescue shell from the "
-                f"GRUB menu) and run `grub-editenv {GRUB_ENV} set {words}` then `reboot`.")
-    sets = [f"BOOT_{n}_LEFT {DEFAULT_ATTEMPTS}" for n in names]
-    linux = " && ".join([*(f"fw_setenv {s}" for s in sets), f"fw_setenv BOOT_ORDER '{order}'"])
-    uboot = "; ".join([*(f"setenv {s}" for s in sets), f"setenv BOOT_ORDER '{order}'", "saveenv", "reset"])
-    return (f"Reset the boot counters over the serial console (115200 8N1): at the U-Boot prompt (press a key "
-            f"while it counts down) type `{uboot}`; or, if Linux comes up, log in and run `{linux}` then `reboot`.")
-
-
-def _exhausted(slots: Slots) -> bool:
-    ab = [s for s in slots.slots if s.bootname]
-    return bool(ab) and all(s.attempts_left == 0 for s in ab)
+    """The serial-console recovery for a device whose slots ran out of boot attempts (the same plan that
+    `siteline recover` carries out, so the words and the deed cannot drift apart)."""
+    return recovery_text(slots, first) + " Or let Siteline do it over the serial console: `siteline recover TARGET`."
 
 
 async def reboot_and_wait(flow: Flow, step: Step) -> Slots:
@@ -66,7 +53,7 @@ async def _wait_back(flow: Flow) -> Slots:
                    f"the reboot ({exc}). It may be stuck in the bootloader with its slots out of boot attempts. "
                    + recovery(flow.reader.last_slots, job.from_slot)) from exc
     slots = await flow.reader.slots()
-    if _exhausted(slots):
+    if exhausted(slots):
         flow.note(_slots_words(slots))
         raise Stop("needs-attention", f"both slots are out of boot attempts ({_slots_words(slots)}): the next "
                    f"reboot may not find a slot to boot. {recovery(slots, job.from_slot)}")
@@ -89,7 +76,7 @@ async def reboot(flow: Flow, step: Step, resumed: bool) -> str:
     if slots is None:
         await _expect_switched(flow)
         slots = await reboot_and_wait(flow, step)
-    return await _judge_boot(flow, slots)
+    return await _judge_boot(flow, step, slots)
 
 
 async def _rebooted_meanwhile(flow: Flow, step: Step) -> bool:
@@ -99,10 +86,14 @@ async def _rebooted_meanwhile(flow: Flow, step: Step) -> bool:
     rather than rebooting it twice."""
     job = flow.job
     deadline = (step.started or 0.0) + REBOOT_GRACE
+    drops = 0
     while True:
         try:
             changed = rebooted_since(job.boot_id, await flow.reader.boot_mark())
         except LINK_ERRORS:
+            drops += 1
+            if drops > LOOK_AGAIN_LIMIT:  # answers, then drops again: _drive's link-trouble rule bounds it
+                raise
             await _wait_back(flow)  # down, or the link flaked: once it answers, look again
             continue
         if changed is not False:
@@ -128,7 +119,7 @@ async def _expect_switched(flow: Flow) -> None:
                    "someone changed the slots since the install; nothing was rebooted. Flash again")
 
 
-async def _judge_boot(flow: Flow, slots: Slots) -> str:
+async def _judge_boot(flow: Flow, step: Step, slots: Slots) -> str:
     job = flow.job
     booted = slots.booted_slot
     new, old = slots.slot(job.to_slot or ""), slots.slot(job.from_slot or "")
@@ -143,29 +134,46 @@ async def _judge_boot(flow: Flow, slots: Slots) -> str:
     tries = f"its {used} attempt{'' if used == 1 else 's'}" if used else "its attempts"
     words = f"came back on {label(old)}: {label(new)} used {tries}"
     flow.note(words)
-    await keep_good(flow, old)
+    ok, health_words = await wait_healthy(flow, step) if flow.flash else (True, "")
+    # Healthy or not, the old slot stays the one that boots (its counter reset): the new one does not boot at all.
+    kept = await keep_good(flow, old)
+    if not ok:  # "rolled-back" means back on the old slot AND healthy
+        flow.note(f"{label(old)} {health_words}")
+        raise Stop("needs-attention", f"{job.image_version} did not boot on {label(new)} ({tries} used up) and the "
+                   f"device came back on {label(old)}, but {label(old)} is {health_words} too; "
+                   + (f"{kept}. " if kept else f"{label(old)} stays the slot that boots. ")
+                   + "Look at the failing services (Logs tab) before flashing again", detail=words)
+    if kept:
+        raise Stop("needs-attention", f"{label(new)} did not boot ({tries} used up); the device came back on "
+                   f"{label(old)} ({old.bundle_version or job.from_version or '?'}), but {kept}: make "
+                   f"{label(old)} boot next and mark it good in its Slots tab", detail=words)
     if flow.flash:
         raise Stop("rolled-back", f"{job.image_version} did not boot on {label(new)} ({tries} used up); the device "
-                   f"came back on {label(old)} ({old.bundle_version or job.from_version or '?'}), which is primary "
-                   "and good again", detail=words)
+                   f"came back on {label(old)} ({old.bundle_version or job.from_version or '?'}), which is healthy, "
+                   "primary and good again", detail=words)
     raise Stop("failed", f"{label(new)} ({new.bundle_version or '?'}) did not boot ({tries} used up); the device is "
                f"still on {label(old)}, which is primary and good", detail=words)
 
 
-async def keep_good(flow: Flow, slot_name: Slot | str) -> None:
-    """Make sure ``slot_name`` is the one booted next and is marked good (each only when it is not already)."""
+async def keep_good(flow: Flow, slot_name: Slot | str) -> str:
+    """Make sure ``slot_name`` is the one booted next and is marked good (each only when it is not already).
+
+    Returns "" when it is, else what failed in words: the caller must not claim "primary and good" then."""
     name = slot_name if isinstance(slot_name, str) else (slot_name.bootname or slot_name.name)
+    failed: list[str] = []
     for verb in ("mark-active", "mark-good"):
         slots = await flow.reader.slots()
         slot = slots.slot(name)
         if slot is None:
-            return
+            return f"slot {name} is not in the device's slots any more"
         action = actions_for(slots, slot)[verb]
         if action.blocked and "already" in action.blocked:
             continue
         outcome = await perform(action, flow.reader.ctx.run, flow.audit)
         if not outcome.ok:
             flow.note(f"{action.title}: {outcome}")
+            failed.append(f"{action.title.lower()} failed ({outcome})")
+    return "; ".join(failed)
 
 
 async def wait_healthy(flow: Flow, step: Step) -> tuple[bool, str]:
@@ -188,7 +196,7 @@ async def health(flow: Flow, step: Step) -> str | None:
     job = flow.job
     slots = await flow.reader.slots()  # a resume, or a device that rebooted by itself: check what runs first
     if slots.booted_slot is None or slots.booted_slot.bootname != job.to_slot:
-        await _judge_boot(flow, slots)
+        await _judge_boot(flow, step, slots)
     ok, words = await wait_healthy(flow, step)
     if ok:
         return words
@@ -196,10 +204,11 @@ async def health(flow: Flow, step: Step) -> str | None:
     if not flow.flash:
         raise Stop("needs-attention", f"{job.to_slot} ({job.image_version or '?'}) is running but {words}. "
                    f"{job.from_slot} is still marked good: roll back again to return to it, or look at the services")
-    flow.end(step, "failed", words)
-    job.step("mark-good").state = "skipped"
-    job.step("rollback")  # queued: the way back is the next step, and where a resume picks up
-    flow.save()
+    def queue_rollback() -> None:  # in the same save as the failed check: a resume must never mark it good
+        job.step("mark-good").state = "skipped"
+        job.step("rollback")  # queued: the way back is the next step, and where a resume picks up
+
+    flow.end(step, "failed", words, then=queue_rollback)
     return None
 
 

@@ -47,6 +47,10 @@ Record = Callable[[str, Mapping[str, Any], str], None]  # (action, detail, resul
 Listener = Callable[[FlashJob], None]  # after each saved change (progress <= 10/s)
 
 
+class JobNotSavedError(Exception):
+    """The job could not be written to this computer's disk (full, read-only): not link trouble, never retried."""
+
+
 class Stop(Exception):  # noqa: N818 (control flow: the job ends here)
     """Ends the job: the current step takes ``step_state``, later steps are skipped, the job gets ``status``."""
 
@@ -76,7 +80,10 @@ class Flow:
 
     def save(self) -> None:
         self.job.updated = time.time()
-        self.store.save(self.job)
+        try:
+            self.store.save(self.job)
+        except OSError as exc:  # an OSError would look like a broken link (LINK_ERRORS) and be retried
+            raise JobNotSavedError(f"the job could not be saved in {self.store.root} ({exc})") from exc
         self._saved_at = time.monotonic()
         if self.listener is not None:
             try:
@@ -105,11 +112,21 @@ class Flow:
         self.save()
         return step
 
-    def end(self, step: Step, state: StepState, detail: str) -> None:
-        step.state, step.ended, step.detail, step.eta = state, time.time(), detail, None
+    def end(self, step: Step, state: StepState, detail: str, *, then: Callable[[], None] | None = None) -> None:
+        """End ``step``; ``then`` changes more of the job (skip, queue a step) before the one save, so a kill
+        can never leave the step ended with the job's next move not yet on disk."""
+        self._close(step, state, detail)
+        if then is not None:
+            then()
         self.save()
-        self.audit("flash-step", {"job": self.job.id, "kind": self.job.kind, "step": step.name, "state": state,
-                                   "detail": detail}, state)
+        self._step_record(step)
+
+    def _close(self, step: Step, state: StepState, detail: str) -> None:
+        step.state, step.ended, step.detail, step.eta = state, time.time(), detail, None
+
+    def _step_record(self, step: Step) -> None:
+        self.audit("flash-step", {"job": self.job.id, "kind": self.job.kind, "step": step.name, "state": step.state,
+                                   "detail": step.detail}, step.state)
 
     def note(self, line: str) -> None:
         """Evidence: what was seen on the device, in the order it was seen."""
@@ -117,6 +134,20 @@ class Flow:
             self.job.evidence.append(line)
 
     def finish(self, status: JobStatus, message: str) -> None:
+        self._settle(status, message)
+        self.save()
+        self._final_record()
+
+    def conclude(self, step: Step, state: StepState, detail: str, status: JobStatus, message: str) -> None:
+        """End ``step`` and the job in ONE save, then record both: a kill between two saves would leave a
+        job whose step ended with its status still "running", which a resume would take for success."""
+        self._close(step, state, detail)
+        self._settle(status, message)
+        self.save()
+        self._step_record(step)
+        self._final_record()
+
+    def _settle(self, status: JobStatus, message: str) -> None:
         job = self.job
         for step in job.steps:
             if step.state == "pending":
@@ -124,8 +155,9 @@ class Flow:
             elif step.state == "running":  # only when the job ends outside a step (cancel, unexpected error)
                 step.state, step.ended = ("skipped" if status == "cancelled" else "failed"), time.time()
         job.status, job.message = status, message
-        self.save()
-        self.audit("flash" if job.kind == "flash" else "rollback", self.final_detail(), status)
+
+    def _final_record(self) -> None:
+        self.audit("flash" if self.job.kind == "flash" else "rollback", self.final_detail(), self.job.status)
 
     def final_detail(self) -> dict[str, Any]:
         job = self.job

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from siteline.core.outbox.ids import uuid7
 
@@ -157,10 +158,50 @@ class FlashJob:
             options = dict(data.pop("options"))
             data["options"] = FlashOptions(**{**options, "health": _health(options["health"])})
             data["steps"] = [Step(**s) for s in data["steps"]]
-            return cls(**data)
+            job = cls(**data)
         except (TypeError, KeyError, AttributeError) as exc:  # a field missing, renamed or of the wrong type
             raise ValueError(f"not a job record this Siteline can read ({exc})") from exc
+        problem = _wrong_field(job, "job")
+        if problem:  # e.g. "created": null would break sorting every job; an unknown step has no handler
+            raise ValueError(f"not a job record this Siteline can read: {problem}")
+        return job
 
 
 def _health(raw: dict[str, Any]) -> HealthCheck:
     return HealthCheck(**{**raw, "units": tuple(raw.get("units", ()))})
+
+
+def _wrong_field(obj: Any, where: str) -> str:
+    """The first field of a loaded dataclass whose value does not fit its annotation, in words ("" = all fit)."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _fits(value, hints[f.name]):
+            return f"{where}.{f.name} is {value!r:.80}"
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if is_dataclass(item):
+                suffix = f"[{index}]" if isinstance(value, list) else ""
+                problem = _wrong_field(item, f"{where}.{f.name}{suffix}")
+                if problem:
+                    return problem
+    return ""
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (Union, UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin in (list, tuple):
+        return isinstance(value, origin) and all(_fits(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # Any, or a type this check does not know: the constructor already took it

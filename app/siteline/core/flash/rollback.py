@@ -49,7 +49,11 @@ async def auto_rollback(flow: Flow, step: Step, resumed: bool) -> str:
         raise Stop("needs-attention", f"rolled back to {old}, but {old} is {words} too: the device runs {old} "
                    f"({booted.bundle_version or '?'}) with {new} marked bad. Look at the failing services "
                    "(Logs tab) before flashing again")
-    await keep_good(flow, old)
+    kept = await keep_good(flow, old)
+    if kept:  # healthy, but not (yet) the slot the device keeps booting: never call that "good again"
+        raise Stop("needs-attention", f"{job.image_version} booted on {new} but failed the health check ({why}); "
+                   f"the device runs {old} again and it is healthy, but {kept}: make {old} boot next and mark it "
+                   "good in its Slots tab", detail=f"back on {old}, {words}; {kept}")
     message = (f"{job.image_version} booted on {new} but failed the health check ({why}); rolled back: {old} "
                f"({booted.bundle_version or job.from_version or '?'}) runs again, healthy and marked good, {new} is "
                "marked bad")

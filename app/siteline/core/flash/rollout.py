@@ -161,6 +161,10 @@ def plan_rollout(site: str, devices: Sequence[tuple[str, str]], *, image: str, s
         raise RolloutError("A wave needs at least one device (--wave 1 or more).")
     if soak is not None and (soak < 0 or not math.isfinite(soak)):
         raise RolloutError("The soak period cannot be negative.")
+    if canary >= len(devices) > 1:  # every device in the canary wave = the whole site at once, no soak
+        raise RolloutError(f"--canary {canary} covers all {len(devices)} devices of '{site}': the whole site would "
+                           "be updated at once with no soak.", f"Use --canary {len(devices) - 1} or fewer "
+                           "(at least one device waits for the soak).")
     canary = min(canary, len(devices))
     size = wave_size if wave_size is not None else default_wave_size(len(devices) - canary)
     runs = [DeviceRun(name, target, 0 if i < canary else 1 + (i - canary) // size)
@@ -229,7 +233,10 @@ class _Runner:
     def save(self) -> None:
         self.store.save(self.rollout)
         if self.hooks.listener is not None:
-            self.hooks.listener(self.rollout)
+            try:
+                self.hooks.listener(self.rollout)
+            except Exception:  # a window's bug must not cancel the wave's other devices mid-flash
+                log.exception("rollout listener failed")
 
     def record(self, event: str, detail: Mapping[str, Any], result: str = "ok") -> None:
         self.hooks.record(AUDIT_ACTION, {"event": event, "rollout": self.rollout.id, "site": self.rollout.site,
@@ -286,6 +293,9 @@ class _Runner:
             return await self.hooks.recheck(device)
         except (SitelineError, OSError, TimeoutError) as exc:
             return f"could not check it: {exc}"
+        except Exception as exc:  # a bug: the canary is not known healthy, so the rollout stops (no escape)
+            log.exception("rollout %s: checking %s failed", self.rollout.id, device.name)
+            return f"could not check it (internal error: {exc})"
 
     async def run_wave(self, index: int, wave: list[DeviceRun]) -> DeviceRun | None:
         """Run the wave's devices (``parallel`` at a time); after the first failure nothing new starts."""
@@ -317,6 +327,9 @@ class _Runner:
             device.job_id, device.status, device.message = job.id, job.status, job.message
         except (SitelineError, OSError, TimeoutError) as exc:  # could not even start its job
             device.status, device.message = "failed", str(exc)
+        except Exception as exc:  # a bug must not escape the TaskGroup: it would cancel the others mid-flash
+            log.exception("rollout %s: device %s stopped by an internal error", self.rollout.id, device.name)
+            device.status, device.message = "failed", f"Siteline hit an internal error ({type(exc).__name__}: {exc})"
         self.save()
 
     def stop(self, reason: str) -> None:

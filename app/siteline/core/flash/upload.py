@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shlex
 import time
 from pathlib import Path
@@ -21,6 +22,16 @@ ANSWER_TIMEOUT = 5.0
 INSTALL_TIMEOUT = 1800.0  # a large image on slow flash takes minutes
 TAIL_LINES = 4
 UNCHANGED = "nothing on the device changed; run it again to resume"
+BUSY_PATIENCE = INSTALL_TIMEOUT  # an install begun before a link drop may take as long as one we start
+BUSY_POLL = 0.5
+# RAUC's Installer.Operation ("idle", "installing") on D-Bus: `rauc status` (1.8) does not print it. The rauc
+# client uses the session bus when DBUS_STARTER_BUS_TYPE=session (test rigs), else the system bus; so does this.
+BUSY_QUERIES = {
+    "rauc": ('if [ "$DBUS_STARTER_BUS_TYPE" = session ]; then b=--session; else b=--system; fi; '
+             "dbus-send $b --print-reply --reply-timeout=5000 --dest=de.pengutronix.rauc / "
+             "org.freedesktop.DBus.Properties.Get string:de.pengutronix.rauc.Installer string:Operation"),
+}
+_OPERATION = re.compile(r'string "([a-z-]+)"')
 
 
 async def transfer(flow: Flow, step: Step) -> str:
@@ -80,6 +91,8 @@ def _tail(text: str) -> str:
 async def install(flow: Flow, step: Step, resumed: bool) -> str:
     job = flow.job
     if resumed:  # Siteline stopped while it ran: the device says whether it got there
+        # RAUC goes on installing after the SSH client died: wait for that install before judging or repeating it.
+        await _wait_idle(flow, step)
         done = await _installed(flow)
         if done:
             await _remove_upload(flow)
@@ -95,6 +108,11 @@ async def install(flow: Flow, step: Step, resumed: bool) -> str:
     flow.save()
     result = await flow.reader.run(command, INSTALL_TIMEOUT)
     said = _tail(result.stdout + "\n" + result.stderr) or "no output"
+    if result.exit_code != 0 and await _wait_idle(flow, step):  # refused: an earlier install of ours still ran
+        done = await _installed(flow)
+        if done:
+            await _remove_upload(flow)
+            return f"{done} (the install begun before the link dropped finished; this one said: {said})"
     if result.exit_code != 0:
         raise Stop("failed", f"the install failed (exit {result.exit_code}: {said}); the device still runs "
                    f"{job.from_slot} ({job.from_version or '?'}) and nothing switched; the uploaded image is kept "
@@ -111,6 +129,39 @@ async def install(flow: Flow, step: Step, resumed: bool) -> str:
                    f"device still runs {job.from_slot}", detail=f"exit 0: {said}")
     await _remove_upload(flow)
     return f"exit 0: {said}; {done}"
+
+
+async def _installer_operation(flow: Flow) -> str | None:
+    """What the device's installer is doing ("idle", "installing"); None when it cannot be told (no such query
+    for this backend, no dbus-send, no service): the caller then judges by the slots alone, as before."""
+    query = BUSY_QUERIES.get(flow.job.backend)
+    if query is None:
+        return None
+    try:
+        result = await flow.reader.run(query, ANSWER_TIMEOUT + 5.0)
+    except LINK_ERRORS:
+        return None
+    found = _OPERATION.search(result.stdout) if result.exit_code == 0 else None
+    return found.group(1) if found else None
+
+
+async def _wait_idle(flow: Flow, step: Step) -> bool:
+    """Wait (at most BUSY_PATIENCE) while the installer is busy; True when it was busy at first."""
+    operation = await _installer_operation(flow)
+    if operation in (None, "idle"):
+        return False
+    deadline = time.monotonic() + BUSY_PATIENCE
+    flow.note(f"{flow.job.backend} was {operation} (an install begun before the link dropped): waited for it")
+    while operation not in (None, "idle"):
+        if time.monotonic() >= deadline:
+            raise Stop("needs-attention", f"{flow.job.backend} on the device is still {operation} after "
+                       f"{BUSY_PATIENCE:.0f} s (an install Siteline started before the link dropped). Wait for it "
+                       "to finish (its Slots tab shows the result), then flash again or roll back")
+        step.detail = f"{flow.job.backend} is still {operation} (the install begun before the link dropped)"
+        flow.progress(step)
+        await asyncio.sleep(BUSY_POLL)
+        operation = await _installer_operation(flow)
+    return True
 
 
 async def _switch_to_target(flow: Flow) -> str:
