@@ -47,7 +47,7 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         return _mark(state, rest[1], rest[2] if len(rest) > 2 else "booted")
     if cmd == "install" and len(rest) == 2:
         # An absolute path names the device's file (an upload to /data lands in its rootfs).
-        return _install(state, device_path(state, rest[1]) or Path(rest[1]))
+        return _install(state, device_path(state, rest[1]) or Path(rest[1]), shown=rest[1])
     if cmd == "install":
         return fail("An absolute bundle filename or URL must be provided")
     return fail(f"Invalid command '{' '.join(rest)}' given")
@@ -195,16 +195,17 @@ STEPS = ["  0% Installing", "  0% Determining slot states", " 20% Determining sl
          " 80% Determining target install group done.", " 80% Updating slots"]
 
 
-def _install(state: DeviceState, bundle: Path) -> int:
+def _install(state: DeviceState, bundle: Path, shown: str) -> int:
+    """Install ``bundle`` (the device file behind ``shown``, the path as the device names it in its words)."""
     out("installing\n")
     try:
         manifest = read_manifest(bundle)
     except BundleError as exc:
         out("".join(s + "\n" for s in STEPS[:4]) + "idle\n")
-        return fail(f"Installing `{bundle}` failed: {exc}")
+        return fail(f"Installing `{shown}` failed: {exc}")
     if manifest.compatible != slots.COMPATIBLE:
         out("".join(s + "\n" for s in STEPS[:6]) + "idle\n")
-        return fail(f"Installing `{bundle}` failed: Compatible mismatch: Expected '{slots.COMPATIBLE}' "
+        return fail(f"Installing `{shown}` failed: Compatible mismatch: Expected '{slots.COMPATIBLE}' "
                     f"but bundle manifest has '{manifest.compatible}'")
     booted = state.booted_slot()
     target = next(s for s in slots.SLOT_TABLE if s.bootname != booted)
@@ -217,8 +218,8 @@ def _install(state: DeviceState, bundle: Path) -> int:
     out(f" 80% Checking slot {target.rauc_name}\n 90% Checking slot {target.rauc_name} done.\n"
         f" 90% Copying image to {target.rauc_name}\n 99% Copying image to {target.rauc_name} done.\n"
         " 99% Updating slots done.\n100% Installing done.\nidle\n"
-        f"Installing `{bundle}` succeeded\n")
-    state.log(f"Installing `{bundle}` succeeded: {manifest.version} in {target.rauc_name}", "rauc")
+        f"Installing `{shown}` succeeded\n")
+    state.log(f"Installing `{shown}` succeeded: {manifest.version} in {target.rauc_name}", "rauc")
     return 0
 
 
