@@ -24,6 +24,7 @@ from siteline.ui.panel_tabs import KINDS as PANEL_KINDS
 from siteline.ui.panel_tabs import TITLES as PANEL_TITLES
 from siteline.ui.panel_tabs import PanelTab
 from siteline.ui.path_view import active_path, path_line, paths_tooltip
+from siteline.ui.update_tab import UpdateTab
 
 if TYPE_CHECKING:
     from siteline.ui.sessions import SessionManager
@@ -31,9 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Tabs later issues fill, with what they will hold, so the technician knows what to expect.
-LATER_TABS = (
-    ("Update", "Flash a signed image with a tested way back."),
-)
+LATER_TABS: tuple[tuple[str, str], ...] = ()
 
 
 def placeholder(title: str, text: str) -> QWidget:
@@ -106,6 +105,8 @@ class DevicePage(QWidget):
         self.logs.setObjectName("logsTab")
         self.tabs.addTab(self.logs, "Logs")
         self.tabs.addTab(self.console, "Console")
+        self.update_tab = UpdateTab()  # the window's UpdateController feeds it and runs what it asks for
+        self.tabs.addTab(self.update_tab, "Update")
         for title, text in LATER_TABS:
             self.tabs.addTab(placeholder(title, text), title)
         # Set by the window: whether a device's link is metered (the Logs tab then polls slowly).
@@ -268,6 +269,8 @@ class DevicePage(QWidget):
         self._show_console_target(entry)
         self._title.setText(entry.name)
         self._target.setText(f"{entry.target}   ·   site {entry.site}")
+        self.update_tab.set_device(entry.name, entry.site)
+        self.update_tab.show_slots(snapshots.get("slots"))
         self.show_state(state)
         system = snapshots.get("system")
         if isinstance(system, System):
@@ -319,6 +322,8 @@ class DevicePage(QWidget):
     def show_state(self, state: ConnectionState) -> None:
         self._connected = state.state is ConnState.UP
         self._enable_slot_actions()
+        self.update_tab.set_connected(self._connected, f"{self.device or 'The device'} is not connected "
+                                      f"({state.describe()}).")
         self._state_icon.setPixmap(state_icon(state.state).pixmap(20, 20))
         self._state.setText(state.describe())
         self._state.setToolTip(state.describe())
@@ -340,6 +345,8 @@ class DevicePage(QWidget):
         tab = self.panel_tabs.get(kind)
         if tab is not None:
             tab.show_snapshot(snapshot, self.tabs.currentWidget() is tab)
+        if kind == "slots":
+            self.update_tab.show_slots(snapshot)
         self._snapshots[kind] = snapshot
         self.overview.show_health(self._snapshots)
 

@@ -48,6 +48,7 @@ from siteline.ui.plugins_dialog import PluginsDialog
 from siteline.ui.sessions import SessionManager
 from siteline.ui.status_bar import StatusBar
 from siteline.ui.theme import Theme
+from siteline.ui.update_controller import UpdateController
 from siteline.ui.window_settings import WindowSettings, from_b64, to_b64
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class MainWindow(QMainWindow):
         self._connect()
         # The refresh schedule, antenna alignment, factory-password check and slot actions.
         self.controls = DeviceControls(self)
+        self.updates = self._build_updates()
         self._restore_settings()
 
     # -- building ----------------------------------------------------------------------------
@@ -136,6 +138,28 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([380, 800])
         self.setCentralWidget(self.splitter)
         self.resize(1180, 720)
+
+    def _build_updates(self) -> UpdateController:
+        """The Update tab's worker: flash jobs kept in the data folder, recorded through the keep."""
+        from siteline import paths
+        from siteline.core.flash.store import JobStore
+
+        def keys() -> Any:  # the signature code loads when an image is first checked, not at start
+            from siteline.core.images.trusted_keys import TrustedKeys
+
+            return TrustedKeys(data / "trusted-keys")
+
+        def library() -> Any:
+            from siteline.core.images.library import ImageLibrary
+
+            return ImageLibrary(data / "images")
+
+        data = paths.data_dir()
+        return UpdateController(
+            self.page.update_tab, self.sessions, self.plugins, store=JobStore(data / "flash-jobs"),
+            keys=keys, library=library,
+            keep=self.keep_ui.keep if self.keep_ui is not None else None, problem=self.status.show_problem,
+            parent=self)
 
     def _action(
         self, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | str | None, slot: Callable[[], object],
@@ -239,7 +263,16 @@ class MainWindow(QMainWindow):
             self.status.showMessage(warnings[0], 15000)
         self._select(self._settings.selected or next(iter(self.model.device_names()), ""))
         self._update_summary()
+        self._offer_unfinished_updates()
         return warnings
+
+    def _offer_unfinished_updates(self) -> None:
+        """Jobs a closed (or killed) Siteline left running: a banner on each device's Update tab offers resuming."""
+        jobs = [j for j in self.updates.find_unfinished() if self.inventory.get(j.device) is not None]
+        if jobs:
+            names = ", ".join(sorted({j.device for j in jobs}))
+            self.status.show_problem(f"An update did not finish on {names}: open its Update tab to resume it.")
+            self.page.update_tab.sig_resume_requested.connect(lambda _id: self.status.clearMessage())
 
     def selected_device(self) -> str | None:
         indexes = self.tree.selectionModel().selectedRows(NAME_COLUMN)
@@ -441,6 +474,7 @@ class MainWindow(QMainWindow):
     async def stop_device_work(self) -> None:
         """Before the links close: the log follower, the refresh schedule, alignment and checks end."""
         await self.page.logs.close()
+        await self.updates.close()
         await self.controls.close()
 
     async def close_keep(self) -> None:
