@@ -334,11 +334,32 @@ async def test_large_image_on_a_cellular_link_needs_the_technicians_yes(
 
 
 @pytest.mark.asyncio
-async def test_both_slots_out_of_attempts_is_shown_plainly_with_the_recovery(bench: Bench, signer: Signer) -> None:
+async def test_a_running_slot_on_its_last_attempt_is_refused(bench: Bench, signer: Signer) -> None:
     env = bench.env()
     env["BOOT_A_LEFT"] = "1"  # earlier power cuts during boot used up all but one of A's attempts
     bench.state.write_env(env)
-    done = await bench.run(_flash(bench, signer, "2025.12.0-panics", boots=False), signer)
+    done = await bench.run(_flash(bench, signer, "2025.12.1"), signer)
+    assert done.status == "refused"
+    assert "has 1 boot attempt(s) left" in done.message
+    assert "mark it good first" in done.message
+    assert _steps(done)["transfer"] == "skipped"
+
+
+@pytest.mark.asyncio
+async def test_both_slots_out_of_attempts_is_shown_plainly_with_the_recovery(bench: Bench, signer: Signer) -> None:
+    def power_cuts_meanwhile(seen: FlashJob) -> None:  # after preflight: A's attempts go as the install runs
+        if seen.step("install").state == "running" and bench.env()["BOOT_A_LEFT"] != "1":
+            env = bench.env()
+            env["BOOT_A_LEFT"] = "1"
+            bench.state.write_env(env)
+
+    job = _flash(bench, signer, "2025.12.0-panics", boots=False)
+    link = ssh_link(bench.port, bench.known_hosts)
+    try:
+        done = await run_job(job, link, store=bench.store, record=bench.record, backends=backends(),
+                             keys=signer.keys, listener=power_cuts_meanwhile)
+    finally:
+        await link.close()
     assert done.status == "needs-attention", done.message
     assert "both slots are out of boot attempts" in done.message
     assert "A 2024.03.0: 0 attempts left (booted)" in done.message

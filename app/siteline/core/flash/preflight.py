@@ -26,6 +26,7 @@ LTE_BPS = 10_000_000  # a plausible sustained LTE upload rate for the estimate (
 SERIAL_LIMIT = 4 * MIB  # over a console line only small images: hours otherwise
 SERIAL_BPS = 115_200
 SPACE_MARGIN = MIB  # room left beside the image on the device
+LAST_ATTEMPT = 1  # a running slot with this many boot attempts left (or fewer) is no way back
 
 
 def mib(n: int) -> str:
@@ -46,6 +47,12 @@ async def preflight(flow: Flow) -> str:
     if booted.health == "bad":
         raise Stop("refused", f"the running slot {label(booted)} is marked bad: mark it good first (Slots tab) "
                    "so the device has a way back, then flash again")
+    if booted.attempts_left is not None and booted.attempts_left <= LAST_ATTEMPT:
+        # If the new image then fails its boots, the device falls back to a slot on its last attempt: one
+        # power cut there and no slot is left to boot.
+        raise Stop("refused", f"the running slot {label(booted)} has {booted.attempts_left} boot attempt(s) left "
+                   "(it was not marked good since it booted): mark it good first (Slots tab, Mark good) so the "
+                   "device keeps a full way back, then flash again")
     other = other_slot(slots, booted)
     if other is None:
         raise Stop("refused", f"no inactive slot next to {label(booted)}: this device has no A/B pair to install "
