@@ -28,8 +28,9 @@ from siteline.core.targets import Target
 from siteline.core.transports.base import Credentials, Transport
 from siteline.core.transports.ssh import SshTransport
 from siteline.ui.panels import tone_colour
-from siteline.ui.update_steps import TOUCH_HEIGHT, ConfirmDialog, remaining
+from siteline.ui.update_steps import TOUCH_HEIGHT, ConfirmDialog
 from siteline.ui.update_tab import UpdateTab
+from siteline.ui.update_verify import remaining
 from siteline_slots.parsers import merge, parse_fw_printenv, parse_rauc_status
 from tests.gui.conftest import close_window, show, until
 from tests.peers import require_tool
@@ -464,3 +465,12 @@ def test_cancel_stops_the_job_only_while_that_is_safe(make_window, aloop, qtbot)
         await close_window(window)
 
     aloop.run(scenario())
+
+
+def test_a_healthy_device_shows_no_boot_counter_panel(qtbot) -> None:
+    tab = make_tab(qtbot)  # A and B with 3 attempts each
+    tab.show()
+    assert tab.recovery.alarm.isHidden()
+    assert tab.recovery.result.isHidden()
+    assert not tab.counters_out
+    assert tab.rollback_button.isEnabled()

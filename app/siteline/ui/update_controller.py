@@ -1,4 +1,5 @@
-"""Runs the Update tab's work on the qasync loop: verify an image, flash it, roll back, resume, cancel.
+"""Runs the Update tab's work on the qasync loop: verify an image, flash it, roll back, resume, cancel, and
+reset the boot counters of a device whose slots ran out of boot attempts (core/flash/recovery.py).
 
 No protocol here: the image gate (core/images/gate.py) decides what may be flashed, the flash machine
 (core/flash/machine.py) does every step over a SessionLink on the window's live session, and records each
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import shiboken6
 from PySide6.QtCore import QObject
 
+from siteline.core.device.slot_actions import ActionOutcome
+from siteline.core.device.slots import Slots
 from siteline.core.errors import SitelineError
 from siteline.core.flash.job import FlashJob, FlashOptions
 from siteline.core.flash.store import JobStore
@@ -48,6 +51,8 @@ class DeviceUpdate:
     job: FlashJob | None = None
     task: asyncio.Task[Any] | None = None
     resumable: FlashJob | None = None
+    resetting: bool = False  # the boot counters are being reset now
+    reset_outcome: ActionOutcome | None = None  # of the last reset
 
 
 class UpdateController(QObject):
@@ -69,6 +74,7 @@ class UpdateController(QObject):
         tab.sig_rollback_confirmed.connect(self._on_tab_rollback_confirmed)
         tab.sig_cancel_requested.connect(self.cancel)
         tab.sig_resume_requested.connect(self._on_tab_resume_requested)
+        tab.sig_reset_counters_confirmed.connect(self._on_tab_reset_confirmed)
 
     @property
     def keys(self) -> TrustedKeys:
@@ -114,6 +120,7 @@ class UpdateController(QObject):
             self.tab.show_gate(state.image, state.gate)
         self.tab.show_job(state.job)
         self.tab.show_resumable(state.resumable)
+        self.tab.show_recovery(state.resetting, state.reset_outcome)
 
     def _on_tab_image_chosen(self, image: Path) -> None:
         if self.tab.device is not None:
@@ -168,6 +175,47 @@ class UpdateController(QObject):
         self.tab.show_resumable(None)
         self._start(self.run(job))
 
+    def _on_tab_reset_confirmed(self) -> None:
+        name = self.tab.device
+        if name is not None and not self.state(name).resetting:
+            self._start(self.reset_counters(name))
+
+    # -- recovery: the boot counters ran out ------------------------------------------------------------
+
+    async def reset_counters(self, name: str) -> ActionOutcome | None:
+        """Reset every slot's boot counter (the running slot first) over the device's session, whichever path is
+        up (the serial console included), record it, then read the slots again so the tab shows the device now."""
+        from siteline.core.flash.recovery import reset_boot_counters
+
+        session = self.sessions.get(name)
+        if session is None:
+            return None
+        state = self.state(name)
+        if state.task is not None:  # a job drives the device's slots: never both at once
+            self.problem(f"{name}: an update is running on it; the boot counters were not touched.")
+            return None
+        snapshot = session.snapshots.get("slots")
+        state.resetting, state.reset_outcome = True, None
+        self._show_recovery(name)
+        try:
+            outcome = await reset_boot_counters(session.run, snapshot if isinstance(snapshot, Slots) else None,
+                                                self._record_for(name, session.entry.site))
+        finally:
+            state.resetting = False
+            self._show_recovery(name)
+        state.reset_outcome = outcome
+        if session.state.state is ConnState.UP:
+            await session.refresh("slots")  # the panel goes once the slots read back fine
+        self._show_recovery(name)
+        if not outcome.ok:
+            self.problem(f"{name}: {outcome}")
+        return outcome
+
+    def _show_recovery(self, name: str) -> None:
+        state = self.state(name)
+        if self.tab.device == name and shiboken6.isValid(self.tab):
+            self.tab.show_recovery(state.resetting, state.reset_outcome)
+
     # -- running jobs ---------------------------------------------------------------------------------
 
     async def flash(self, name: str, image: Path, options: FlashOptions) -> FlashJob | None:
@@ -206,15 +254,27 @@ class UpdateController(QObject):
         if session is None:
             self.problem(f"{job.device} is no longer in the device list: its update was not started.")
             return job
+        if state.task is not None or state.resetting:  # one job (or reset) drives a device's slots at a time
+            self.problem(f"{job.device}: another update (or a boot-counter reset) is running on it; this one was "
+                         "not started. Wait for it to finish.")
+            job.status, job.message = "refused", "Another job was running on the device: nothing was done."
+            return job
+        before = state.job
         state.job, state.task = job, asyncio.current_task()
         self._on_job_changed(job)
         link = SessionLink(session)
         backends = [c.item for c in self.plugins.update_backends()]
         try:
-            final = await run_job(job, link, store=self.store, record=self._recorder(job), backends=backends,
+            final = await run_job(job, link, store=self.store, record=self._record_for(job.device, job.site),
+                                  backends=backends,
                                   keys=self.keys, listener=self._on_job_changed)
         except JobStoreError as exc:  # busy in another Siteline, or its file cannot be written: nothing ran
             self.problem(f"{job.device}: {exc}")
+            state.job = before  # the tab must not show it running with nothing driving it
+            if self.tab.device == job.device and shiboken6.isValid(self.tab):
+                self.tab.show_job(before)
+            if session.state.state is ConnState.UP:
+                self._start(session.refresh("slots"))  # the tab waits for fresh slots after showing a job
             return job
         except BaseException:  # cancelled (only while that is safe), the window closing, or a bug: show what is saved
             final = self._saved(job)
@@ -238,12 +298,13 @@ class UpdateController(QObject):
         except (OSError, ValueError):
             return job
 
-    def _recorder(self, job: FlashJob) -> Callable[[str, Mapping[str, Any], str], None]:
+    def _record_for(self, device: str, site: str) -> Callable[[str, Mapping[str, Any], str], None]:
+        """The keep's audit trail for ``device`` (flash steps, outcomes, boot-counter resets)."""
         def record(action: str, detail: Mapping[str, Any], result: str) -> None:
             if self.keep is None:
                 log.warning("not recorded (nothing can be kept): %s %s %s", action, dict(detail), result)
                 return
-            self.keep.record(action, device=job.device, site=job.site, detail=detail, result=result)
+            self.keep.record(action, device=device, site=site, detail=detail, result=result)
 
         return record
 

@@ -1,6 +1,7 @@
 """The Update tab's job view: one big row per step (mark, name, what it is doing, a bar with the time left),
-then the outcome in words with what was seen; the words the tab shows for the image gate (what to do about
-each refusal); and the confirmation asked before a job starts. Fed a FlashJob in any state; it does no I/O.
+then the outcome in words with what was seen; the confirmation asked before a job starts; and the red recovery
+panel for a device whose slots ran out of boot attempts. Fed a FlashJob (or a Slots snapshot) in any state;
+it does no I/O. The image gate's words are in update_verify.py.
 
 A job has at most seven steps that never move, so they are plain rows, not an item model: each row is
 big enough to read from arm's length, and a bar per row is what a model/delegate would draw anyway.
@@ -8,7 +9,7 @@ big enough to read from arm's length, and a bar per row is what a model/delegate
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFrame,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -23,12 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from siteline.core.device.slots import Slot
+from siteline.core.device.slot_actions import DEFAULT_ATTEMPTS, ActionOutcome
+from siteline.core.device.slots import Slot, Slots
 from siteline.core.flash.job import FlashJob, Step
-from siteline.ui.panels import paint, plain_label
-
-if TYPE_CHECKING:  # the gate pulls in the signature code: loaded when an image is first checked, not at start
-    from siteline.core.images.gate import DeviceFacts, GateResult
+from siteline.core.flash.recovery import first_slot, needs_reset, reset_plan
+from siteline.ui.panels import paint, plain_label, tone_colour
 
 TOUCH_HEIGHT = 48  # px: a button a gloved finger hits first time
 BAR_STEPS = 1000  # a bar counts in permille: byte counts of a multi-GB image overflow Qt's int
@@ -113,58 +114,6 @@ def outcome_words(job: FlashJob) -> tuple[str, str | None]:
     """The headline for a job's status and its tone; a rollback job's success reads as a rollback."""
     table = {**OUTCOMES, **ROLLBACK_OUTCOMES} if job.kind == "rollback" else OUTCOMES
     return table.get(job.status, (job.status, None))
-
-
-# The first words of a gate refusal -> what the technician can do about it.
-WHAT_TO_DO = (
-    ("unsigned", "Get the .sig file made for this image and put it next to the image (same name + .sig)."),
-    ("signature refused", "Do not flash this file. Get the image and its .sig again; if your team signs with a "
-                          "new key, add that key first (siteline keys add)."),
-    ("unreadable image", "The file is damaged or is not an update image: copy it again."),
-    ("not for this device", "Choose the image built for this type of device."),
-    ("device compatible unknown", "Press F5 (or open the Slots tab) so Siteline reads the device, then choose "
-                                  "the image again."),
-    ("it rewrites the bootloader", "Only if you were told to: type the sentence below exactly."),
-    ("downgrade", "Only if you mean to go back to an older version: tick 'Allow an older version' below."),
-)
-
-
-def what_to_do(reason: str) -> str:
-    return next((hint for start, hint in WHAT_TO_DO if reason.startswith(start)), "")
-
-
-def short_reason(reason: str) -> str:
-    """"unsigned", "not for this device": the words before the gate's colon, for headlines."""
-    return reason.split(":", 1)[0]
-
-
-def remaining(gate: GateResult, downgrade: bool, typed: str, phrase: str) -> list[str]:
-    """The gate's refusals the technician's overrides do not lift (the gate ran without overrides)."""
-    left = []
-    for reason in gate.reasons:
-        if reason.startswith("downgrade:") and downgrade:
-            continue
-        if reason.startswith("it rewrites the bootloader") and typed == phrase:
-            continue
-        left.append(reason)
-    return left
-
-
-def fact_lines(gate: GateResult, facts: DeviceFacts) -> list[str]:
-    """The image's facts under the verdict: file, version vs the device's, compatible, signer."""
-    info = gate.info
-    if info is None:
-        return []
-    running = facts.installed_version or "unknown"
-    match = "?" if not facts.compatible else "✔ matches" if not any(
-        r.startswith("not for this device") for r in gate.reasons) else "✖ does not match"
-    lines = [f"File: {info.path.name} · {info.format} · {size_text(info.size)} · SHA-256 {info.sha256[:16]}…",
-             f"Version: {info.version or 'unknown'}   (the device runs {running})",
-             f"Made for: {info.compatible or ', '.join(info.compatibles) or 'unknown'}   "
-             f"({match} {facts.compatible or 'the device type is not read yet'})"]
-    if gate.verdict is not None and gate.verdict.ok:
-        lines.append(f"Signature: {gate.verdict.algorithm}, key {gate.verdict.key_name} {gate.verdict.fingerprint}")
-    return lines
 
 
 def big(widget: Any, scale: float = 1.15, bold: bool = True) -> Any:
@@ -340,3 +289,131 @@ class OutcomeView(QFrame):
         self.setStyleSheet(f"QFrame#updateOutcome {{ border: 2px solid {border}; border-radius: 6px; }}"
                            " QFrame#updateOutcome QLabel { border: none; }")
         self.show()
+
+
+
+class ResumeBanner(QFrame):
+    """A job a closed Siteline left unfinished on this device: what it was, where it stopped, Resume."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("updateResumeBanner")
+        self.text = big(plain_label("", "updateResumeText"), 1.05)
+        self.button = big(QPushButton("Resume it now"))
+        self.button.setObjectName("updateResume")
+        self.button.setMinimumHeight(TOUCH_HEIGHT)
+        row = QHBoxLayout(self)
+        row.addWidget(self.text, 1)
+        row.addWidget(self.button)
+
+    def show_job(self, job: FlashJob | None, running: bool, connected: bool, offline_reason: str) -> None:
+        self.setVisible(job is not None and not running)
+        if job is None:
+            return
+        step = job.current
+        where = f" It stopped at “{step.name}”." if step is not None else ""
+        what = "A rollback" if job.kind == "rollback" else f"An update to {job.image_version or 'a new version'}"
+        self.text.setText(f"⚠ {what} of {job.device} did not finish (Siteline was closed).{where} "
+                          "Resume it so Siteline can finish it safely.")
+        self.button.setEnabled(connected)
+        self.button.setToolTip("" if connected else offline_reason)
+        paint(self.text, "warn")
+        self.setStyleSheet("QFrame#updateResumeBanner { border: 2px solid palette(highlight); border-radius: 6px; }")
+COUNTERS_FIRST = ("Reset the boot counters first (the red panel above): with no boot attempts left, a reboot "
+                  "could leave the device with nothing to boot.")
+
+
+def counters_sentence(slots: Slots) -> str:
+    """Each A/B slot's attempts left in one sentence: "Slot A (1.1.0, running now) has 0 boot attempts left, …"."""
+    parts = []
+    for slot in sorted((s for s in slots.slots if s.bootname), key=lambda s: s.bootname or ""):
+        if slot.bootname:
+            left = "an unknown number of" if slot.attempts_left is None else str(slot.attempts_left)
+            words = slot_words(slot)
+            words = words[:-1] + ", running now)" if words.endswith(")") and slot.booted else \
+                words + (" (running now)" if slot.booted else "")
+            parts.append(f"{words} has {left} boot attempts left")
+    return upper_first(", ".join(parts)) + "." if parts else ""
+
+
+def reset_confirmation(device: str, slots: Slots | None) -> tuple[str, list[str], str, str]:
+    """(heading, lines, risk, button) of the question asked before the boot counters are reset."""
+    todo = reset_plan(slots, first_slot(slots))
+    first = todo.order.split()[0]
+    return (f"Reset the boot counters of {device}?",
+            [f"Writes {device}'s boot environment over the link in use now (the serial console when SSH is down):",
+             f"Runs: {todo.linux}",
+             f"Every slot gets {DEFAULT_ATTEMPTS} boot attempts again; slot {first} boots first (it runs now, so it "
+             "is known to boot).",
+             "Reads the environment back to check it, and records the reset in the audit trail.",
+             "Does not reboot and does not touch the images in the slots."],
+            "⚠ Keep the device powered until Siteline says it is done.",
+            f"Reset the counters on {device}")
+
+
+class RecoveryPanel(QWidget):
+    """A red panel while the Slots snapshot says the boot counters need a reset (recovery.needs_reset), with the
+    one action that fixes it, and under it the outcome of the last reset (which stays after the panel goes)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.alarm = QFrame()
+        self.alarm.setObjectName("updateRecovery")
+        self.headline = big(plain_label("", "updateRecoveryHeadline", selectable=False), 1.4)
+        self.counters = big(plain_label("", "updateRecoveryCounters"), 1.15)
+        self.explain = big(plain_label("", "updateRecoveryExplain"), 1.0, False)
+        self.button = big(QPushButton("⟲ Reset the boot counters…"), 1.3)
+        self.button.setObjectName("updateRecoveryReset")
+        self.button.setMinimumHeight(TOUCH_HEIGHT + 12)
+        self.why_off = big(plain_label("", "updateRecoveryWhyOff", selectable=False), 1.0, False)
+        box = QVBoxLayout(self.alarm)
+        box.setSpacing(8)
+        for widget in (self.headline, self.counters, self.explain, self.button, self.why_off):
+            box.addWidget(widget)
+        self.result = big(plain_label("", "updateRecoveryResult"), 1.1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.alarm)
+        layout.addWidget(self.result)
+
+    def show_state(self, device: str, slots: Slots | None, *, blocked: str | None, resetting: bool,
+                   outcome: ActionOutcome | None) -> None:
+        """``blocked``: why the reset cannot run now (offline, a job runs), None when it can."""
+        why = needs_reset(slots) if slots is not None else None
+        self.alarm.setVisible(why is not None or resetting)
+        if slots is not None and why is not None:
+            self.headline.setText(f"⚠ {device} may not boot again: {why.split(':')[0]}")
+            self.counters.setText(counters_sentence(slots))
+            first = first_slot(slots) or "the running slot"
+            self.explain.setText("Usually the images are fine: every boot cut short (a power cut while it boots) "
+                                 f"used up an attempt. Resetting the counters gives every slot {DEFAULT_ATTEMPTS} "
+                                 f"attempts again, slot {first} first. Siteline does it over the link in use now, "
+                                 "the serial console included; nothing reboots.")
+        self.button.setText("Resetting the boot counters…" if resetting else "⟲ Reset the boot counters…")
+        self.button.setEnabled(not resetting and blocked is None)
+        self.button.setToolTip(blocked or "Asks once more, saying exactly what will be written.")
+        self.why_off.setText(blocked or "")
+        self.why_off.setVisible(bool(blocked) and not resetting)
+        for label, tone in ((self.headline, "bad"), (self.counters, "bad"), (self.why_off, "warn")):
+            paint(label, tone)
+        red = tone_colour(self.headline, "bad").name()
+        self.alarm.setStyleSheet(f"QFrame#updateRecovery {{ border: 3px solid {red}; border-radius: 6px; }} "
+                                 "QFrame#updateRecovery QLabel { border: none; } "
+                                 f"QPushButton#updateRecoveryReset:enabled {{ background: {red}; color: white; "
+                                 "border-radius: 4px; padding: 4px 16px; }")
+        self._show_outcome(outcome)
+
+    def _show_outcome(self, outcome: ActionOutcome | None) -> None:
+        self.result.setVisible(outcome is not None)
+        if outcome is None:
+            return
+        if outcome.ok:
+            done = outcome.message.removeprefix("Done: ")
+            self.result.setText(f"✔ Boot counters reset: {done}\nNext: {outcome.hint}" if outcome.hint else
+                                f"✔ Boot counters reset: {done}")
+        else:
+            head = {"refused": "✖ Reset refused", "failed": "✖ Reset failed"}.get(outcome.result,
+                                                                                 "⚠ Reset not confirmed")
+            self.result.setText(f"{head}: {outcome.message}" + (f"\nWhat to do: {outcome.hint}" if outcome.hint
+                                                                else ""))
+        paint(self.result, "good" if outcome.ok else "bad")

@@ -1,6 +1,7 @@
 """The device page's Update tab: choose an image, see whether it may be flashed and why not, flash it with
 a confirmation that says what will happen, watch the steps, cancel while that is safe, read the outcome,
-and roll back to the other slot.
+and roll back to the other slot; and, when the slots ran out of boot attempts, a red panel that resets the boot
+counters (recovery over whatever link is up, the serial console included).
 
 A view: it shows what the controller (update_controller.py) hands it and emits ``sig_*`` once the technician
 has confirmed. One obvious next action at a time: before a job the big Flash button, during one the steps
@@ -15,50 +16,49 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
     QFrame,
     QGroupBox,
     QHBoxLayout,
-    QLineEdit,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
+from siteline.core.device.slot_actions import ActionOutcome
 from siteline.core.device.slots import Slot, Slots
 from siteline.core.flash.job import FlashJob, FlashOptions
+from siteline.core.flash.recovery import needs_reset
 from siteline.ui.panels import paint, plain_label
 from siteline.ui.panels.slots_panel import ab_slots
+from siteline.ui.update_steps import (
+    COUNTERS_FIRST,
+    TOUCH_HEIGHT,
+    ConfirmDialog,
+    OutcomeView,
+    RecoveryPanel,
+    ResumeBanner,
+    StepsView,
+    big,
+    is_cancellable,
+    reset_confirmation,
+    slot_words,
+    upper_first,
+    why_not_cancellable,
+)
+from siteline.ui.update_verify import (
+    ImageBox,
+    OptionsBox,
+    VerifyBox,
+    flash_confirmation,
+    phrase_for,
+    remaining,
+    short_reason,
+)
 
 if TYPE_CHECKING:  # the gate and library pull in the image code: loaded on first use, not at start
     from siteline.core.images.gate import DeviceFacts, GateResult
     from siteline.core.images.library import LibraryEntry
-
-from siteline.ui.update_steps import (
-    TOUCH_HEIGHT,
-    ConfirmDialog,
-    OutcomeView,
-    StepsView,
-    big,
-    fact_lines,
-    is_cancellable,
-    remaining,
-    short_reason,
-    size_text,
-    slot_words,
-    upper_first,
-    what_to_do,
-    why_not_cancellable,
-)
-
-
-def phrase_for(facts: DeviceFacts) -> str:
-    from siteline.core.images.gate import bootloader_phrase
-
-    return bootloader_phrase(facts)
 
 
 class UpdateTab(QWidget):
@@ -72,6 +72,8 @@ class UpdateTab(QWidget):
     sig_cancel_requested = Signal()
     sig_resume_requested = Signal(str)
     """A job id: resume the unfinished job the banner named."""
+    sig_reset_counters_confirmed = Signal()
+    """The technician confirmed resetting the shown device's boot counters."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -87,8 +89,9 @@ class UpdateTab(QWidget):
         self.slots_stale = False  # a job ran since the slots were read
         self.resumable: FlashJob | None = None
         self.base_options = FlashOptions()
+        self.resetting = False  # the boot counters are being reset now
+        self.reset_outcome: ActionOutcome | None = None  # of the last reset on this device
         self.dialog: ConfirmDialog | None = None
-        self.file_dialog: QFileDialog | None = None
         self._build()
         self.show_library([])
         self._refresh()
@@ -108,12 +111,20 @@ class UpdateTab(QWidget):
         layout = QVBoxLayout(content)
         layout.setSpacing(10)
         self._build_banner(layout)
+        self.recovery = RecoveryPanel()  # first: a device that may not boot again comes before anything else
+        self.recovery.button.clicked.connect(self._on_reset_clicked)
+        layout.addWidget(self.recovery)
         self.running_line = big(plain_label("", "updateRunning"), 1.3)
         layout.addWidget(self.running_line)
         self._build_job(layout)
-        self._build_image(layout)
-        self._build_gate(layout)
-        self._build_options(layout)
+        self.image_box, self.gate_box = ImageBox(self.choose_image), VerifyBox()
+        self.options_box = OptionsBox(self._refresh)
+        for box in (self.image_box, self.gate_box, self.options_box):
+            layout.addWidget(box)
+        # The tests (and a reader) reach these by the tab's name for them.
+        self.verdict, self.facts, self.reasons = self.gate_box.verdict, self.gate_box.facts, self.gate_box.reasons
+        self.reboot_now, self.phrase = self.options_box.reboot_now, self.options_box.phrase
+        self.phrase_label = self.options_box.phrase_label
         self.flash_button = big(QPushButton("Flash"), 1.3)
         self.flash_button.setObjectName("updateFlash")
         self.flash_button.setMinimumHeight(TOUCH_HEIGHT + 12)
@@ -128,16 +139,9 @@ class UpdateTab(QWidget):
         layout.addStretch(1)
 
     def _build_banner(self, layout: QVBoxLayout) -> None:
-        self.banner = QFrame()
-        self.banner.setObjectName("updateResumeBanner")
-        self.banner_text = big(plain_label("", "updateResumeText"), 1.05)
-        self.resume_button = big(QPushButton("Resume it now"))
-        self.resume_button.setObjectName("updateResume")
-        self.resume_button.setMinimumHeight(TOUCH_HEIGHT)
+        self.banner = ResumeBanner()
+        self.banner_text, self.resume_button = self.banner.text, self.banner.button
         self.resume_button.clicked.connect(self._on_resume_clicked)
-        row = QHBoxLayout(self.banner)
-        row.addWidget(self.banner_text, 1)
-        row.addWidget(self.resume_button)
         layout.addWidget(self.banner)
 
     def _build_job(self, layout: QVBoxLayout) -> None:
@@ -164,56 +168,6 @@ class UpdateTab(QWidget):
         box.addLayout(row)
         layout.addWidget(self.steps_box)
 
-    def _build_image(self, layout: QVBoxLayout) -> None:
-        self.image_box = QGroupBox("1. Image")
-        self.library = QComboBox()
-        self.library.setObjectName("updateLibrary")
-        self.library.setMinimumHeight(TOUCH_HEIGHT - 8)
-        self.library.activated.connect(self._on_library_activated)
-        self.choose_button = QPushButton("Choose a file…")
-        self.choose_button.setObjectName("updateChoose")
-        self.choose_button.setMinimumHeight(TOUCH_HEIGHT - 8)
-        self.choose_button.clicked.connect(self._on_choose_clicked)
-        self.image_line = plain_label("No image chosen yet.", "updateImageLine")
-        row = QHBoxLayout()
-        row.addWidget(self.library, 1)
-        row.addWidget(self.choose_button)
-        box = QVBoxLayout(self.image_box)
-        box.addLayout(row)
-        box.addWidget(self.image_line)
-        layout.addWidget(self.image_box)
-
-    def _build_gate(self, layout: QVBoxLayout) -> None:
-        self.gate_box = QGroupBox("2. Verification")
-        self.verdict = big(plain_label("", "updateVerdict"), 1.25)
-        self.facts = plain_label("", "updateFacts")
-        self.reasons = plain_label("", "updateReasons")
-        self.notes = plain_label("", "updateNotes")
-        box = QVBoxLayout(self.gate_box)
-        for widget in (self.verdict, self.facts, self.reasons, self.notes):
-            box.addWidget(widget)
-        layout.addWidget(self.gate_box)
-
-    def _build_options(self, layout: QVBoxLayout) -> None:
-        self.options_box = QGroupBox("3. Options")
-        self.reboot_now = QCheckBox("Reboot into the new version when it is installed (untick: it starts at the "
-                                    "next reboot)")
-        self.reboot_now.setChecked(True)
-        self.metered = QCheckBox("Send it even over a metered (cellular) link")
-        self.downgrade = QCheckBox("Allow an older version (downgrade)")
-        self.phrase_label = plain_label("", "updatePhrasePrompt")
-        self.phrase = QLineEdit()
-        self.phrase.setObjectName("updatePhrase")
-        self.phrase.setMinimumHeight(TOUCH_HEIGHT - 8)
-        box = QVBoxLayout(self.options_box)
-        for widget in (self.reboot_now, self.metered, self.downgrade, self.phrase_label, self.phrase):
-            box.addWidget(widget)
-        for check in (self.reboot_now, self.metered, self.downgrade):
-            check.setMinimumHeight(32)
-            check.toggled.connect(lambda _on: self._refresh())
-        self.phrase.textChanged.connect(lambda _t: self._refresh())
-        layout.addWidget(self.options_box)
-
     def _build_rollback(self, layout: QVBoxLayout) -> None:
         self.rollback_box = QGroupBox("Other action")
         self.rollback_text = plain_label("", "updateRollbackText")
@@ -235,11 +189,8 @@ class UpdateTab(QWidget):
         if name != self.device:
             self.device, self.site, self.slots = name, site, None
             self.image, self.gate, self.job, self.resumable, self.checking = None, None, None, None, False
-            self.slots_stale = False
-            self.phrase.clear()
-            self.downgrade.setChecked(False)
-            self.metered.setChecked(False)
-            self.reboot_now.setChecked(True)
+            self.slots_stale, self.resetting, self.reset_outcome = False, False, None
+            self.options_box.reset()
             self._refresh()
             self.sig_device_shown.emit(name)
 
@@ -258,11 +209,7 @@ class UpdateTab(QWidget):
             self.sig_image_chosen.emit(self.image)  # the device is known now: check the image against it again
 
     def show_library(self, entries: list[LibraryEntry]) -> None:
-        self.library.clear()
-        self.library.addItem("Images in the library…" if entries else "The image library is empty", None)
-        for entry in entries:
-            version = entry.info.get("version") or "version unknown"
-            self.library.addItem(f"{entry.image.name} — {version} ({entry.sha256[:12]})", entry.image)
+        self.image_box.show_library(entries)
 
     def show_checking(self, image: Path) -> None:
         self.image, self.gate, self.checking = image, None, True
@@ -284,6 +231,11 @@ class UpdateTab(QWidget):
         self.resumable = job
         self._refresh()
 
+    def show_recovery(self, resetting: bool, outcome: ActionOutcome | None) -> None:
+        """A boot-counter reset runs now, and/or the outcome of the last one (None: none yet)."""
+        self.resetting, self.reset_outcome = resetting, outcome
+        self._refresh()
+
     def choose_image(self, image: Path) -> None:
         self.sig_image_chosen.emit(Path(image))
 
@@ -297,15 +249,17 @@ class UpdateTab(QWidget):
 
     def options(self) -> FlashOptions:
         phrase = self.phrase.text() if self.gate and self.gate.info and self.gate.info.writes_bootloader else ""
-        return replace(self.base_options, reboot=self.reboot_now.isChecked(), allow_metered=self.metered.isChecked(),
-                       allow_downgrade=self.downgrade.isChecked(), bootloader_override=phrase or None)
+        box = self.options_box
+        return replace(self.base_options, reboot=box.reboot_now.isChecked(), allow_metered=box.metered.isChecked(),
+                       allow_downgrade=box.downgrade.isChecked(), bootloader_override=phrase or None)
 
     # -- drawing -------------------------------------------------------------------------------
 
     def _refresh(self) -> None:
         running = self.job is not None and not self.job.finished
         finished = self.job is not None and self.job.finished
-        self._draw_banner(running)
+        self.banner.show_job(self.resumable, running, self.connected, self.offline_reason)
+        self._draw_recovery(running)
         self._draw_job(running)
         choosing = not running and not finished
         for widget in (self.image_box, self.gate_box, self.options_box, self.flash_button, self.flash_why):
@@ -313,22 +267,6 @@ class UpdateTab(QWidget):
         self._draw_gate()
         self._draw_flash_button()
         self._draw_rollback(running)
-
-    def _draw_banner(self, running: bool) -> None:
-        job = self.resumable
-        self.banner.setVisible(job is not None and not running)
-        if job is None:
-            return
-        step = job.current
-        where = f" It stopped at “{step.name}”." if step is not None else ""
-        what = "A rollback" if job.kind == "rollback" else f"An update to {job.image_version or 'a new version'}"
-        self.banner_text.setText(f"⚠ {what} of {job.device} did not finish (Siteline was closed).{where} "
-                                 "Resume it so Siteline can finish it safely.")
-        self.resume_button.setEnabled(self.connected)
-        self.resume_button.setToolTip("" if self.connected else self.offline_reason)
-        paint(self.banner_text, "warn")
-        self.banner.setStyleSheet("QFrame#updateResumeBanner { border: 2px solid palette(highlight); "
-                                  "border-radius: 6px; }")
 
     def _draw_job(self, running: bool) -> None:
         job = self.job
@@ -351,49 +289,37 @@ class UpdateTab(QWidget):
                                       "the upload." if can else why_not_cancellable(job))
         self.again_button.setVisible(not running)
 
+    @property
+    def counters_out(self) -> bool:
+        """The slots are out of boot attempts (recovery.needs_reset): the reset comes before any other action."""
+        return self.slots is not None and needs_reset(self.slots) is not None
+
+    def _draw_recovery(self, running: bool) -> None:
+        why = "An update is running on this device." if running else None if self.connected else self.offline_reason
+        if why is None and self.slots_stale:
+            why = "Reading the device's slots again after the last job…"
+        self.recovery.show_state(self.device or "the device", self.slots, blocked=why, resetting=self.resetting,
+                                 outcome=self.reset_outcome)
+
     def _draw_gate(self) -> None:
         gate, image = self.gate, self.image
-        self.image_line.setText(f"{image}" if image else "No image chosen yet: pick one from the library or a file.")
-        for label in (self.facts, self.reasons, self.notes):
-            label.setVisible(gate is not None)
-        if self.checking:
-            self.verdict.setText(f"Checking the signature of {image.name if image else 'the image'}…")
-            paint(self.verdict, "info")
-            return
-        if gate is None:
-            self.verdict.setText("Choose an image: Siteline checks its signature and that it fits this device.")
-            paint(self.verdict, None)
-            return
-        left = self._remaining()
-        signer = gate.verdict.key_name if gate.verdict is not None and gate.verdict.ok else ""
-        self.verdict.setText(f"✔ Ready to flash: signed by {signer or 'a trusted key'}, made for this device"
-                             if not left else f"✖ Will not flash: {', '.join(short_reason(r) for r in left)}")
-        paint(self.verdict, "good" if not left else "bad")
-        self.facts.setText("\n".join(fact_lines(gate, self.device_facts)))
-        self.facts.setVisible(bool(self.facts.text()))
-        self.reasons.setText("\n\n".join(f"✖ {r}\n    What to do: {what_to_do(r)}" if what_to_do(r) else f"✖ {r}"
-                                         for r in left))
-        paint(self.reasons, "bad")
-        self.reasons.setVisible(bool(left))
-        self.notes.setText("\n".join(f"• {n}" for n in gate.notes))
-        paint(self.notes, "warn")
-        self.notes.setVisible(bool(gate.notes))
-        needs_phrase = gate.info is not None and gate.info.writes_bootloader
-        self.phrase_label.setText(f"This image rewrites the BOOTLOADER. To flash it anyway, type exactly:\n"
-                                  f"{phrase_for(self.device_facts)}")
-        self.phrase_label.setVisible(needs_phrase)
-        self.phrase.setVisible(needs_phrase)
+        self.image_box.show_image(image)
+        self.gate_box.show_gate(image, gate, self.checking, self._remaining(), self.device_facts)
+        needs_phrase = gate is not None and gate.info is not None and gate.info.writes_bootloader
+        self.options_box.show_phrase(needs_phrase and not self.checking, phrase_for(self.device_facts))
 
     def _remaining(self) -> list[str]:
         if self.gate is None:
             return []
         phrase = phrase_for(self.device_facts)
-        return remaining(self.gate, self.downgrade.isChecked(), self.phrase.text(), phrase)
+        return remaining(self.gate, self.options_box.downgrade.isChecked(), self.phrase.text(), phrase)
 
     def flash_blocked(self) -> str | None:
         """Why the Flash button is off, in words; None when it is on."""
         if self.job is not None and not self.job.finished:
             return "An update is running on this device."
+        if self.counters_out:
+            return COUNTERS_FIRST
         if self.image is None:
             return "Choose an image first."
         if self.checking:
@@ -428,6 +354,8 @@ class UpdateTab(QWidget):
         why = "An update is running on this device." if running else None if self.connected else self.offline_reason
         if why is None and self.slots_stale:
             why = "Reading the device's slots again after the last job…"
+        if why is None and self.counters_out:
+            why = COUNTERS_FIRST
         if why is None and other is None:
             why = "The slots are not read yet: press F5 (or open the Slots tab) first."
         if why is None and other is not None and other.health == "bad":
@@ -449,47 +377,15 @@ class UpdateTab(QWidget):
 
     # -- the technician's clicks -----------------------------------------------------------------
 
-    def _on_library_activated(self, index: int) -> None:
-        image = self.library.itemData(index)
-        if isinstance(image, Path):
-            self.choose_image(image)
-
-    def _on_choose_clicked(self) -> None:
-        dialog = QFileDialog(self, "Choose an update image")
-        dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
-        dialog.setNameFilters(["Update images (*.raucb *.swu *.img *.img.gz *.img.xz *.img.zst)", "All files (*)"])
-        dialog.fileSelected.connect(lambda path: self.choose_image(Path(path)))
-        self.file_dialog = dialog
-        dialog.open()
-
     def _on_flash_clicked(self) -> None:
         gate = self.gate
         if self.flash_blocked() is not None or gate is None or gate.info is None or self.image is None:
             return
-        info, options = gate.info, self.options()
-        booted, other = self._slot_pair()
-        device = self.device or "the device"
-        signer = gate.verdict.key_name if gate.verdict is not None else ""
-        lines = [f"Sends {info.path.name} ({size_text(info.size)}, signed by {signer or 'a trusted key'}) to "
-                 f"{device} at site {self.site}.",
-                 f"Installs {info.version} into {slot_words(other)}, the slot not running now. "
-                 f"{upper_first(slot_words(booted))} stays as it is: the way back."]
-        if options.reboot:
-            lines += [f"Then reboots {device} into {info.version}: it is offline for a few minutes.",
-                      f"If it does not come back healthy, Siteline switches back to {slot_words(booted)} by itself."]
-        else:
-            lines.append(f"Does not reboot: {info.version} starts at the next reboot.")
-        lines += [f"Overrides: {', '.join(self._overrides(options))}."] if self._overrides(options) else []
-        risk = "⚠ Do not unplug the device's power until Siteline says it is finished."
-        if options.bootloader_override:
-            risk = ("⚠ This image REWRITES THE BOOTLOADER: if that goes wrong the device needs a visit. " + risk[2:])
-        self._confirm(f"Flash {info.version} to {device}?", lines, risk, f"Flash {info.version} to {device}",
+        options, (booted, other) = self.options(), self._slot_pair()
+        lines, risk = flash_confirmation(gate, options, self.device or "the device", self.site, booted, other)
+        version, device = gate.info.version, self.device or "the device"
+        self._confirm(f"Flash {version} to {device}?", lines, risk, f"Flash {version} to {device}",
                       lambda: self.sig_flash_confirmed.emit(options))
-
-    def _overrides(self, options: FlashOptions) -> list[str]:
-        used = ["older version allowed"] if options.allow_downgrade else []
-        used += ["BOOTLOADER rewrite allowed"] if options.bootloader_override else []
-        return used + (["metered link allowed"] if options.allow_metered else [])
 
     def _on_rollback_clicked(self) -> None:
         booted, other = self._slot_pair()
@@ -507,6 +403,12 @@ class UpdateTab(QWidget):
         dialog.accepted.connect(then)
         self.dialog = dialog
         dialog.open()
+
+    def _on_reset_clicked(self) -> None:
+        if not self.recovery.button.isEnabled():
+            return
+        heading, lines, risk, ok_text = reset_confirmation(self.device or "the device", self.slots)
+        self._confirm(heading, lines, risk, ok_text, self.sig_reset_counters_confirmed.emit)
 
     def _on_resume_clicked(self) -> None:
         if self.resumable is not None:
