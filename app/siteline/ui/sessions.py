@@ -71,6 +71,11 @@ class _WatchedTransport:
         self._on_host_key_error = on_host_key_error
 
     @property
+    def inner(self) -> Transport:
+        """The transport this one watches: what a caller that needs its kind (SFTP over SSH) looks at."""
+        return self._inner
+
+    @property
     def state(self) -> ConnectionState:
         return self._inner.state
 

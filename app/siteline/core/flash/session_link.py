@@ -20,6 +20,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from siteline.core.errors import SitelineError, TransportError
 from siteline.core.session import DeviceSession
@@ -71,8 +72,9 @@ class SessionLink:
             raise TransportError(f"{self.session.entry.name} is not connected ({self.session.state.describe()}).",
                                  "Wait until it is connected again; the upload resumes where it stopped.")
         self._sending()
-        if isinstance(transport, SshTransport):
-            return await transport.put(local, remote, progress)
+        inner = _unwrapped(transport)
+        if isinstance(inner, SshTransport):  # SFTP: resumable and pipelined; a console tops out at 16 MiB
+            return await inner.put(local, remote, progress)
         # A serial line takes only short typed lines; the MQTT agent takes long ones (see console_transfer).
         max_line = cmds.MAX_TYPED_LINE if self.kind == "serial" else cmds.LONG_LINE
         return await put_over_console(self.session.run, local, remote, progress, max_line=max_line)
@@ -121,3 +123,13 @@ class SessionLink:
         if self._remove is not None:
             self._remove()
             self._remove = None
+
+
+def _unwrapped(transport: Any) -> Any:
+    """The transport under the wrappers the window puts around a session's (they expose it as ``inner``)."""
+    for _ in range(8):  # wrappers nest a level or two; never loop on one that names itself
+        inner = getattr(transport, "inner", None)
+        if inner is None or inner is transport:
+            break
+        transport = inner
+    return transport
