@@ -24,7 +24,7 @@ from siteline.core.transports.transfer import Progress, TransferResult
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT = 10.0  # the command that proves a reopened link carries commands
-RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # seconds between tries to reopen, doubling
+RETRY_FIRST, RETRY_MAX = 0.05, 1.0  # seconds between tries to reopen, doubling: a device back is seen within 1 s
 
 
 def kind_of(transport: Transport) -> str:
