@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -176,6 +176,10 @@ class PathLinks:
         self._log = logger
         self._busy: Counter[int] = Counter()  # commands running, per transport (by id)
         self._shells: Counter[int] = Counter()  # interactive shells (consoles) open, per transport (by id)
+        # Transfers (an SFTP upload) using a transport directly, per transport (by id): a move keeps the old
+        # link open until they end (no grace deadline: a large image takes minutes), unlike a console it
+        # does not stop the move itself.
+        self._transfers: Counter[int] = Counter()
         self.console_closed = asyncio.Event()  # the last console on the link in use closed: time to move back
         # Links let go after a move, until closed: close task -> (path index, transport id).
         self._closing: dict[asyncio.Task[None], tuple[int, int]] = {}
@@ -296,6 +300,19 @@ class PathLinks:
                 del self._busy[id(transport)]
             self._busy_changed.set()
 
+    @contextlib.contextmanager
+    def in_use(self, transport: Transport) -> Iterator[Transport]:
+        """Hold ``transport`` open while the block uses it directly (a transfer): a move closes it only after."""
+        key = id(transport)
+        self._transfers[key] += 1
+        try:
+            yield transport
+        finally:
+            self._transfers[key] -= 1
+            if self._transfers[key] <= 0:
+                del self._transfers[key]
+            self._busy_changed.set()
+
     # -- consoles ------------------------------------------------------------------------------
 
     def track_shell(self, transport: Transport, channel: Any) -> None:
@@ -358,16 +375,18 @@ class PathLinks:
 
     async def _close_when_idle(self, transport: Transport) -> None:
         # A command already running on the old link (a long copy over serial) finishes there, within a
-        # grace time; an open console keeps it until the person closes the console (or the path reopens).
+        # grace time; a transfer using it keeps it until the transfer ends, an open console until the person
+        # closes it (or the path reopens).
         key, loop = id(transport), asyncio.get_running_loop()
         deadline = loop.time() + OLD_LINK_GRACE
         while not self._hurry and key not in self._evict:
             commands = bool(self._busy[key]) and loop.time() < deadline
-            if not commands and not self._shells[key]:
+            held = bool(self._shells[key] or self._transfers[key])
+            if not commands and not held:
                 break
             self._busy_changed.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(None if self._shells[key] else deadline):
+                async with asyncio.timeout_at(None if held else deadline):
                     await self._busy_changed.wait()
         await _close_quietly(transport)
 

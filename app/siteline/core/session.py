@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from siteline.core.backoff import Backoff
@@ -86,6 +86,9 @@ class DeviceSession:
         # Probe rounds asked for from outside the keep-up loop (F5, the CLI): stop() ends them too, so
         # no command of a closed session is still running when the window (and its loop) goes away.
         self._probing: set[asyncio.Task[None]] = set()
+        # retry_now() ends a backoff wait early; try_preferred_now() the preferred-path watcher's pause.
+        self._retry_soon = asyncio.Event()
+        self._prefer_soon = asyncio.Event()
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -163,6 +166,16 @@ class DeviceSession:
         self._task = asyncio.get_running_loop().create_task(
             self._restart(ending, self._generation), name=f"session {self.entry.name}"
         )
+
+    def retry_now(self) -> None:
+        """End a backoff wait now (a device may be back). Unlike :meth:`reconnect`, a path that needs a person
+        (refused login, changed host key) stays untried, and nothing open (a console) is closed."""
+        self._retry_soon.set()
+
+    def try_preferred_now(self) -> None:
+        """On a fallback: try the more preferred paths now instead of after ``preferred_retry``; the link in
+        use is kept (a console open on it holds the move back, as always)."""
+        self._prefer_soon.set()
 
     def _end_previous(self) -> asyncio.Task[None]:
         old, self._task = self._task, None
@@ -289,11 +302,10 @@ class DeviceSession:
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less when the last console on the link in use closes."""
-        closed = self._links.console_closed
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await closed.wait()
+        closed, soon = self._links.console_closed, self._prefer_soon
+        await _first_of((closed, soon), seconds)
         closed.clear()
+        soon.clear()
 
     def _move_back(self, index: int, transport: Transport) -> None:
         self._links.install(index, transport)
@@ -310,7 +322,9 @@ class DeviceSession:
         reason = self._book.summary(range(len(self._book))) or "no answer"
         self.log.info("%s; retrying in %.1f s", reason, delay)
         self._state.set(ConnState.RETRYING, reason, retry_at=time.monotonic() + delay)
-        await asyncio.sleep(delay)
+        self._retry_soon.clear()
+        await _first_of((self._retry_soon,), delay)
+        self._retry_soon.clear()
 
     # -- using -------------------------------------------------------------------------------
 
@@ -318,6 +332,16 @@ class DeviceSession:
         if self._links.transport is None or self.state.state is not ConnState.UP:
             raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).")
         return await self._links.run(command, timeout)
+
+    @contextlib.contextmanager
+    def using(self) -> Iterator[Transport]:
+        """The link in use now, held open for the block (a transfer): a move to another path closes it after."""
+        transport = self._links.transport
+        if transport is None or self.state.state is not ConnState.UP:
+            raise TransportError(f"{self.entry.name} is not connected ({self.state.describe()}).",
+                                 "Wait until it is connected again.")
+        with self._links.in_use(transport):
+            yield transport
 
     async def open_shell(self, cols: int, rows: int) -> Any:
         """An interactive shell on the device (a ShellChannel), over the link in use now."""
@@ -386,6 +410,16 @@ class DeviceSession:
         self.snapshots[area] = snapshot
         for listener in list(self._snapshot_listeners):
             listener(area, snapshot)
+
+
+async def _first_of(events: tuple[asyncio.Event, ...], seconds: float) -> None:
+    """Wait until one of ``events`` is set, at most ``seconds``."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            await cancel_and_wait(wait)
 
 
 async def _end_loop(old: asyncio.Task[None] | None, previous: asyncio.Task[None] | None) -> None:

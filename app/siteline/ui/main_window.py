@@ -302,6 +302,12 @@ class MainWindow(QMainWindow):
     def _on_device_dialog_accepted(self, dialog: DeviceDialog) -> None:
         if dialog.entry is None:
             return
+        if dialog.original is not None and dialog.entry.name != dialog.original \
+                and dialog.original in self.updates.busy():
+            # A rename would move the device away from the job that drives it; other edits wait for its end.
+            self.status.show_problem(f"{dialog.original}: an update is running on it; it was not renamed. "
+                                     "Rename it once the update has finished.")
+            return
         try:
             saved = self.inventory.upsert(dialog.entry, replacing=dialog.original)
         except (SitelineError, OSError) as exc:
@@ -313,6 +319,9 @@ class MainWindow(QMainWindow):
         else:
             self.model.update_device(dialog.original, saved)
             self.sessions.replace(dialog.original, saved)
+            if self.sessions.postponed(dialog.original) is not None:
+                self.status.show_problem(f"{saved.name}: saved; an update is running on it, so the connection "
+                                         "uses the edited settings once the update has finished.")
         self.tree.expandAll()
         self._select(saved.name)
         self._update_summary()
@@ -320,6 +329,10 @@ class MainWindow(QMainWindow):
     def remove_device(self) -> None:
         name = self.selected_device()
         if name is None:
+            return
+        if name in self.updates.busy():  # its job would be left mid-update with no link to finish on
+            self.status.show_problem(f"{name}: an update is running on it; it was not removed. Remove it once "
+                                     "the update has finished (or cancel the update while that is safe).")
             return
         question = f"Remove {name} from the device list?"
         box = QMessageBox(QMessageBox.Icon.Question, "Remove device", question, parent=self)

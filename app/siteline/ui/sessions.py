@@ -143,6 +143,10 @@ class SessionManager(QObject):
         # The stop still running per device name: a new session for that name starts only after it,
         # because the old one may still hold the serial port's lock (a false "port busy").
         self._stop_by_name: dict[str, asyncio.Task[None]] = {}
+        # Whether an update job drives the device now (the window wires it to the update controller): its
+        # session is then not replaced under it. An edit waits in _postponed until the job ends.
+        self.in_use: Callable[[str], bool] = lambda _name: False
+        self._postponed: dict[str, DeviceEntry] = {}
         # Retry countdowns ("retrying in 4 s") must move even when nothing else happens.
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
@@ -282,8 +286,18 @@ class SessionManager(QObject):
             del self._stop_by_name[name]
 
     def replace(self, old_name: str, entry: DeviceEntry) -> DeviceSession:
-        """An edited device: same secrets if the person kept the name and target, new session regardless."""
+        """An edited device: same secrets if the person kept the name and target, new session regardless.
+
+        While an update job drives the device the session stays until the job ends (:meth:`apply_postponed`): a
+        new session mid-reboot cannot tell whether the reboot took effect, and the job must finish on the device
+        it started on.
+        """
         old = self._sessions.get(old_name)
+        if old is not None and self.in_use(old_name):
+            log.info("%s: an update runs on it; its edited entry applies when the update ends", old_name)
+            self._postponed[old_name] = entry
+            return old
+        self._postponed.pop(old_name, None)
         creds = old.credentials if old and old.entry.target == entry.target else None
         if creds is not None and entry.username != old.entry.username:  # type: ignore[union-attr]
             creds = replace(creds, username=entry.username)
@@ -291,6 +305,17 @@ class SessionManager(QObject):
         if old_name != entry.name and old_name in self._histories:
             self._histories[entry.name] = self._histories.pop(old_name)  # a renamed device keeps its Timeline
         return self.add(entry, creds, after=stopping)
+
+    def postponed(self, name: str) -> DeviceEntry | None:
+        """The edited entry that waits for the device's update to end, if any."""
+        return self._postponed.get(name)
+
+    def apply_postponed(self, name: str) -> DeviceSession | None:
+        """Replace the session with the edit made while an update ran (call once the update ended)."""
+        entry = self._postponed.pop(name, None)
+        if entry is None or name not in self._sessions:
+            return None
+        return self.replace(name, entry)
 
     def set_password(self, name: str, password: str, remember: bool = False) -> None:
         """Connect again with ``password``; with ``remember``, keep it in the (unlocked) vault for next time."""

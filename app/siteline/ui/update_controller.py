@@ -61,6 +61,7 @@ class UpdateController(QObject):
                  problem: Problem | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.tab, self.sessions, self.plugins = tab, sessions, plugins
+        sessions.in_use = self._in_use  # an edit of a device waits while a job (or reset) drives it
         self.store, self.keep = store, keep
         self._make_keys, self._make_library = keys, library
         self._keys: TrustedKeys | None = None
@@ -262,6 +263,7 @@ class UpdateController(QObject):
         before = state.job
         state.job, state.task = job, asyncio.current_task()
         self._on_job_changed(job)
+        # An edit of the device while the job runs waits for its end (SessionManager.replace asks busy()).
         link = SessionLink(session)
         backends = [c.item for c in self.plugins.update_backends()]
         try:
@@ -284,11 +286,13 @@ class UpdateController(QObject):
         finally:
             state.task = None
             await link.close()
+            self.sessions.apply_postponed(job.device)  # an edit of the device made while the job ran
         state.job = final
         self._on_job_changed(final)
         if final.status not in ("succeeded", "installed", "rolled-back", "cancelled", "refused"):
             self.problem(f"{final.device}: {final.status}: {final.message}")
-        if session.state.state is ConnState.UP:
+        session = self.sessions.get(job.device)  # a postponed edit of the device made a new session
+        if session is not None and session.state.state is ConnState.UP:
             self._start(session.refresh("slots"))  # the Slots tab shows what the device has now
         return final
 
@@ -319,6 +323,10 @@ class UpdateController(QObject):
         state = self.state(self.tab.device or "")
         if state.task is not None and state.job is not None and is_cancellable(state.job):
             state.task.cancel()
+
+    def _in_use(self, name: str) -> bool:
+        state = self.devices.get(name)
+        return state is not None and (state.task is not None or state.resetting)
 
     def busy(self) -> list[str]:
         """Devices with a job running now."""

@@ -9,8 +9,9 @@ A ``reboot`` command returns before the device goes away, and the session may be
 moment: so when a command went over a live link since the link last dropped, ``reconnect`` first waits for the
 drop (the reboot taking effect), then for the way back. Called on a link that has dropped since (or that never
 carried a command, as after a restart of Siteline), it only waits for the way back. A session
-that sits out a long backoff wait is nudged to try at once, so a device that is back is seen within a second
-or two instead of after the backoff's minute.
+that sits out a long backoff wait is nudged to try at once (``retry_now``: a path that needs a person stays
+untried), so a device that is back is seen within a second or two instead of after the backoff's minute.
+An image larger than the serial limit goes only over SSH: on a fallback the session is asked to try SSH now.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from siteline.core.errors import SitelineError, TransportError
+from siteline.core.flash.preflight import SERIAL_LIMIT, mib
 from siteline.core.session import DeviceSession
 from siteline.core.transports import console_transfer_cmds as cmds
 from siteline.core.transports.base import ConnectionState, ConnState, Result
@@ -33,15 +35,22 @@ from siteline.core.transports.transfer import Progress, TransferResult
 POLL = 0.05  # seconds between looks at the session while waiting for it to come back
 ANSWER_TIMEOUT = 10.0  # a command that proves the link really carries commands again
 NUDGE_AFTER = 3.0  # a retry due later than this is brought forward (the device may be back already)
+SSH_WAIT = 20.0  # how long a large upload waits for the session to move back to SSH before it is link trouble
 
 
 class SessionLink:
-    """``FlashLink`` over a :class:`DeviceSession` that the caller owns (``close`` leaves it running)."""
+    """``FlashLink`` over a :class:`DeviceSession` that the caller owns (``close`` leaves it running).
 
-    def __init__(self, session: DeviceSession, *, poll: float = POLL, nudge_after: float = NUDGE_AFTER) -> None:
+    The window does not replace a device's session while a job drives it (an edit waits for the job's end): a new
+    session mid-reboot could not tell whether the reboot took effect.
+    """
+
+    def __init__(self, session: DeviceSession, *, poll: float = POLL, nudge_after: float = NUDGE_AFTER,
+                 ssh_wait: float = SSH_WAIT) -> None:
         self.session = session
         self._poll = poll
         self._nudge_after = nudge_after
+        self._ssh_wait = ssh_wait
         self._changed = asyncio.Event()
         # Whether the link went down since the last command sent over a live link (see the module's doc).
         self._dropped = True
@@ -67,17 +76,40 @@ class SessionLink:
         return await self.session.run(command, timeout)
 
     async def put(self, local: Path, remote: str, progress: Callable[[Progress], None]) -> TransferResult:
-        transport = self.session.transport
-        if transport is None:
-            raise TransportError(f"{self.session.entry.name} is not connected ({self.session.state.describe()}).",
-                                 "Wait until it is connected again; the upload resumes where it stopped.")
-        self._sending()
-        inner = _unwrapped(transport)
-        if isinstance(inner, SshTransport):  # SFTP: resumable and pipelined; a console tops out at 16 MiB
-            return await inner.put(local, remote, progress)
-        # A serial line takes only short typed lines; the MQTT agent takes long ones (see console_transfer).
-        max_line = cmds.MAX_TYPED_LINE if self.kind == "serial" else cmds.LONG_LINE
-        return await put_over_console(self.session.run, local, remote, progress, max_line=max_line)
+        session = self.session
+        if self.kind != "ssh" and (await asyncio.to_thread(local.stat)).st_size > SERIAL_LIMIT:
+            session = await self._back_on_ssh(session)
+        # Held for the whole upload: a move to another path closes this link only once the upload is done.
+        with session.using() as transport:
+            self._sending()
+            inner = _unwrapped(transport)
+            if isinstance(inner, SshTransport):  # SFTP: resumable and pipelined; a console tops out at 16 MiB
+                return await inner.put(local, remote, progress)
+            # A serial line takes only short typed lines; the MQTT agent takes long ones (see console_transfer).
+            max_line = cmds.MAX_TYPED_LINE if self.kind == "serial" else cmds.LONG_LINE
+            return await put_over_console(session.run, local, remote, progress, max_line=max_line)
+
+    async def _back_on_ssh(self, session: DeviceSession) -> DeviceSession:
+        """A large image goes only over SSH: on a fallback, have the session try SSH now and wait for it (bounded).
+
+        Not ``reconnect()``: that would close a console the technician has open on the fallback. Raises a link
+        error (the upload waits and tries again) while SSH is not back.
+        """
+        name = session.entry.name
+        if not any(t.is_ssh for t in session.targets):
+            raise TransportError(f"{name} has no SSH path: an image over {mib(SERIAL_LIMIT)} cannot go over "
+                                 f"its {self.kind} link.", "Add an SSH path to the device, or use a smaller image.")
+        session.try_preferred_now()
+        deadline = time.monotonic() + self._ssh_wait
+        while self.kind != "ssh" or self.session.state.state is not ConnState.UP:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransportError(f"{name} is on its {self.kind} link and SSH does not answer yet: the image "
+                                     f"(over {mib(SERIAL_LIMIT)}) waits for SSH.", "The upload resumes over SSH.")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(self._poll * 4, left))
+        return self.session
 
     async def reconnect(self, timeout: float) -> None:
         """Return once the session is UP and a command answers; TimeoutError after ``timeout`` seconds."""
@@ -92,7 +124,7 @@ class SessionLink:
                 return
             if self._should_nudge(last_nudge):
                 last_nudge = time.monotonic()
-                self.session.reconnect()
+                self.session.retry_now()  # not reconnect(): a path that needs a person stays untried
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(self._poll * 4, max(left, 0.001)))

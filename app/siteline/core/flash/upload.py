@@ -49,13 +49,15 @@ async def transfer(flow: Flow, step: Step) -> str:
 
     deadline = time.monotonic() + TRANSFER_PATIENCE
     wait = 1.0
+    kind = flow.link.kind  # the path the upload began on: an answer over another path says nothing about it
     while True:
         try:
             result = await flow.link.put(image, job.remote_path, progress)
             break
         except LINK_ERRORS as exc:
             why = str(exc) or type(exc).__name__
-            if await _answers(flow):  # the link is fine: the upload itself was refused (path, space, tools)
+            # The link is fine on the upload's own path: the upload itself was refused (path, space, tools).
+            if flow.link.kind == kind and await _answers(flow):
                 raise Stop("failed", f"the upload failed: {why}; {UNCHANGED}") from exc
             if time.monotonic() >= deadline:
                 raise Stop("failed", f"the upload stopped ({why}) and the link did not come back within "
