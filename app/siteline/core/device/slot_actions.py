@@ -305,7 +305,7 @@ def _audit_detail(outcome: ActionOutcome) -> dict[str, Any]:
     return detail
 
 
-async def _run(run: Run, command: str, timeout: float) -> Result | str:
+async def run_or_reason(run: Run, command: str, timeout: float) -> Result | str:
     """The command's result, or in words why there is none (the link dropped, it timed out)."""
     try:
         return await run(command, timeout)
@@ -316,7 +316,7 @@ async def _run(run: Run, command: str, timeout: float) -> Result | str:
 async def _execute(action: SlotAction, run: Run, timeout: float) -> ActionOutcome:
     if not action.available or action.check is None:
         return ActionOutcome(False, "refused", f"{action.title}: not done. {action.blocked or 'Nothing to run.'}")
-    result = await _run(run, action.command, timeout)
+    result = await run_or_reason(run, action.command, timeout)
     if isinstance(result, str):
         return ActionOutcome(False, "unknown", f"The link to the device broke while it ran `{action.command}` "
                              f"({result}): it may or may not have been applied.",
@@ -324,7 +324,7 @@ async def _execute(action: SlotAction, run: Run, timeout: float) -> ActionOutcom
     if result.exit_code != 0:
         message, hint = explain(action, result)
         return ActionOutcome(False, "failed", message, hint, result.exit_code, result.stdout, result.stderr)
-    reread = await _run(run, action.check.command, timeout)
+    reread = await run_or_reason(run, action.check.command, timeout)
     if isinstance(reread, str) or reread.exit_code != 0:
         why = reread if isinstance(reread, str) else _first_line(reread.stderr or reread.stdout)
         return ActionOutcome(False, "unverified", f"`{action.command}` exited 0, but the slots could not be read "

@@ -16,9 +16,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from siteline.core.device.slot_actions import DEFAULT_ATTEMPTS, GRUB_ENV, ActionOutcome, Check, verify
+from siteline.core.device.slot_actions import (
+    DEFAULT_ATTEMPTS,
+    GRUB_ENV,
+    ActionOutcome,
+    Check,
+    run_or_reason,
+    verify,
+)
 from siteline.core.device.slots import Slots
-from siteline.core.errors import SitelineError
 from siteline.core.transports.base import Result
 
 Run = Callable[[str, float], Awaitable[Result]]
@@ -120,13 +126,6 @@ def first_slot(slots: Slots | None, preferred: str | None = None) -> str | None:
 # --- doing it ------------------------------------------------------------------------------------------------
 
 
-async def _run(run: Run, command: str, timeout: float) -> Result | str:
-    try:
-        return await run(command, timeout)
-    except (SitelineError, OSError, TimeoutError, EOFError) as exc:
-        return str(exc) or type(exc).__name__
-
-
 def _env_names(kind: EnvKind, text: str) -> list[str]:
     pattern = _UBOOT_LEFT if kind == "uboot" else _GRUB_OK
     names = [m.group(1) for line in text.splitlines() if (m := pattern.match(line.partition("=")[0].strip()))]
@@ -139,7 +138,7 @@ async def read_env(run: Run, timeout: float = TIMEOUT, prefer: EnvKind = "uboot"
     said: list[str] = []
     tools = (("uboot", UBOOT_READ), ("grub", GRUB_READ))
     for kind, command in tools if prefer == "uboot" else tools[::-1]:
-        result = await _run(run, command, timeout)
+        result = await run_or_reason(run, command, timeout)
         if isinstance(result, str):
             return f"the link broke while `{command}` ran ({result})"
         if result.exit_code == 0 and result.stdout.strip():
@@ -194,7 +193,7 @@ async def _reset(run: Run, slots: Slots | None, first: str | None, force: bool, 
 
 
 async def _apply(run: Run, todo: ResetPlan, timeout: float) -> ActionOutcome:
-    result = await _run(run, todo.linux, timeout)
+    result = await run_or_reason(run, todo.linux, timeout)
     if isinstance(result, str):
         return ActionOutcome(False, "unknown", f"The link to the device broke while it ran `{todo.linux}` "
                              f"({result}): the counters may or may not have been reset.",
@@ -206,7 +205,7 @@ async def _apply(run: Run, todo: ResetPlan, timeout: float) -> ActionOutcome:
                              "Check that the env is writable (fw_env.config), or reset them at the U-Boot prompt: "
                              f"`{todo.uboot}`" if todo.uboot else "Run it by hand on the serial console.",
                              result.exit_code, result.stdout, result.stderr)
-    reread = await _run(run, todo.check.command, timeout)
+    reread = await run_or_reason(run, todo.check.command, timeout)
     if isinstance(reread, str) or reread.exit_code != 0:
         why = reread if isinstance(reread, str) else f"exit {reread.exit_code}"
         return ActionOutcome(False, "unverified", f"`{todo.linux}` exited 0, but the env could not be read back "
