@@ -14,6 +14,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import tty
 from collections.abc import AsyncIterator, Iterator
@@ -182,7 +184,9 @@ async def test_at_probe_over_ssh_matches_mmcli(state: DeviceState, tmp_path: Pat
 async def test_at_probe_over_the_serial_console(state: DeviceState, tmp_path: Path) -> None:
     """A console types the chat as one line (at most 1000 characters) and merges stderr into stdout."""
     link = tmp_path / "ttySIM0"
-    async with running_device(state, ssh=False, serial_link=link), at_port(state) as modem:
+    # A device's port is /dev/ttyUSB2; a long test path would eat into the typed line's 1000 characters.
+    short = Path(tempfile.mkdtemp(prefix="at", dir="/tmp"))
+    async with running_device(state, ssh=False, serial_link=link), at_port(state, short / "ttyAT") as modem:
         target = f"serial://{link}?baud=115200"
         transport = open_transport(parse_target(target), Credentials(username="root", password=PASSWORD),
                                    tmp_path / "known_hosts", connect_timeout=20)
@@ -190,10 +194,11 @@ async def test_at_probe_over_the_serial_console(state: DeviceState, tmp_path: Pa
         try:
             report = await ATModemProbe(port=str(modem.line.link)).collect(make_context("gw", target, transport.run,
                                                                                         log))
-            missing = await ATModemProbe(port=str(tmp_path / "ttyUSB7")).collect(make_context("gw", target,
-                                                                                              transport.run, log))
+            missing = await ATModemProbe(port=str(short / "ttyUSB7")).collect(make_context("gw", target,
+                                                                                           transport.run, log))
         finally:
             await transport.close()
+            shutil.rmtree(short, ignore_errors=True)
     assert isinstance(report, ATModemReport), report
     assert report.problems == ()
     assert report.modem.operator_code == "23415"
