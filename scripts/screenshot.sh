@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the README's screenshot: the demo site under Xvfb, captured once every device is up.
-#   scripts/screenshot.sh [OUT.png]
+#   scripts/screenshot.sh [OUT.png]      (SITELINE_SCREENSHOT_TAB=Update: that tab of the device page)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 out="$(readlink -f "${1:-docs/screenshot.png}")"

@@ -244,6 +244,12 @@ async def _screenshot(window: MainWindow, path: Path, when: str, quit_after: boo
         await asyncio.sleep(0.1)  # polling is simplest: readiness spans sessions, snapshots and widgets
     if not overview_ready(window):
         log.warning("screenshot taken before every device was up (%s)", window.status.devices.text())
+    tab = os.environ.get("SITELINE_SCREENSHOT_TAB", "")  # e.g. "Update": the device page's tab to show
+    tabs = window.page.tabs
+    for index in range(tabs.count()):
+        if tab and tabs.tabText(index).replace("&", "") == tab:
+            tabs.setCurrentIndex(index)
+            await asyncio.sleep(2.0)  # the tab reads what it shows (the Update tab checks the chosen image)
     await asyncio.sleep(0.3)  # let the last repaint land
     path.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(path)):
