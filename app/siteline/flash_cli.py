@@ -221,6 +221,16 @@ def run_async(coro: Awaitable[int], what: str) -> int:
         return 130
 
 
+def job_in_the_way(devices: set[str]) -> str | None:
+    """Why a new job must wait: one of ``devices`` has a job not finished (flash, rollback and rollout ask)."""
+    pending = next((j for j in job_store().unfinished() if j.device in devices), None)
+    if pending is None:
+        return None
+    what = f"{pending.kind} of {Path(pending.image).name}" if pending.image else pending.kind
+    return (f"{pending.device} has an unfinished job {pending.id} ({what}); finish it first: "
+            f"siteline jobs resume {pending.id}")
+
+
 # -- flash --------------------------------------------------------------------------------------------------------
 
 def flash_main(args: argparse.Namespace) -> int:
@@ -242,10 +252,9 @@ async def _flash(args: argparse.Namespace) -> int:
     if problem:  # nothing about the device can make a bad signature good: no login needed to say no
         record("flash", {"image": image.name, "target": str(target), "ok": False, "refusals": [problem]}, "refused")
         return refuse(problem)
-    pending = job_store().unfinished(device)
-    if pending:
-        return refuse(f"{device} has an unfinished job {pending[0].id} ({pending[0].kind} of "
-                      f"{Path(pending[0].image).name}); finish it first: siteline jobs resume {pending[0].id}")
+    in_the_way = job_in_the_way({device})
+    if in_the_way:
+        return refuse(in_the_way)
     transport = await connect_or_code(args, target)
     if isinstance(transport, int):
         return transport
@@ -293,10 +302,9 @@ async def _rollback(args: argparse.Namespace) -> int:
     except SitelineError as exc:
         return fail(EXIT_USAGE, exc)
     site, device = device_of(target)
-    pending = job_store().unfinished(device)
-    if pending:
-        return refuse(f"{device} has an unfinished job {pending[0].id}; finish it first: "
-                      f"siteline jobs resume {pending[0].id}")
+    in_the_way = job_in_the_way({device})
+    if in_the_way:
+        return refuse(in_the_way)
     reason = confirm(args, f"Roll {device} back to its other slot and reboot it? [y/N] ")
     if reason:
         return refuse(reason.replace("to flash", "to roll back"))
@@ -486,10 +494,9 @@ async def _rollout(args: argparse.Namespace) -> int:
     problem = local_signature_problem(image, sig)
     if problem:
         return refuse(problem)
-    busy = [j for j in job_store().unfinished() if j.device in {name for name, _ in devices}]
-    if busy:
-        return refuse(f"{busy[0].device} has an unfinished job {busy[0].id}; finish it first: "
-                      f"siteline jobs resume {busy[0].id}")
+    in_the_way = job_in_the_way({name for name, _ in devices})
+    if in_the_way:
+        return refuse(in_the_way)
     _print_plan(rollout)
     reason = confirm(args, f"Roll out to {len(devices)} devices at {args.site}? [y/N] ")
     if reason:
