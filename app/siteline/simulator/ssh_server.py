@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -104,6 +105,7 @@ class SSHDeviceServer:
         self.port = port
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self._sessions: set[asyncio.Event] = set()  # one per running channel; set when it has finished
+        self._handlers: set[asyncio.Task[Any]] = set()  # the channel tasks asyncssh started: stop() sees them end
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     async def start(self) -> int:
@@ -140,6 +142,14 @@ class SSHDeviceServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.wait_closed(), 5)
         self.connections.clear()
+        # A closed connection cancels its channel tasks, which still clean up (kill the command, stop its
+        # pumps): a stopped device leaves nothing running behind it.
+        handlers = list(self._handlers)
+        if handlers:
+            _done, late = await asyncio.wait(handlers, timeout=5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
     def _make_sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         root = rootfs_of(self.state)
@@ -149,11 +159,16 @@ class SSHDeviceServer:
     async def _handle_process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         finished = asyncio.Event()
         self._sessions.add(finished)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         try:
             await self._serve(process)
         finally:
             finished.set()
             self._sessions.discard(finished)
+            if task is not None:
+                self._handlers.discard(task)
 
     async def _serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         try:
