@@ -49,6 +49,12 @@ def _host_fingerprint() -> dict[str, str]:
         except OSError as exc:
             found[path] = f"unreadable: {type(exc).__name__}"
     found["system tools"] = _tools_fingerprint()
+    # A device command that wrote outside its state (mkdir -p /data/x, /etc/siteline) adds a name here.
+    for folder in ("/", "/etc", "/var", "/usr", "/usr/local", "/opt"):
+        try:
+            found[f"{folder} names"] = ",".join(sorted(os.listdir(folder)))
+        except OSError as exc:
+            found[f"{folder} names"] = f"unreadable: {type(exc).__name__}"
     # A stray `dd of=/dev/...` from a device command makes a regular file here (the whole listing would
     # change with the loop devices the real RAUC tests attach, so only plain files count).
     found["/dev files"] = ",".join(sorted(e.name for e in os.scandir("/dev") if e.is_file(follow_symlinks=False)))

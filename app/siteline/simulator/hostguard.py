@@ -94,17 +94,25 @@ def _simulator_files(root: Path) -> tuple[Path, ...]:
 def _mounts(root: Path) -> list[tuple[str, str, str, str]]:
     """The namespace's mounts, in order: (source, target, type, options)."""
     fs, dev = rootfs.rootfs(root), rootfs.ensure_dev(root)
-    rows = [("siteline-run", "/run", "tmpfs", "mode=0755"),
+    # First the state dir on itself, so it stays writable when the rest of the host's / turns read-only
+    # (first: a bind made later would hide the device's /dev mounts made inside it).
+    # /tmp stays writable as on any device (scratch space; tests hand files to the device through it).
+    state = str(root.absolute())
+    rows = [("/tmp", "/tmp", "none", "rbind"), (state, state, "none", "bind"),
+            ("siteline-run", "/run", "tmpfs", "mode=0755"),
             ("siteline-dev", str(dev / rootfs.NODES_DIR), "tmpfs", "mode=0755,size=64k"),
             ("/dev/pts", str(dev / "pts"), "none", "bind"),
             # The kernel's global knobs read-only (a fresh sysfs: a bind of /sys on itself counts as mounted
             # already), and no magic SysRq: `echo b > /proc/sysrq-trigger` would reboot the machine.
             ("/proc/sys", "/proc/sys", "none", "bind,ro"), ("siteline-sys", "/sys", "sysfs", "ro,nosuid,nodev,noexec"),
             *([("/dev/null", SYSRQ, "none", "bind")] if os.path.exists(SYSRQ) else [])]
-    for rel in GUARDED:
-        src, dst = fs / rel, Path("/") / rel
-        if src.is_file() and not src.is_symlink() and dst.is_file():
-            rows.append((str(src), str(dst), "none", "bind"))
+    if not etc_overlay(root):
+        # No overlay here: the host's /etc read-only, the device's own files of it on top (writable).
+        rows.append(("/etc", "/etc", "none", "bind,ro"))
+        for rel in GUARDED:
+            src, dst = fs / rel, Path("/") / rel
+            if src.is_file() and not src.is_symlink() and dst.is_file():
+                rows.append((str(src), str(dst), "none", "bind"))
     keep = _simulator_files(root)
     for rel in DEVICE_DIRS:  # never one holding the simulator itself: hiding it would break every command
         src, dst = fs / rel, Path("/") / rel
@@ -112,6 +120,69 @@ def _mounts(root: Path) -> list[tuple[str, str, str, str]]:
             src.mkdir(parents=True, exist_ok=True)
             rows.append((str(src), str(dst), "none", "bind"))
     return rows
+
+
+def _overlay_safe(path: Path) -> bool:
+    """A path that can go into overlayfs's comma/colon separated mount options as it is."""
+    return not any(c in str(path) for c in ",:\\= \t\n")
+
+
+@functools.cache
+def _overlay_works(st_dev: int, probe_dir: str) -> bool:
+    tools = _tools()
+    if tools is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix=".siteline-ovl-probe-", dir=probe_dir) as tmp:
+        upper, work, merged = (Path(tmp) / n for n in ("upper", "work", "merged"))
+        for d in (upper, work, merged):
+            d.mkdir()
+        script = (f"{tools['mount']} -t overlay siteline-probe -o lowerdir=/etc,upperdir={upper},workdir={work} "
+                  f"{merged} && [ -e {merged}/passwd -o -e {merged}/hostname ]")
+        try:
+            done = subprocess.run([tools["unshare"], "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                                   script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return done.returncode == 0
+
+
+def etc_overlay(root: Path) -> bool:
+    """True when the device's /etc is an overlay: the host's /etc below, <state>/rootfs/etc on top.
+
+    Every write a device command makes under /etc (a new /etc/siteline, a changed /etc/hostname) then
+    lands in the device's rootfs, where the shims read it too, and the host's /etc is never written.
+    Checked once per filesystem (overlayfs refuses some as its upper layer); without it the host's /etc
+    is read-only for device commands, with the device's own files bound on top."""
+    fs = rootfs.rootfs(root)
+    if not _overlay_safe(fs.absolute()):
+        return False
+    (fs / "etc").mkdir(parents=True, exist_ok=True)
+    return _overlay_works(os.stat(fs).st_dev, str(root.absolute()))
+
+
+WORK_DIR = ".overlay-work"  # in the state dir: one overlayfs work dir per command (a shared one is unsafe)
+
+
+@functools.cache
+def _forget_old_work_dirs(root: Path) -> None:
+    """Work dirs a killed command (SIGKILL runs no trap) left: removed once per simulator process."""
+    for old in (root / WORK_DIR).glob("w.*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _overlay_lines(tools: dict[str, str], root: Path) -> list[str]:
+    if not etc_overlay(root):
+        return []
+    mount, q = tools["mount"], shlex.quote
+    upper = (rootfs.rootfs(root) / "etc").absolute()
+    work_root = root.absolute() / WORK_DIR
+    work_root.mkdir(exist_ok=True)
+    return [
+        f"SITELINE_OVL=$(mktemp -d {q(str(work_root))}/w.XXXXXX) && {mount} -t overlay siteline-etc "
+        f"-o lowerdir=/etc,upperdir={upper},workdir=\"$SITELINE_OVL\" /etc "
+        f"|| {_refuse('give the device its own /etc')}",
+    ]
 
 
 def _fstab(root: Path) -> Path:
@@ -142,6 +213,10 @@ def _setup_lines(tools: dict[str, str], root: Path) -> list[str]:
     nodes = " ".join(q(f"/dev/{n}") for n in rootfs.DEV_NODES)
     return [
         f"{mount} -a -T {q(str(_fstab(root)))} || {_refuse('hide the host /run, /etc files and folders')}",
+        *_overlay_lines(tools, root),
+        # Per-mount flags only (remount,bind): the host's own / stays as it is. A device command that writes
+        # outside its state (mkdir /data on a host without one) now fails as on a read-only root.
+        f"{mount} -o remount,bind,ro / || {_refuse('make the host files read-only')}",
         f"{tools['cp']} -a {nodes} {q(str(dev / rootfs.NODES_DIR))}/ && {mount} --rbind {q(str(dev))} /dev "
         f"|| {_refuse('give the device its own /dev')}",
         # Shell builtins, no exec: the /dev now in place is the device's (a link where the host has a node).
@@ -189,9 +264,17 @@ def wrap(root: Path, hostname: str, argv: list[str]) -> list[str]:
         raise HostGuardError("unshare, mount, hostname, setsid (util-linux) or cp (coreutils) is missing")
     lines = _setup_lines(tools, root)
     lines.append(f"{tools['hostname']} {shlex.quote(hostname)} 2>/dev/null || :")  # a name the kernel refuses
+    # The working directory still points into the mounts as they were: look it up again, through the new ones
+    # (the home in the state dir is writable only through its own bind).
+    lines.append('cd -- "$PWD" 2>/dev/null || cd -- "$(pwd)" 2>/dev/null || :')
     # Not `exec`: this sh stays the namespace's init, so the command keeps the default signal actions
     # (the kernel drops unhandled signals sent to an init). On a terminal the command gets a session
     # of its own with the tty as its controlling terminal: an interactive shell must see a foreground
     # process group inside its PID namespace (the session leader's is outside) to restore it on exit.
     lines.append(f'if [ -t 0 ]; then {tools["setsid"]} --ctty --wait "$@"; else "$@"; fi\nexit $?')
+    if etc_overlay(root):
+        _forget_old_work_dirs(root.absolute())
+        # The overlay's work dir goes with the command (also on a hangup: a console closed mid-command).
+        lines.insert(0, 'trap \'[ -n "$SITELINE_OVL" ] && rm -rf "$SITELINE_OVL"\' EXIT\n'
+                        'trap \'exit 129\' HUP\ntrap \'exit 143\' TERM')
     return [tools["unshare"], *NAMESPACES, "--", "/bin/sh", "-c", "\n".join(lines), "sh", *argv]
