@@ -34,8 +34,8 @@ async def test_serial_link_writes_a_file_and_proves_passwords(tmp_path: Path) ->
         try:
             ctx = _context(link)
             data = bytes(range(256)) * 40  # binary, several chunks
-            await ctx.write_file("/data/siteline/blob.bin", data, mode=0o600)
-            assert (rootfs.rootfs(state.root) / "data/siteline/blob.bin").read_bytes() == data
+            await ctx.write_file("/etc/siteline/blob.bin", data, mode=0o600)
+            assert (rootfs.rootfs(state.root) / "etc/siteline/blob.bin").read_bytes() == data
             assert not await link.try_login(Credentials("root", "wrong"), 10)
             assert await link.try_login(Credentials("root", PASSWORD), 10)
             assert (await link.run("echo still-here", 10)).stdout.strip() == "still-here"
@@ -53,9 +53,10 @@ async def test_dry_run_plans_and_masks_without_running(tmp_path: Path) -> None:
             ctx = _context(link, dry_run=True)
             result = await ctx.change("echo 'root:Sup3rSecret' | chpasswd", secrets=["Sup3rSecret"], what="replace")
             assert result.ok
-            await ctx.write_file("/data/siteline/x", b"abc")
-            assert "Sup3rSecret" not in repr(ctx.plan) and "********" in ctx.plan[0].command
-            assert not (rootfs.rootfs(state.root) / "data/siteline/x").exists()
+            await ctx.write_file("/etc/siteline/x", b"abc")
+            assert "Sup3rSecret" not in repr(ctx.plan)
+            assert "********" in ctx.plan[0].command
+            assert not (rootfs.rootfs(state.root) / "etc/siteline/x").exists()
             assert state.check_password("root", PASSWORD)
         finally:
             await link.close()
