@@ -1,4 +1,4 @@
-"""`siteline demo --headless`: three devices reachable through Siteline's own transports, a clean stop on Ctrl-C."""
+"""`siteline demo --headless`: the listed devices (and a new one to provision) answer; a clean stop on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -115,8 +115,12 @@ def test_demo_headless_prints_three_targets_and_stops(tmp_path: Path) -> None:
         demo.wait_for("Press Ctrl-C", timeout=30)
         text = "\n".join(demo.lines)
         # Each device's preferred target starts its line; "then ..." lines are fallback paths.
-        targets = [parse_target(t) for t in re.findall(r"^  gw-\S+\s+((?:serial|ssh|mqtt)://\S+)", text, re.M)]
+        targets = [parse_target(t) for t in re.findall(r"^  gw-(?!new)\S+\s+((?:serial|ssh|mqtt)://\S+)", text, re.M)]
         assert sorted(t.scheme for t in targets) == ["mqtt", "serial", "ssh"]
+        # gw-new: a factory-fresh box on its own cable, waiting to be provisioned (not in the device list).
+        new = re.search(r"^  gw-new\s+(serial://\S+)\s+\(new from the factory: login root / root;", text, re.M)
+        assert new, text
+        assert Path(parse_target(new.group(1)).device).exists()
         fallbacks = [parse_target(t) for t in re.findall(r"^\s+then ((?:serial|ssh|mqtt)://\S+)", text, re.M)]
         assert [t.scheme for t in fallbacks] == ["serial"]  # gw-ssh's cable
         assert Path(fallbacks[0].device).exists()

@@ -1,4 +1,4 @@
-"""`siteline demo`: a simulated site (a broker and three devices) and Siteline opened on it.
+"""`siteline demo`: a simulated site (a broker, three devices and a new one to provision) and Siteline opened on it.
 
 Each device is a `siteline sim` subprocess: a device is another machine, and this keeps the
 GUI's event loop free of the devices' work. One is reached over a serial console (password
@@ -55,6 +55,8 @@ SITELINE_MQTT_USER = "siteline"  # the broker login Siteline uses; each device g
 CONTROL_PLANE_USER = "siteline-control"
 CONTROL_PLANE_SECRET = "control-plane/password"
 TECHNICIAN = "demo-technician"
+NEW_DEVICE = "gw-new"
+FACTORY_PASSWORD = "root"  # resources/profiles/nwedge-gw-imx8mm.toml's published factory login
 
 
 @dataclass
@@ -227,7 +229,7 @@ def _wait_ready(devices: list[DemoDevice], timeout: float, logs: Path) -> None:
 
 
 def start_site(folder: Path) -> DemoSite:
-    """Broker and three devices, each answering; stops what it started when something fails."""
+    """Broker, three devices and a factory-fresh one, each answering; stops what it started when something fails."""
     folder.mkdir(parents=True, exist_ok=True)
     site = DemoSite(folder, _password(folder), _client_key(folder))
     try:
@@ -247,6 +249,10 @@ def start_site(folder: Path) -> DemoSite:
             url = f"mqtt://{user}@{site.broker.host}:{site.broker.port}"
             site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", url],
                                        env={**login, MQTT_PASSWORD_ENV: users[user]}))
+        # A box fresh from the factory on the bench: on a serial cable, the manual's root/root login, not yet
+        # in the device list. Provision it (Device > Provision new device) with the nwedge-gw-imx8mm profile.
+        site.devices.append(_spawn(site, NEW_DEVICE, "new", ["--serial-link", str(folder / "ttyGW2")],
+                                   env={PASSWORD_ENV: FACTORY_PASSWORD}))
         _wait_ready(site.devices, READY_TIMEOUT, folder / "logs")
     except BaseException:
         site.stop()
@@ -271,6 +277,10 @@ def _print_site(site: DemoSite, images: str) -> None:
         print(f"  {entry.name:<10} {entry.target}    ({how})", flush=True)
         for fallback in entry.fallbacks:
             print(f"  {'':<10} then {fallback}    (login {creds.username} / {creds.password})", flush=True)
+    for dev in site.devices:
+        if dev.transport == "new" and dev.urls.get("serial"):
+            print(f"  {dev.name:<10} {dev.urls['serial']}    (new from the factory: login {USER} / {FACTORY_PASSWORD}; "
+                  "not in the list: Device > Provision new device, profile nwedge-gw-imx8mm)", flush=True)
     print(f"  {images}", flush=True)
     print("Press Ctrl-C to stop the site.", flush=True)
 

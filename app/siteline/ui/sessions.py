@@ -421,7 +421,35 @@ class SessionManager(QObject):
             if name not in self._audited_up and name in self._sessions:
                 self._audited_up.add(name)
                 self._audit(name, "connect", {"target": self.active_target(name) or ""})
+                self._pick_up_certificate(name)
         self.sig_state_changed.emit(name)
+
+    def _pick_up_certificate(self, name: str) -> None:
+        """A certificate the control plane signed for this device since it was provisioned goes on it now."""
+        session = self._sessions.get(name)
+        if self.keep is None or session is None:
+            return
+        from siteline.core.provisioning.certificates import PendingStore, pickup_on_connect
+
+        store = PendingStore()
+        site = session.entry.site
+        if store.get(site, name) is None:
+            return
+        keep = self.keep
+
+        def record(action: str, detail: Any, result: str) -> None:
+            keep.record(action, device=name, site=site, detail=dict(detail), result=result)
+
+        async def pick_up() -> None:
+            try:
+                result = await pickup_on_connect(session.run, keep.inbound, site, name, store, record=record)
+            except SitelineError as exc:
+                log.info("certificate for %s not installed now: %s", name, exc)
+                return
+            if result is not None:
+                self.sig_path_event.emit(name, f"Device certificate: {result.detail}")
+
+        self._track(asyncio.get_running_loop().create_task(pick_up()))
 
     def _clear_if_in_use(self, name: str) -> None:
         """The questioned path is up after all (e.g. the CLI pinned the key): the question is settled."""
