@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_device_parsers(sub, connect)
     _add_flash_parsers(sub, connect)
+    from siteline.provision_cli import add_parser as add_provision_parser
+
+    add_provision_parser(sub, connect)
 
     sub.add_parser("plugins", help="list plugins and their status")
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")

@@ -64,6 +64,8 @@ ROLLBACK = "rollback"
 SLOT_MARK = "slot-mark"
 OVERRIDE = "override"
 PROVISION_STEP = "provision-step"
+PROVISION = "provision"
+PROVISION_CERTIFICATE = "provision-certificate"
 FLASH_STEP = "flash-step"
 ROLLOUT = "rollout"
 IMAGE_IMPORT = "image-import"
@@ -72,6 +74,7 @@ BOOT_COUNTERS_RESET = "boot-counters-reset"
 ACTIONS = frozenset({
     CONNECT, DISCONNECT, CONSOLE_COMMAND, FILE_PUT, FILE_GET, HOST_KEY_PINNED, HOST_KEY_REPLACED, TRUSTED_KEY_ADDED,
     VAULT_CREATED, VAULT_EXPORTED, VAULT_IMPORTED, NOTE, FLASH, ROLLBACK, SLOT_MARK, OVERRIDE, PROVISION_STEP,
+    PROVISION, PROVISION_CERTIFICATE,
     FLASH_STEP, ROLLOUT, IMAGE_IMPORT, IMAGE_REMOVE, BOOT_COUNTERS_RESET,
 })
 # What the console recorder's withheld lines become (console_audit.py): the fact, never the text.

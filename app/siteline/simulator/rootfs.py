@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -59,6 +60,12 @@ def rootfs(root: Path) -> Path:
     return root / "rootfs"
 
 
+def device_file(root: Path, path: str) -> Path:
+    """The host-side file behind the device's absolute ``path`` (what tests read a device's writes back from)."""
+    rel = os.path.normpath("/" + path).lstrip("/")
+    return rootfs(root) / rel
+
+
 # A POSIX-portable login name (what useradd accepts by default): no "/", no "..", nothing to escape with.
 USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -90,13 +97,33 @@ def populate(root: Path, hostname: str, version: str, user: str) -> None:
     write_atomic(fs / "etc/hosts", hosts.encode())
     write_accounts(root, [user])
     write_os_release(root, version)
-    write_atomic(fs / "etc/machine-id", (os.urandom(16).hex() + "\n").encode())
+    machine_id = os.urandom(16).hex()
+    write_atomic(fs / "etc/machine-id", (machine_id + "\n").encode())
+    write_serial_number(root, serial_number(hostname, machine_id))
     (fs / "etc/rauc").mkdir(exist_ok=True)
     write_atomic(fs / "etc/rauc/system.conf", _system_conf())
     ensure_dev(root)
     keys = home / ".ssh/authorized_keys"
     if not keys.exists():
         write_atomic(keys, b"", mode=0o600)
+
+
+# Where a device tree board keeps its serial number (NUL-terminated, as the kernel shows it).
+SERIAL_FILES = ("proc/device-tree/serial-number", "sys/firmware/devicetree/base/serial-number")
+
+
+def serial_number(name: str, machine_id: str) -> str:
+    """The board's serial number: stable for the device (from its name and machine id), unique between devices."""
+    return "NWG" + hashlib.sha256(f"{name}:{machine_id}".encode()).hexdigest()[:9].upper()
+
+
+def write_serial_number(root: Path, serial: str) -> None:
+    """The serial number where identify (and a real i.MX board) has it; kept once written (it is burnt in)."""
+    for rel in SERIAL_FILES:
+        path = rootfs(root) / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, serial.encode() + b"\0")
 
 
 SYSTEM_ACCOUNTS = (("root", 0, "/root", "/bin/sh"), ("daemon", 1, "/usr/sbin", "/usr/sbin/nologin"),

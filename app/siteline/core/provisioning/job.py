@@ -80,6 +80,12 @@ class ProvisionJob:
         """The first step not done (skipped counts as done), or None when all are."""
         return next((s.name for s in self.steps if s.state not in ("done", "skipped")), None)
 
+    def vault_names(self) -> frozenset[str]:
+        """The vault entries this job filled (their names only: ``data["credentials"]["vault"]``)."""
+        creds = self.data.get("credentials")
+        names = creds.get("vault") if isinstance(creds, dict) else None
+        return frozenset(str(v) for v in names.values()) if isinstance(names, dict) else frozenset()
+
     @property
     def final(self) -> bool:
         return self.status in FINAL
@@ -104,3 +110,42 @@ class ProvisionJob:
         if job.status not in ("running", "interrupted", *FINAL):
             raise ValueError(f"a provisioning job with an unknown status {job.status!r}")
         return job
+
+
+def scrub(value: Any, vault_names: frozenset[str] = frozenset()) -> Any:
+    """``value`` fit for the audit trail and the outbox, which refuse anything under a secret-looking key
+    ("password", "token", ...): there a vault entry name becomes its "vault:NAME" reference and any other value
+    None. Steps keep no secrets in evidence; this makes sure a field's name alone never loses a record."""
+    from siteline.core.outbox.model import VAULT_PREFIX, find_secret
+
+    if find_secret(value) is None:
+        return value
+    return _scrub(value, vault_names, VAULT_PREFIX)
+
+
+def _scrub(value: Any, names: frozenset[str], prefix: str) -> Any:
+    from siteline.core.outbox.model import SECRET_WORDS
+
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            secretish = any(w in str(key).lower().replace("_", "").replace("-", "") for w in SECRET_WORDS)
+            out[key] = _withheld(item, names, prefix) if secretish else _scrub(item, names, prefix)
+        return out
+    if isinstance(value, list | tuple):
+        return [_scrub(item, names, prefix) for item in value]
+    return value
+
+
+def _withheld(value: Any, names: frozenset[str], prefix: str) -> Any:
+    if value is None or isinstance(value, bool) or value == "":
+        return value
+    if isinstance(value, str):
+        if value.startswith(prefix):
+            return value
+        return f"{prefix}{value}" if value in names else None
+    if isinstance(value, dict):
+        return {k: _withheld(v, names, prefix) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_withheld(v, names, prefix) for v in value]
+    return None
