@@ -11,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 
-from siteline.simulator import hostguard
+from siteline.simulator import hostguard, shell
 from siteline.simulator.boot import BootOutcome
 from siteline.simulator.mqtt_agent import MqttAgent
 from siteline.simulator.serial_console import SerialConsole
 from siteline.simulator.slots import booted_healthy
 from siteline.simulator.ssh_server import SSHDeviceServer
 from siteline.simulator.state import DeviceState
+from siteline.simulator.tools import firewall, systemd_run
 from siteline.simulator.tools.systemctl import MARK_GOOD_UNIT, log_boot_health, unit_enabled
 
 log = logging.getLogger(__name__)
 REBOOT_POLL = 0.05
 TICK_INTERVAL = 1.0
 SESSION_GRACE = 1.0  # on reboot, running commands (`reboot` itself) get this long to finish
+TIMER_POLL = 0.1  # how often due transient timers (systemd-run --on-active) are looked for
+TIMER_COMMAND_LIMIT = 600.0  # a timer's service that runs longer is stopped, as a TimeoutSec would
 
 
 class SimulatedDevice:
@@ -41,6 +45,7 @@ class SimulatedDevice:
         self.boots = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._marking: asyncio.Task[None] | None = None  # rauc-mark-good.service of the current boot
+        self._services: set[asyncio.Task[None]] = set()  # services started by transient timers, still running
         self.powered_off = False
 
     @property
@@ -70,13 +75,18 @@ class SimulatedDevice:
         await self._bring_up()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._watch_reboot(), name="reboot watch"),
-                       loop.create_task(self._tick(), name="device clock")]
+                       loop.create_task(self._tick(), name="device clock"),
+                       loop.create_task(self._timers(), name="transient timers")]
 
     async def stop(self) -> None:
         for task in [*self._tasks, *([self._marking] if self._marking else [])]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *([self._marking] if self._marking else []), return_exceptions=True)
+        for service in self._services:
+            service.cancel()
+        await asyncio.gather(*self._tasks, *([self._marking] if self._marking else []), *self._services,
+                             return_exceptions=True)
         self._tasks = []
+        self._services.clear()
         self._marking = None
         await self._bring_down()
         if self.console is not None:
@@ -108,7 +118,7 @@ class SimulatedDevice:
         # A slot that panics costs a kernel start and a watchdog reset each time.
         await asyncio.sleep(failed * float(self.state.config.boot_delay) / 2)
         self.boots += 1
-        self._booted(outcome)
+        self._booted(outcome, rules_lost=True)
         log.info("%s: booted slot %s after %s%s", self.state.config.name, outcome.slot, outcome.attempts,
                  " (rolled back)" if outcome.rolled_back else "")
         if self.console is not None:
@@ -116,9 +126,16 @@ class SimulatedDevice:
         await self._bring_up()
         return outcome
 
-    def _booted(self, outcome: BootOutcome) -> None:
+    def _booted(self, outcome: BootOutcome, *, rules_lost: bool = False) -> None:
         """A boot came up: once it has run a while, rauc-mark-good.service (when enabled) marks it good."""
         self.last_boot = outcome
+        for service in self._services:  # the processes of the boot before are gone
+            service.cancel()
+        try:
+            systemd_run.clear(self.state.root)  # transient timers do not survive a reboot
+            firewall.at_boot(self.state, lost=rules_lost)  # nor live firewall rules: the persisted ones load
+        except (OSError, ValueError) as exc:
+            log.warning("%s: could not drop the transient timers / load the firewall: %s", self.state.config.name, exc)
         try:
             log_boot_health(self.state)  # a healthy=false image: its agent's crash lands in the journal
         except (OSError, ValueError) as exc:
@@ -173,6 +190,36 @@ class SimulatedDevice:
                 if self.console is not None and not self.console.running:
                     self.console.booted(BootOutcome(slot="?", console_lines=["U-Boot: boot failed, resetting"]))
                 await self._bring_up()
+
+    async def _timers(self) -> None:
+        """Fire due transient timers: each runs its command as a device command (its transient service)."""
+        while True:
+            await asyncio.sleep(TIMER_POLL)
+            if not self.up.is_set():
+                continue
+            try:
+                due = systemd_run.take_due(self.state.root, time.time())
+            except (OSError, ValueError) as exc:
+                log.warning("%s: transient timers unreadable: %s", self.state.config.name, exc)
+                continue
+            for timer in due:
+                task = asyncio.get_running_loop().create_task(self._run_service(timer), name=str(timer["unit"]))
+                self._services.add(task)
+                task.add_done_callback(self._services.discard)
+
+    async def _run_service(self, timer: dict[str, object]) -> None:
+        service = str(timer.get("service", timer["unit"]))
+        self.state.log(f"Started {timer.get('description') or service}.", "systemd")
+        try:
+            code, _out, err = await shell.run_command(self.state, str(timer["command"]), timeout=TIMER_COMMAND_LIMIT)
+        except (OSError, RuntimeError) as exc:
+            log.warning("%s: %s could not start: %s", self.state.config.name, service, exc)
+            return
+        if code:
+            self.state.log(f"{service}: Main process exited, code=exited, status={code}/FAILURE "
+                           f"{err.decode(errors='replace').strip()[-200:]}", "systemd", priority=4)
+        self.state.log(f"{service}: Deactivated successfully." if not code else
+                       f"{service}: Failed with result 'exit-code'.", "systemd")
 
     async def _tick(self) -> None:
         while True:

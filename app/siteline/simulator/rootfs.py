@@ -22,7 +22,7 @@ SHIM_TOOLS = (
     # Host-changing commands a shell may run: each acts on the device (its state dir) instead.
     "shutdown", "halt", "init", "telinit", "hostnamectl", "ip6tables", "ip6tables-save", "ip6tables-restore",
     "umount", "useradd", "usermod", "userdel", "groupadd", "sysctl", "date", "timedatectl", "modprobe", "rmmod",
-    "lsmod", "ifconfig", "route",
+    "lsmod", "ifconfig", "route", "systemd-run",
     # Readers of files: an absolute path the device has is read from its rootfs (see tools/files.py).
     "head", "tail", "grep", "sed", "ls", "stat", "test",
 )

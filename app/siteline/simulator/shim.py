@@ -29,7 +29,7 @@ TOOLS = {
     "iptables": "firewall", "iptables-save": "firewall", "iptables-restore": "firewall", "nft": "firewall",
     "systemctl": "systemctl", "mount": "mount", "sim-scenario": "scenario",
     "lsblk": "storage", "cryptsetup": "storage", "sshd": "sshd", "openssl": "openssl",
-    "logread": "logread", "dmesg": "dmesg",
+    "logread": "logread", "dmesg": "dmesg", "systemd-run": "systemd_run",
 }
 
 

@@ -258,33 +258,131 @@ def _parse_save(text: str) -> dict[str, dict[str, Any]] | int:
 
 
 def nft(argv: list[str], state: DeviceState) -> int:
-    """nft: list ruleset, flush ruleset, -f FILE (and -c -f to check), add/delete as raw statements."""
+    """nft: list ruleset/tables/table, flush ruleset, -f FILE|- (-c checks only), delete table, add statements.
+
+    The ruleset is kept as text, one block per table; a script is applied all or nothing, as nft's
+    transactions are (``table inet x`` creates x when absent, ``delete table inet x`` drops it)."""
     path = _path(state, "nft.json")
     doc = read_json(path, {"ruleset": ""})
     args = [a for a in argv if a not in ("-a", "--handle", "-n", "-s", "--stateless")]
-    if args[:2] == ["list", "ruleset"]:
-        out(str(doc.get("ruleset", "")))
-        return 0
-    if args[:2] == ["flush", "ruleset"]:
-        write_json(path, {"ruleset": ""})
-        return 0
+    ruleset = str(doc.get("ruleset", ""))
+    if args[:1] == ["list"]:
+        return _nft_list(ruleset, args[1:])
     if args and args[0] in ("-f", "--file", "-c"):
-        files = [a for a in args if not a.startswith("-")]
+        files = [a for a in args if not a.startswith("-") or a == "-"]
         if not files:
             return fail("nft: option requires an argument -- 'f'", 1)
         try:
             text = sys.stdin.read() if files[0] == "-" else Path(files[0]).read_text(encoding="utf-8")
         except OSError as exc:
             return fail(f"Error: Could not process rule: {exc.strerror}\ninclude \"{files[0]}\"", 1)
-        if text.count("{") != text.count("}"):
-            return fail(f"{files[0]}:1:1-1: Error: syntax error, unbalanced braces", 1)
-        if "-c" not in args:
-            body = text.split("flush ruleset", 1)[1].lstrip("\n") if "flush ruleset" in text else \
-                str(doc.get("ruleset", "")) + text
-            write_json(path, {"ruleset": body})
-            state.log("nftables ruleset loaded", "nft", priority=5)
-        return 0
-    if args and args[0] in ("add", "insert", "delete", "create", "flush"):
-        write_json(path, {"ruleset": str(doc.get("ruleset", "")) + " ".join(args) + "\n"})
-        return 0
-    return fail(f"Error: syntax error, unexpected {args[0] if args else 'end of file'}", 1)
+        where = "/dev/stdin" if files[0] == "-" else files[0]
+    elif args:
+        text, where = " ".join(args) + "\n", "command line"
+    else:
+        return fail("Error: syntax error, unexpected end of file", 1)
+    applied = _nft_apply(ruleset, text, where)
+    if isinstance(applied, int):
+        return applied
+    if "-c" not in args:
+        write_json(path, {"ruleset": applied})
+        state.log("nftables ruleset loaded", "nft", priority=5)
+    return 0
+
+
+def _nft_blocks(ruleset: str) -> list[tuple[str, str]]:
+    """The ruleset as (key, text) blocks: key "family name" for a table, "" for any other statement."""
+    blocks: list[tuple[str, str]] = []
+    lines = ruleset.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        words = lines[i].split()
+        depth, j = lines[i].count("{") - lines[i].count("}"), i + 1
+        while depth > 0 and j < len(lines):
+            depth += lines[j].count("{") - lines[j].count("}")
+            j += 1
+        text = "".join(lines[i:j])
+        key = f"{words[1]} {words[2]}" if len(words) >= 3 and words[0] == "table" else ""
+        if words:
+            blocks.append((key, text if text.endswith("\n") else text + "\n"))
+        i = j
+    return blocks
+
+
+def _nft_list(ruleset: str, what: list[str]) -> int:
+    blocks = _nft_blocks(ruleset)
+    if what[:1] == ["ruleset"]:
+        out(ruleset)
+    elif what[:1] == ["tables"]:
+        out("".join(f"table {key}\n" for key, _ in blocks if key))
+    elif what[:1] == ["table"] and len(what) >= 3:
+        found = [text for key, text in blocks if key == f"{what[1]} {what[2]}"]
+        if not found:
+            return fail(f"Error: No such file or directory\nlist table {what[1]} {what[2]}", 1)
+        out(found[0])
+    else:
+        return fail(f"Error: syntax error, unexpected {what[0] if what else 'end of file'}", 1)
+    return 0
+
+
+def _nft_apply(ruleset: str, script: str, where: str) -> str | int:
+    """``script`` applied to ``ruleset`` (the new ruleset), or the exit status after printing nft's error."""
+    if script.count("{") != script.count("}"):
+        return fail(f"{where}:1:1-1: Error: syntax error, unbalanced braces", 1)
+    blocks = _nft_blocks(ruleset)
+    for number, (_key, text) in enumerate(_nft_blocks(script), 1):
+        words = text.split()
+        if words[0] == "add" and words[1:2] == ["table"]:
+            words = words[1:]
+        if words[:2] == ["flush", "ruleset"]:
+            blocks = []
+        elif words[:2] == ["delete", "table"] and len(words) >= 4:
+            key = f"{words[2]} {words[3]}"
+            if not any(k == key for k, _ in blocks):
+                return fail(f"{where}:{number}:1-{len(text.strip())}: Error: Could not process rule: No such file or "
+                            f"directory\n{text.strip()}", 1)
+            blocks = [(k, t) for k, t in blocks if k != key]
+        elif words[0] == "table" and len(words) >= 3:
+            key = f"{words[1]} {words[2]}"
+            body = text if "{" in text else f"table {key} {{\n}}\n"
+            if "{" in text or not any(k == key for k, _ in blocks):
+                blocks = [(k, t) for k, t in blocks if k != key] + [(key, body)]
+        elif not words[0].startswith("#"):
+            blocks.append(("", text))
+    return "".join(t for _, t in blocks)
+
+
+# Where the device's boot loads its rules from (iptables-persistent / nftables.service), by rules file.
+BOOT_FILES = {"iptables.json": "/etc/iptables/rules.v4", "ip6tables.json": "/etc/iptables/rules.v6",
+              "nft.json": "/etc/nftables.conf"}
+
+
+def _device_file(root: Path, path: str) -> Path:
+    """The host path of a device file (in its /etc overlay when the simulator keeps one, else its rootfs)."""
+    from siteline.simulator import rootfs
+
+    locate = getattr(rootfs, "device_file", None)
+    found = locate(root, path) if locate is not None else None
+    return Path(found) if found is not None else rootfs.rootfs(root) / path.lstrip("/")
+
+
+def at_boot(state: DeviceState, *, lost: bool) -> None:
+    """A boot: the kernel starts with no rules (``lost``: a reboot, not the first power-on of a test's state),
+    then the persisted rules files load, as netfilter-persistent and nftables.service do."""
+    for name, boot in BOOT_FILES.items():
+        try:
+            text = _device_file(state.root, boot).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if name == "nft.json":
+            loaded = _nft_apply("", text, boot) if text is not None else None
+            if isinstance(loaded, str):
+                write_json(_path(state, name), {"ruleset": loaded})
+            elif lost:
+                _path(state, name).unlink(missing_ok=True)
+            continue
+        parsed = _parse_save(text) if text is not None else None
+        if isinstance(parsed, dict):
+            write_json(_path(state, name), {"tables": _tables({"tables": parsed})})
+        elif lost:
+            _path(state, name).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from typing import Any
 from siteline.simulator import slots
 from siteline.simulator.state import DeviceState
 from siteline.simulator.store import read_json, update_json
+from siteline.simulator.tools import systemd_run
 from siteline.simulator.tools.common import fail, out
 
 DEFAULT_UNITS: dict[str, dict[str, Any]] = {
@@ -95,10 +96,20 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
         return 0
     if verb == "list-units":
         return _list(state, flags)
+    if verb == "list-timers":
+        return _list_timers(state, "--no-legend" not in flags)
+    if verb == "reset-failed":
+        return 0
+    transient = _transient(state, names)
+    if verb == "stop" and transient:
+        systemd_run.remove(state.root, transient)  # a transient timer stopped is gone, as in systemd
+        names = [n for n in names if n not in transient]
+        if not names:
+            return 0
     if verb in ("is-active", "is-enabled", "status") and not names:
         return fail("Too few arguments.")
     if verb == "is-active":
-        states = [_active_state(units.get(n, {})) for n in names]
+        states = ["active" if n in transient else _active_state(units.get(n, {})) for n in names]
         if not quiet:
             out("".join(s + "\n" for s in states))
         return 0 if all(s == "active" for s in states) else EXIT_INACTIVE
@@ -109,6 +120,27 @@ def main(tool: str, argv: list[str], state: DeviceState) -> int:
     if verb in ("start", "stop", "restart", "enable", "disable", "try-restart", "reload"):
         return _change(state, verb, names, units)
     return fail(f"Unknown command verb {verb}.", 1)
+
+
+def _transient(state: DeviceState, names: list[str]) -> list[str]:
+    """The names that are transient timers (systemd-run --on-active), or the services they will start."""
+    active = systemd_run.timers(state.root)
+    return [n for n in names if n.endswith((".timer", ".service")) and n.rsplit(".", 1)[0] + ".timer" in active]
+
+
+def _list_timers(state: DeviceState, legend: bool) -> int:
+    now = time.time()
+    rows = []
+    for name, timer in sorted(systemd_run.timers(state.root).items()):
+        due = float(timer.get("due", now))
+        when = time.strftime("%a %Y-%m-%d %H:%M:%S UTC", time.gmtime(due))
+        rows.append(f"{when:<28} {max(0.0, due - now):>6.0f}s left  {name:<40} {timer.get('service', '')}")
+    if legend:
+        out(f"{'NEXT':<28} {'LEFT':<12} {'UNIT':<40} ACTIVATES\n")
+    out("".join(r + "\n" for r in rows))
+    if legend:
+        out(f"\n{len(rows)} timers listed.\n")
+    return 0
 
 
 def _is_enabled(units: dict[str, dict[str, Any]], names: list[str], quiet: bool) -> int:
