@@ -39,6 +39,8 @@ async def test_serial_link_writes_a_file_and_proves_passwords(tmp_path: Path) ->
             assert not await link.try_login(Credentials("root", "wrong"), 10)
             assert await link.try_login(Credentials("root", PASSWORD), 10)
             assert (await link.run("echo still-here", 10)).stdout.strip() == "still-here"
+            # What Siteline typed (a password for chpasswd, a key's chunks) is kept out of the shell's history.
+            assert (await link.run('echo "${HISTFILE-off}"', 10)).stdout.strip() == "off"
         finally:
             await link.close()
 

@@ -170,7 +170,9 @@ class SerialConsole:
     async def _session(self, user: str) -> None:
         self.line.write(self._banner().encode())
         env = self.state.shell_env()
-        env.update({"TERM": "vt100", "USER": user, "LOGNAME": user})
+        # An interactive login keeps a history file, as a device's ash or bash does (Siteline switches it off).
+        env.update({"TERM": "vt100", "USER": user, "LOGNAME": user,
+                    "HISTFILE": f"{env.get('HOME', '/root')}/.ash_history"})
         shell = PtyProcess(interactive_shell_argv(self.state), env, env.get("HOME"), self.line.write)
         self._drain_input()
         shell.start(80, 24)

@@ -125,6 +125,8 @@ class SerialTransport(StatefulLink):
                 self.detected_baud = await detect_baud(link, self.detected_baud, self.log)
             self._logged_in_by_us = await login(link, self.credentials, self.wake_timeout, self.login_timeout,
                                                 self.log)
+            if self._logged_in_by_us:
+                await self._forget_history()
         except BaseException as exc:
             await link.shutdown()
             self._state.set(ConnState.DOWN, str(exc))
@@ -235,6 +237,22 @@ class SerialTransport(StatefulLink):
             self._watch_reboots = False  # the person may log out or reboot; that is theirs to see
             self._link.tap = shell.feed
             return shell
+
+    async def _forget_history(self) -> None:
+        """Keep what Siteline types out of the login's shell history (a provisioning password, a key's chunks).
+
+        Only in a shell Siteline logged into itself: a person's open shell keeps its history. A shell without
+        history features ignores the line (errors hidden); no answer in time is not fatal, only logged.
+        """
+        link, nonce = self._link, secrets.token_hex(6)
+        line = f" unset HISTFILE; command set +o history 2>/dev/null; printf '%s_%s\\n' __SL_NOH {nonce}"
+        marker = f"__SL_NOH_{nonce}".encode()
+        link.reset()
+        await link.write(line.encode() + b"\r")
+        if await link.wait_for(lambda: True if marker in link.raw else None, 5.0) is None:
+            self.log.warning("the console on %s did not confirm that its history is off", self.target.device)
+        await link.settle(0.3)
+        link.reset()
 
     async def _prepare_terminal(self, cols: int, rows: int) -> bytes:
         """Set TERM and the window size in the console's own shell (one typed line); return the prompt after it.
