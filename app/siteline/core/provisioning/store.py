@@ -7,21 +7,17 @@ process is gone is stale and taken over), as the flash job store does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 
 from siteline.core.atomic import write_atomic
-from siteline.core.flash.store import JobBusyError, JobLock, JobStoreError, pid_alive
+from siteline.core.job_lock import JobBusyError, JobLock, JobStoreError, claim
 from siteline.core.provisioning.job import ProvisionJob
 
 log = logging.getLogger(__name__)
 SUFFIX = ".json"
-LOCK_SUFFIX = ".lock"
-FRESH_LOCK = 10.0  # seconds: a lock file without a readable pid younger than this is being written, not stale
 RESUMABLE = ("running", "interrupted")
 
 __all__ = ["JobBusyError", "JobLock", "JobStoreError", "ProvisionStore", "default_root"]
@@ -90,53 +86,5 @@ class ProvisionStore:
         return found[-1] if found else None
 
     def lock(self, job_id: str) -> JobLock:
-        """Claim the job for this process; JobBusyError when a live process holds it, JobStoreError when the folder
-        cannot be written."""
-        path = self.root / f".{job_id}{LOCK_SUFFIX}"
-        token = uuid.uuid4().hex
-        for _ in range(3):
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            except FileExistsError:
-                pid = _holder(path)
-                if pid is None or pid_alive(pid):
-                    raise JobBusyError(f"the provisioning job {job_id} is being run by another Siteline "
-                                       f"({'process ' + str(pid) if pid else 'starting now'}); two at once would "
-                                       "both change the device",
-                                       "Wait for it, or close that Siteline. If no other Siteline runs on this "
-                                       f"computer, delete {path}.") from None
-                log.warning("provisioning job %s: taking over the lock of process %s, which is gone", job_id, pid)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            except OSError as exc:
-                raise JobStoreError(f"the provisioning job {job_id} cannot be started: {path} cannot be written "
-                                    f"({exc})", "Free space on this computer (or fix the folder's permissions) "
-                                    "and try again; nothing on the device was changed.") from exc
-            try:
-                with os.fdopen(fd, "w", encoding="ascii") as out:
-                    out.write(f"{os.getpid()} {token}\n")
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                raise JobStoreError(f"the provisioning job {job_id} cannot be started: {path} cannot be written "
-                                    f"({exc})", "Free space on this computer and try again.") from exc
-            return JobLock(path, token)
-        raise JobBusyError(f"the provisioning job {job_id} is being claimed by another Siteline at the same moment",
-                           "Try again in a few seconds.")
-
-
-def _holder(path: Path) -> int | None:
-    """The pid in a lock file; 0 when it is unreadable and old (stale), None when it is being written now."""
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0
-    except OSError:
-        return None
-    first = text.split()[:1]
-    if first and first[0].isdigit():
-        return int(first[0])
-    return None if age < FRESH_LOCK else 0
+        """Claim the job for this process (core/job_lock.py). JobBusyError when a live process holds it."""
+        return claim(self.root, job_id, f"the provisioning job {job_id}", "Wait for it, or close that Siteline.")
