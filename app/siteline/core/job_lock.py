@@ -74,7 +74,11 @@ def claim(root: Path, job_id: str, what: str, busy_hint: str) -> JobLock:
     untouched = "nothing on the device was changed."
     for _ in range(3):
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)  # a file in its place raises FileExistsError: not "busy"
+        except OSError as exc:
+            raise JobStoreError(f"{what} cannot be started: {root} cannot be written ({exc})",
+                                f"Fix the folder (or free space) and try again; {untouched}") from exc
+        try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             pid = _holder(path)
