@@ -250,7 +250,7 @@ def start_site(folder: Path) -> DemoSite:
             site.devices.append(_spawn(site, "gw-mqtt", "mqtt", ["--mqtt", url],
                                        env={**login, MQTT_PASSWORD_ENV: users[user]}))
         # A box fresh from the factory on the bench: on a serial cable, the manual's root/root login, not yet
-        # in the device list. Provision it (Device > Provision new device) with the nwedge-gw-imx8mm profile.
+        # in the device list. Provision it (File > Provision new device) with the nwedge-gw-imx8mm profile.
         site.devices.append(_spawn(site, NEW_DEVICE, "new", ["--serial-link", str(folder / "ttyGW2")],
                                    env={PASSWORD_ENV: FACTORY_PASSWORD}))
         _wait_ready(site.devices, READY_TIMEOUT, folder / "logs")
@@ -280,7 +280,7 @@ def _print_site(site: DemoSite, images: str) -> None:
     for dev in site.devices:
         if dev.transport == "new" and dev.urls.get("serial"):
             print(f"  {dev.name:<10} {dev.urls['serial']}    (new from the factory: login {USER} / {FACTORY_PASSWORD}; "
-                  "not in the list: Device > Provision new device, profile nwedge-gw-imx8mm)", flush=True)
+                  "not in the list: File > Provision new device, profile nwedge-gw-imx8mm)", flush=True)
     print(f"  {images}", flush=True)
     print("Press Ctrl-C to stop the site.", flush=True)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self._settings = WindowSettings.load(settings_path)
         self.device_dialog: DeviceDialog | None = None
         self.plugins_dialog: PluginsDialog | None = None
+        self.provision_wizard: Any = None  # the provisioning wizard while it is open
         self.confirm_box: QMessageBox | None = None
         self.passwords = PasswordPrompts(sessions, self)
         self.setWindowTitle(title or "Siteline")
@@ -184,13 +186,15 @@ class MainWindow(QMainWindow):
         self.act_plugins = self._action("&Plugins…", None, self.show_plugins, "Loaded plugins and their errors")
         self.act_mqtt = self._action("&MQTT Explorer…", None, self.show_mqtt_explorer,
                                      "Browse a broker's topics live, inspect and publish")
+        self.act_provision = self._action("&Provision new device…", "Ctrl+Shift+P", self.provision_device,
+                                          "Replace factory passwords, set identity and firewall, prove posture")
         self.act_quit = self._action("&Quit", keys.Quit, self.close)
         self.act_refresh.setShortcuts([QKeySequence("F5"), QKeySequence(QKeySequence.StandardKey.Refresh)])
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # Del in a text field edits text
         self.tree.addAction(self.act_remove)
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        file_menu.addActions([self.act_add])
+        file_menu.addActions([self.act_add, self.act_provision])
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         device_menu = menu.addMenu("&Device")
@@ -355,6 +359,22 @@ class MainWindow(QMainWindow):
         self._update_actions()
         return task
 
+    def provision_device(self) -> None:
+        """The provisioning wizard, for the selected device's path and site (or a blank target)."""
+        from siteline.ui.provision_service import Provisioner, session_pauser
+        from siteline.ui.provision_wizard import ProvisionWizard
+
+        name = self.selected_device()
+        entry = self.inventory.get(name) if name else None
+        keep = self.keep_ui.keep if self.keep_ui is not None else None
+        # A session on the same serial port stops while the wizard uses it (a port opens exclusively).
+        provisioner = Provisioner(keep=keep, pause=session_pauser(self.inventory, self.sessions))
+        self.provision_wizard = ProvisionWizard(
+            provisioner, sites=sorted({d.site for d in self.inventory.devices}),
+            target=entry.target if entry else "", site=entry.site if entry else "", parent=self)
+        self.provision_wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.provision_wizard.open()
+
     def reconnect_device(self) -> None:
         name = self.selected_device()
         if name:
@@ -488,6 +508,8 @@ class MainWindow(QMainWindow):
         """Before the links close: the log follower, the refresh schedule, alignment and checks end."""
         await self.page.logs.close()
         await self.updates.close()
+        if self.provision_wizard is not None and shiboken6.isValid(self.provision_wizard):
+            await self.provision_wizard.close_work()  # the runner saves its job "interrupted": resumable
         await self.controls.close()
 
     async def close_keep(self) -> None:
