@@ -509,17 +509,37 @@ def test_the_main_window_opens_the_wizard_for_the_selected_device(make_window, a
     aloop.run(scenario())
 
 
+def test_a_device_provisioned_from_a_bare_target_joins_the_device_list(make_window, aloop) -> None:
+    from siteline.core.provisioning.job import ProvisionJob
+    from tests.gui.conftest import close_window, show
+
+    async def scenario() -> None:
+        window = make_window()
+        await show(window)
+        window.provision_device()
+        wizard = window.provision_wizard
+        job = ProvisionJob.new(target="serial:///dev/ttyS-not-there", site="north-7", profile_name="p",
+                               profile_sha256="0", tags=["tower"])
+        job.device, job.status, job.data["credentials"] = "nw-4f2a91", "provisioned", {"users": ["root"]}
+        wizard.sig_provisioned.emit(job)
+        entry = window.inventory.get("nw-4f2a91")
+        assert entry is not None
+        assert (entry.target, entry.site, entry.username, entry.tags) == (job.target, "north-7", "root", ("tower",))
+        wizard.sig_provisioned.emit(job)  # twice (a resumed run): still one entry
+        assert [d.name for d in window.inventory.devices].count("nw-4f2a91") == 1
+        wizard.reject()
+        await close_window(window)
+
+    aloop.run(scenario())
+
+
 @pytest.mark.timeout(240)  # 15-45 s alone; the serial proof logins of the credentials step dominate
 def test_a_simulated_device_is_provisioned_through_the_wizard(qtbot, aloop, home, keep: Keep, tmp_path: Path) -> None:
     """Every real step over the simulator's serial console, from the wizard: the dry run changes nothing; then
     the factory password is gone, the vault's works, and no generated password reaches a widget."""
-    pytest.importorskip("siteline.core.provisioning.identity", reason="the identity step has not landed yet")
-    from siteline.simulator import rootfs
-
-    if not hasattr(rootfs, "device_file"):  # it lands with the host guard (simulator/hostguard.py)
-        pytest.skip("the simulator's host guard has not landed: a device's /etc writes would reach the host")
     from siteline.core.keep import device_secret_name
     from siteline.core.transports.factory import open_transport
+    from siteline.simulator import rootfs
     from siteline.ui.provision_service import find_profiles
     from tests.peers.sim import make_state, running_device
 

@@ -34,6 +34,7 @@ from siteline.core.inventory import DeviceEntry, Inventory
 from siteline.core.keep import Keep
 from siteline.core.loopwatch import LoopWatch
 from siteline.core.plugins import PluginHost
+from siteline.core.targets import parse_target
 from siteline.core.transports.base import ConnState, Credentials
 from siteline.ui.console_tab import ShellOpener
 from siteline.ui.credentials_dialog import CredentialsDialog, PasswordPrompts
@@ -373,7 +374,29 @@ class MainWindow(QMainWindow):
             provisioner, sites=sorted({d.site for d in self.inventory.devices}),
             target=entry.target if entry else "", site=entry.site if entry else "", parent=self)
         self.provision_wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.provision_wizard.sig_provisioned.connect(self._on_provisioned)
         self.provision_wizard.open()
+
+    def _on_provisioned(self, job: Any) -> None:
+        """A box provisioned from a bare target joins the device list under its new name, so the next connection
+        logs in with the vault's password and installs the certificate the control plane signs."""
+        if not job.device or self.inventory.get(job.device) is not None:
+            return
+        if any(job.target in d.targets for d in self.inventory.devices):
+            return  # already listed under the name the technician gave it
+        target = parse_target(job.target)
+        user = None if target.is_ssh else (job.data.get("credentials") or {}).get("users", ["root"])[0]
+        entry = DeviceEntry(job.device, job.target, job.site or "Unsorted", username=user, tags=tuple(job.tags),
+                            notes=f"Provisioned with profile {job.profile_name} (job {job.id}).")
+        try:
+            saved = self.inventory.upsert(entry)
+        except (SitelineError, OSError) as exc:
+            self.status.show_problem(f"{job.device} was provisioned but not added to the device list: {exc}")
+            return
+        self.model.add_device(saved)
+        self.sessions.add(saved)
+        self.tree.expandAll()
+        self._select(saved.name)
 
     def reconnect_device(self) -> None:
         name = self.selected_device()

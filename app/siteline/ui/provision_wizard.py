@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -189,6 +189,8 @@ class RunPage(QWizardPage):
 class ProvisionWizard(QWizard):
     """``provisioner`` does the work; ``target``/``site`` prefill page 1 (the selected device's)."""
 
+    sig_provisioned = Signal(object)  # the ProvisionJob of a run that ended provisioned (or incomplete)
+
     def __init__(self, provisioner: Provisioner, *, sites: list[str] | None = None, target: str = "",
                  site: str = "", ports: PortLister = list_serial_ports, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -305,6 +307,8 @@ class ProvisionWizard(QWizard):
             self.job = result
         self.task = None
         self.run_page.show_job(self.job or job)
+        if self.job is not None and self.job.status in ("provisioned", "incomplete"):
+            self.sig_provisioned.emit(self.job)
 
     def _listen(self, job: ProvisionJob, *extra: object) -> None:
         """The runner's updates: after each saved change (and, if it sends them, progress lines)."""
