@@ -70,9 +70,9 @@ def test_absolute_reboot_cannot_reach_systemd(device: DeviceState) -> None:
     code, out, err = sh(device, isolated("pid", f"/bin/ls -A /run; /bin/cat /proc/1/comm; {reboot}; echo rc=$?"))
     assert code == 0, err
     lines = out.splitlines()
-    # /run is a fresh tmpfs (only util-linux's own mount table), so no systemd or D-Bus socket is in
-    # reach; PID 1 is the device's init shell.
-    assert lines[:2] == ["mount", "sh"]
+    # /run is a fresh tmpfs (only the guard's fstab and util-linux's own mount table), so no systemd or D-Bus
+    # socket is in reach; PID 1 is the device's init shell.
+    assert lines[:3] == [Path(hostguard.FSTAB).name, "mount", "sh"]
     assert lines[-1] != "rc=0"
 
 
@@ -256,3 +256,44 @@ def test_slot_files_never_follow_a_planted_link(tmp_path: Path) -> None:
     slots.ensure_slot_files(root)
     assert victim.read_bytes() == b"keep"
     assert (root / "rootfs/dev/mmcblk0p3").stat().st_size == slots.SLOT_FILE_SIZE
+
+
+def test_old_overlay_work_dirs_are_not_looked_for_through_a_planted_link(tmp_path: Path) -> None:
+    # The state dir is writable by device commands: <state>/.overlay-work may now lead to a host folder whose
+    # w.* entries the cleanup would delete.
+    outside = tmp_path / "outside"
+    (outside / "w.keep").mkdir(parents=True)
+    root = tmp_path / "state"
+    root.mkdir()
+    (root / hostguard.WORK_DIR).symlink_to(outside)
+    hostguard._forget_old_work_dirs(root)
+    assert (outside / "w.keep").is_dir()
+
+
+def test_a_planted_link_turns_a_device_folder_into_an_empty_read_only_one(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fs = tmp_path / "state" / "rootfs"
+    (fs / "var").mkdir(parents=True)
+    (fs / "var/tmp").symlink_to(outside)
+    (fs / "data").mkdir()
+    assert hostguard._device_dir_row(fs, fs / "var/tmp", Path("/var/tmp"))[2:] == ("tmpfs", "ro,mode=0755,size=4k")
+    assert hostguard._device_dir_row(fs, fs / "data", Path("/data")) == (os.path.realpath(fs / "data"), "/data",
+                                                                         "none", "bind")
+
+
+def test_the_sim_refuses_to_write_its_sshd_drop_in_through_a_planted_link(tmp_path: Path) -> None:
+    from siteline.simulator import rootfs, runner
+
+    state = DeviceState.open(tmp_path / "dev", name="gw-link", password="pw")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ssh = rootfs.rootfs(state.root) / "etc/ssh"
+    if ssh.exists():
+        shutil.rmtree(ssh)
+    ssh.parent.mkdir(parents=True, exist_ok=True)
+    ssh.symlink_to(outside)
+    (outside / "sshd_config.d").mkdir()
+    with pytest.raises(runner.SimSetupError, match="leads out of the state directory"):
+        runner._write_sshd_drop_in(state, keys_only=True)
+    assert not any((outside / "sshd_config.d").iterdir())

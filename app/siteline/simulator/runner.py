@@ -109,19 +109,27 @@ def _describe(device: SimulatedDevice, state: DeviceState, password: str | None)
     return lines
 
 
+def _write_sshd_drop_in(state: DeviceState, keys_only: bool) -> None:
+    """The device's own sshd_config says keys-only too, so that its posture check agrees with its server."""
+    drop_in = rootfs.rootfs(state.root) / "etc/ssh/sshd_config.d/50-keys-only.conf"
+    if not hostguard.confined(drop_in.parent, state.root):  # device commands can plant links in their rootfs
+        raise SimSetupError(f"{drop_in.parent} leads out of the state directory (to "
+                            f"{os.path.realpath(drop_in.parent)}), so the simulator will not write there: "
+                            "remove that link on the device (or use a new --state folder)")
+    if keys_only:
+        drop_in.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(drop_in, b"PasswordAuthentication no\nKbdInteractiveAuthentication no\n")
+    else:
+        drop_in.unlink(missing_ok=True)
+
+
 async def serve(args: argparse.Namespace) -> int:
     state = open_state(args)
     ssh_port = args.ssh_port
     if ssh_port is None and args.serial_link is None and args.mqtt is None:
         ssh_port = 0  # nothing asked for: SSH on a free port is the most useful default
     keys_only = bool(getattr(args, "ssh_keys_only", False))
-    # The device's own sshd_config says so too, so that its posture check agrees with its server.
-    drop_in = rootfs.rootfs(state.root) / "etc/ssh/sshd_config.d/50-keys-only.conf"
-    if keys_only:
-        drop_in.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(drop_in, b"PasswordAuthentication no\nKbdInteractiveAuthentication no\n")
-    else:
-        drop_in.unlink(missing_ok=True)
+    _write_sshd_drop_in(state, keys_only)
     device = SimulatedDevice(state, ssh_port=ssh_port, serial_link=args.serial_link, mqtt_url=args.mqtt,
                              ssh_password_login=not keys_only)
     at_link = getattr(args, "at_modem", None)

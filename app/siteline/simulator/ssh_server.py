@@ -49,6 +49,29 @@ def load_host_key(state: DeviceState) -> asyncssh.SSHKey:
     return key
 
 
+class ConfinedSFTPServer(asyncssh.SFTPServer):
+    """SFTP into the device's rootfs that never leaves it through a link the device made there.
+
+    asyncssh's chroot only prefixes the client's path, and this server runs in the simulator's own process,
+    outside the device's namespaces: the OS would follow a device-planted ``/etc/x -> /usr/lib`` to the host's
+    folder. Every path is therefore resolved (links and all) and refused unless it stays in the rootfs. A link
+    that leads out can be neither followed nor, through SFTP, removed: ``rm`` in a device shell removes it.
+    """
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], chroot: bytes) -> None:
+        super().__init__(chan, chroot=chroot)
+        self._confine = os.path.realpath(chroot)
+
+    def map_path(self, path: bytes) -> bytes:
+        local = super().map_path(path)
+        real = os.path.realpath(local)
+        if real != self._confine and not real.startswith(self._confine + b"/"):
+            log.info("SFTP refused %r: a link there leads out of the device's rootfs", path[:200])
+            raise asyncssh.SFTPPermissionDenied(
+                f"{os.fsdecode(path[:200])}: a link on this path leads out of the device's filesystem")
+        return local
+
+
 class _DeviceAuth(asyncssh.SSHServer):
     """Decides who gets in, against the passwords and authorized_keys kept in the state dir."""
 
@@ -154,7 +177,7 @@ class SSHDeviceServer:
     def _make_sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         root = rootfs_of(self.state)
         root.mkdir(parents=True, exist_ok=True)
-        return asyncssh.SFTPServer(chan, chroot=os.fsencode(root))
+        return ConfinedSFTPServer(chan, chroot=os.fsencode(root))
 
     async def _handle_process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         finished = asyncio.Event()
