@@ -17,7 +17,7 @@ from tests.peers.sim import PASSWORD, make_state, running_device
 from siteline.core.errors import TransportError
 from siteline.core.provisioning import firewall
 from siteline.core.provisioning.api import ProvisionLink, StepContext, StepFailedError
-from siteline.core.provisioning.firewall import allow_list, firewall_step, iptables_rules, nft_table
+from siteline.core.provisioning.firewall import allow_list, firewall_step, iptables_rules, nft_script, nft_table
 from siteline.core.provisioning.job import ProvisionJob
 from siteline.core.provisioning.link import TransportProvisionLink
 from siteline.core.provisioning.profile import FirewallPolicy, IdentityPolicy, MqttClientSettings, Profile
@@ -35,6 +35,7 @@ CONFIRM_IN = 30.0  # where the confirm is meant to win, even over a slow login o
 FILES = "/etc/siteline"  # device-side: the simulator keeps a device's /etc writes in its state dir (hostguard)
 INPUT_RULE = "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"
 UNIT = firewall.REVERT_UNIT
+NO_PENDING = f"! ls {FILES}/firewall.pending.* >/dev/null 2>&1"  # no apply's marker left
 
 
 def _profile(deadman: float = CONFIRM_IN) -> Profile:
@@ -146,7 +147,10 @@ async def test_confirmation_never_comes_and_the_rules_revert_by_themselves(linke
         assert time.monotonic() - applied < DEADMAN + 5, "the device did not restore its rules by itself"
         await asyncio.sleep(0.1)
     assert INPUT_RULE in before
-    assert (await _device(state, f"test -e {FILES}/firewall.reverted && ! test -e {FILES}/firewall.pending"))[0] == 0
+    # The switch calls it reverted only once its restore has worked: the rename follows the restore closely.
+    while (await _device(state, f"test -e {FILES}/firewall.reverted && {NO_PENDING}"))[0] != 0:
+        assert time.monotonic() - applied < DEADMAN + 8, "the switch restored the rules but never said so"
+        await asyncio.sleep(0.1)
     assert (await _device(state, f"systemctl is-active -q {UNIT}.timer"))[0] != 0
     assert (await _device(state, f"test -e {firewall.RULES_V4}"))[0] != 0  # never persisted
     assert "firewall" not in ctx.job.data
@@ -172,7 +176,7 @@ async def test_applied_confirmed_persisted_then_skipped(linked: Linked) -> None:
     assert INPUT_RULE in persisted
     assert (await _device(state, f"systemctl is-active -q {UNIT}.timer"))[0] != 0  # disarmed
     assert (await _device(state, "systemctl list-timers --no-legend"))[1].strip() == ""
-    assert (await _device(state, f"test -e {FILES}/firewall.confirmed && ! test -e {FILES}/firewall.pending"))[0] == 0
+    assert (await _device(state, f"test -e {FILES}/firewall.confirmed && {NO_PENDING}"))[0] == 0
     _, v6 = await _device(state, "ip6tables -S OUTPUT")
     assert v6.splitlines()[:1] == ["-P OUTPUT DROP"]
     assert "-A OUTPUT -p ipv6-icmp -j ACCEPT" in v6.splitlines()
@@ -223,11 +227,21 @@ async def test_nft_device_gets_a_table_of_its_own(serial: Linked) -> None:
     assert outcome.evidence["backend"] == "nft"
     _, ruleset = await _device(state, "nft list ruleset")
     assert ruleset == own + nft_table(allow_list(ctx.profile))
-    _, persisted = await _device(state, f"cat {firewall.NFT_CONF}")
-    assert persisted == "#!/usr/sbin/nft -f\nflush ruleset\n" + ruleset
+    # Only our table is persisted, in a file of its own that the boot configuration includes.
+    _, persisted = await _device(state, f"cat {firewall.NFT_INCLUDE}")
+    assert persisted == nft_script(allow_list(ctx.profile))
+    _, conf = await _device(state, f"cat {firewall.NFT_CONF}")
+    assert conf.splitlines()[0] == "#!/usr/sbin/nft -f"
+    assert f'include "{firewall.NFT_INCLUDE}"' in conf.splitlines()
+    assert "vendor" not in conf
+    assert outcome.evidence["persisted"] == [firewall.NFT_INCLUDE, firewall.NFT_CONF]
+    assert outcome.evidence["ipv6"] == "covered"
     _, v4 = await _device(state, "iptables -S OUTPUT")
     assert v4.splitlines() == ["-P OUTPUT ACCEPT"]  # iptables untouched on an nft device
     assert (await firewall_step(_context(serial.link))).skipped
+    await _reboot(serial)  # the vendor's table was never persisted (not ours to); ours comes back
+    _, booted = await _device(state, "nft list ruleset")
+    assert booted == nft_table(allow_list(ctx.profile))
 
 
 async def test_dry_run_plans_everything_and_changes_nothing(serial: Linked) -> None:
@@ -236,7 +250,7 @@ async def test_dry_run_plans_everything_and_changes_nothing(serial: Linked) -> N
     outcome = await firewall_step(ctx)
     assert outcome.detail.startswith("dry run")
     planned = "\n".join(p.command for p in ctx.plan)
-    for word in ("iptables-save >", "systemd-run --on-active=30s", "iptables-restore <", "firewall.pending",
+    for word in ("iptables-save >", "systemd-run --on-active=30s", "iptables-restore -w 10 <", "firewall.pending.",
                  f"mv {FILES}/firewall.pending", firewall.RULES_V4):
         assert word in planned
     assert await _filter_rules(serial.state) == before
@@ -253,3 +267,24 @@ async def test_a_reboot_before_the_confirm_loses_the_new_rules_and_the_timer(ser
     assert (await _device(serial.state, f"systemctl is-active -q {UNIT}.timer"))[0] != 0
     _, live = await _device(serial.state, "iptables -S OUTPUT")
     assert live.splitlines() == ["-P OUTPUT ACCEPT"]  # never persisted: gone with the reboot, as on hardware
+
+
+async def test_a_revert_cut_short_is_run_again_before_a_new_apply(tmp_path: Path) -> None:
+    async for ssh in _linked(tmp_path, "ssh"):
+        state = ssh.state
+        before = await _filter_rules(state)
+        with pytest.raises(TransportError):
+            await firewall_step(_context(NoComeback(ssh.link)))
+        # As if the switch's service was killed between its claim and its restore: claimed, rules still new.
+        claim = (f"systemctl stop {UNIT}.timer; for f in {FILES}/firewall.pending.*; do "
+                 f'mv "$f" "{FILES}/firewall.reverting.${{f##*.}}"; done')
+        assert (await _device(state, claim))[0] == 0
+        assert await _filter_rules(state) != before
+        ctx = _context(ssh.link)
+        outcome = await firewall_step(ctx)
+        assert "applied behind" in outcome.detail  # restored first (not confirmed as is), then applied afresh
+        plan = [p.command for p in ctx.plan]
+        assert any("firewall.reverting." in c and "firewall-revert." in c for c in plan)
+        _, prev = await _device(state, f"cat {FILES}/firewall.prev")
+        assert ":OUTPUT ACCEPT" in prev  # what the new switch would restore: the rules from before both runs
+        assert (await _device(state, f"! ls {FILES}/firewall.reverting.* >/dev/null 2>&1 && {NO_PENDING}"))[0] == 0

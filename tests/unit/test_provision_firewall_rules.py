@@ -3,15 +3,17 @@ simulated device's half: systemd-run timers and the table-aware nft, driven in-p
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from siteline.core.provisioning.firewall import (
+from siteline.core.provisioning.firewall_rules import (
     Allow,
     Files,
     allow_list,
+    filter_output,
     iptables_rules,
     nft_script,
     nft_table,
@@ -112,14 +114,47 @@ def test_nft_table_and_script() -> None:
     assert script.endswith(table)
 
 
-def test_revert_script_claims_the_marker_before_restoring() -> None:
-    files = Files.at("/etc/siteline")
+def test_revert_script_claims_its_own_marker_before_restoring() -> None:
+    files = Files.at("/etc/siteline", "0a1b2c3d")
+    assert files.pending == "/etc/siteline/firewall.pending.0a1b2c3d"
+    assert files.script == "/etc/siteline/firewall-revert.0a1b2c3d.sh"
     text = revert_script("iptables", files, v6=True)
-    claim = "mv /etc/siteline/firewall.pending /etc/siteline/firewall.reverted 2>/dev/null || exit 0"
+    claim = "mv /etc/siteline/firewall.pending.0a1b2c3d /etc/siteline/firewall.reverting.0a1b2c3d 2>/dev/null || exit 0"
     assert claim in text
-    assert text.index(claim) < text.index("iptables-restore < /etc/siteline/firewall.prev")
-    assert "ip6tables-restore < /etc/siteline/firewall.prev6" in text
+    restore = ("iptables-restore -w 10 < /etc/siteline/firewall.prev && "
+               "ip6tables-restore -w 10 < /etc/siteline/firewall.prev6")
+    assert text.index(claim) < text.index(restore)
+    # Only a restore that worked is called reverted; a failed one leaves the marker pending for a retry.
+    done = "mv -f /etc/siteline/firewall.reverting.0a1b2c3d /etc/siteline/firewall.reverted"
+    back = "mv -f /etc/siteline/firewall.reverting.0a1b2c3d /etc/siteline/firewall.pending.0a1b2c3d"
+    assert text.index(restore) < text.index(done) < text.index(back)
     assert "nft -f /etc/siteline/firewall.prev" in revert_script("nft", files, v6=False)
+    assert "ip6tables" not in revert_script("iptables", files, v6=False)
+
+
+def test_revert_script_runs_in_a_shell(tmp_path: Path) -> None:
+    """The script as sh runs it: a failed restore puts the marker back, a good one reverts, a second run is a no-op."""
+    files = Files.at(str(tmp_path), "beef")
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "iptables-restore"
+    script = tmp_path / "revert.sh"
+    script.write_text(revert_script("iptables", files, v6=False))
+    Path(files.pending).touch()
+    Path(files.prev).write_text("*filter\nCOMMIT\n")
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    for ok, left in ((False, files.pending), (True, files.reverted), (True, files.reverted)):
+        tool.write_text("#!/bin/sh\nexit 0\n" if ok else "#!/bin/sh\nexit 1\n")
+        tool.chmod(0o755)
+        done = subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=10)
+        assert done.returncode == (0 if ok else 1)
+        assert sorted(p.name for p in tmp_path.glob("firewall.*")) == sorted(["firewall.prev", Path(left).name])
+        assert ("left for a retry" in done.stderr) is not ok
+
+
+def test_filter_output_reads_the_persisted_chain() -> None:
+    assert filter_output(SAVED) == ["-P OUTPUT ACCEPT", "-A OUTPUT -d 10.0.0.1/32 -j ACCEPT"]
+    assert filter_output("garbage\n") is None
+    assert filter_output("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n") is None
 
 
 def test_simulated_iptables_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,3 +211,23 @@ def test_systemd_run_timer_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert systemctl.main("systemctl", ["stop", "siteline-firewall-revert.timer"], state) == 0
     assert systemctl.main("systemctl", ["is-active", "-q", "siteline-firewall-revert.timer"], state) == 3
     assert systemd_run.main("systemd-run", ["--on-active=never", "true"], state) == 1
+
+
+def test_a_device_without_ip6tables_restore_is_said_to_have_ipv6_uncovered() -> None:
+    from siteline.core.provisioning.firewall import Desired, _desired_iptables, _v6_note
+
+    allows = allow_list(_profile())
+    read = {"iptables-save": (0, SAVED), "iptables-S": (0, "-P OUTPUT ACCEPT\n"), "iptables-boot": (1, "")}
+    want = Desired("iptables", True, len(allows))
+    _desired_iptables(want, read, allows, Files.at("/etc/siteline"), v6=False)
+    assert [load[2] for load in want.loads] == ["iptables-restore -w 10 < /etc/siteline/firewall.new"]
+    assert want.ipv6.startswith("not covered")
+    assert "IPv6 not covered" in _v6_note(want)
+    assert not any("ip6tables" in command for command in [*want.saves, *want.persist])
+    # The boot file counts as persisted when its filter OUTPUT chain is the baseline, whatever else it holds.
+    booted = render_iptables(SAVED, iptables_rules(allows, 4)).replace("*filter", SAVED.split("*filter")[0] + "*filter")
+    read["iptables-boot"] = (0, booted)
+    again = Desired("iptables", True, len(allows))
+    _desired_iptables(again, read, allows, Files.at("/etc/siteline"), v6=False)
+    assert "MASQUERADE" in booted
+    assert again.persisted_ok

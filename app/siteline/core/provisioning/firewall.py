@@ -4,205 +4,60 @@ The baseline drops outgoing traffic except loopback, replies (ESTABLISHED,RELATE
 profile says, the control plane on 443 and the broker on its port, and the profile's extra entries. Only
 OUTPUT is touched: INPUT and every other table stay as they were. iptables gets its filter table reloaded
 with OUTPUT replaced (one iptables-restore, atomic); nftables gets a table of its own (``inet siteline``,
-replaced in one ``nft -f`` transaction), so the device's other tables keep working.
+replaced in one ``nft -f`` transaction), so the device's other tables keep working. The rendering is in
+firewall_rules.py.
 
 The dead-man switch, on the device, in the directory of the profile's provisioned marker (/etc/siteline):
-the current rules are saved, a "pending" file is created and a revert is ARMED before anything changes
-(a systemd transient timer, or a detached ``sleep`` where there is no systemd). The new rules are loaded;
-Siteline then logs in afresh (a new connection, not the old one the conntrack rule keeps alive) and
-confirms by renaming "pending" away. The revert renames the same file before restoring, so a confirm
-racing the timer has exactly one winner: either the rules stay and are persisted for the next boot, or the
-device went back to its previous rules by itself and the step says so. A wrong rule can lock Siteline out
-for at most ``deadman_seconds``.
+the current rules are saved, a "pending.<token>" file is created and that apply's revert is ARMED before
+anything changes (a systemd transient timer, or a detached ``sleep`` where there is no systemd). The new rules
+are loaded; Siteline then logs in afresh (a new connection, not the old one the conntrack rule keeps alive)
+and confirms by renaming "pending.<token>" away. The revert renames the same file before restoring, so a
+confirm racing the timer has exactly one winner. The token keeps an earlier apply's timer (a cut run's) from
+claiming a later apply's marker; its unit is stopped before anything else anyway. Once confirmed, what runs
+is persisted for the next boot (iptables-save: every table; nft: our table only, in an include file).
+A wrong rule can lock Siteline out for at most ``deadman_seconds``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import posixpath
 import secrets
 import shlex
 from dataclasses import dataclass, field
-from typing import Literal
 
 from siteline.core.errors import TransportError
 from siteline.core.provisioning.api import StepContext, StepFailedError, StepOutcome
-from siteline.core.provisioning.profile import Profile
+from siteline.core.provisioning.firewall_rules import (
+    NFT_CONF,
+    NFT_INCLUDE,
+    NFT_INCLUDE_LINE,
+    NFT_REPLACE,
+    NFT_TABLE,
+    REVERT_UNIT,
+    RULES_V4,
+    RULES_V6,
+    TOKEN,
+    Allow,
+    Backend,
+    Files,
+    allow_list,
+    filter_output,
+    iptables_rules,
+    nft_script,
+    nft_table,
+    render_iptables,
+    revert_script,
+    same,
+    same_set,
+)
 
-Backend = Literal["iptables", "nft"]
-REVERT_UNIT = "siteline-firewall-revert"
-NFT_TABLE = "siteline"  # inet family: one table filters IPv4 and IPv6
-RULES_V4 = "/etc/iptables/rules.v4"  # where iptables-persistent / netfilter-persistent load rules at boot
-RULES_V6 = "/etc/iptables/rules.v6"
-NFT_CONF = "/etc/nftables.conf"  # what nftables.service loads at boot
+__all__ = ["NFT_CONF", "NFT_INCLUDE", "NFT_TABLE", "REVERT_UNIT", "RULES_V4", "RULES_V6", "Allow", "Files",
+           "allow_list", "firewall_step", "iptables_rules", "nft_script", "nft_table", "render_iptables",
+           "revert_script"]
+
 RECONNECT_TIMEOUT = 30.0
 _HINT = "Check the profile's [firewall] allow-list, then run the provisioning again (it resumes at this step)."
-
-
-# -- the baseline, rendered (pure) ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Allow:
-    """One allowed kind of outgoing traffic, for either family (family 0) or one (4 or 6)."""
-
-    what: str
-    proto: str = ""  # tcp | udp | "" (any)
-    port: str = ""  # "53", "67:68"; "" for any
-    address: str = ""  # a network in canonical form (203.0.113.10/32); "" for anywhere
-    family: int = 0
-
-
-def allow_list(profile: Profile) -> list[Allow]:
-    """The baseline's allow rules from the profile (after loopback and replies, which are always allowed)."""
-    fw, mqtt = profile.firewall, profile.mqtt
-    allows: list[Allow] = []
-    if fw.dns:
-        allows += [Allow("DNS", "udp", "53"), Allow("DNS", "tcp", "53")]
-    if fw.ntp:
-        allows.append(Allow("NTP", "udp", "123"))
-    if fw.dhcp:
-        allows += [Allow("DHCP", "udp", "67:68", family=4), Allow("DHCPv6", "udp", "546:547", family=6)]
-    allows += [_to("control plane", "tcp", 443, net) for net in fw.control_plane]
-    broker = mqtt.broker_ip or mqtt.broker
-    if broker:
-        allows.append(_to("MQTT broker", "tcp", mqtt.port, broker))
-    allows += [_to(extra.name, extra.proto, extra.port, extra.address) for extra in fw.extra]
-    return allows
-
-
-def _to(what: str, proto: str, port: int, address: str) -> Allow:
-    try:
-        net = ipaddress.ip_network(address, strict=False)
-    except ValueError:
-        raise StepFailedError(f"The firewall entry {what!r} has {address[:80]!r}, which is not an address.",
-                              "Give an IP address or network (CIDR) in the profile.") from None
-    return Allow(what, proto, str(port), str(net), net.version)
-
-
-def iptables_rules(allows: list[Allow], family: int) -> list[str]:
-    """The OUTPUT rules as ``iptables -S OUTPUT`` (or ip6tables) prints them."""
-    rules = ["-A OUTPUT -o lo -j ACCEPT", "-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
-    if family == 6:
-        rules.append("-A OUTPUT -p ipv6-icmp -j ACCEPT")  # neighbour discovery: IPv6 dies without it
-    for a in allows:
-        if a.family not in (0, family):
-            continue
-        words = ["-A", "OUTPUT"]
-        if a.address:
-            words += ["-d", a.address]
-        if a.proto:
-            words += ["-p", a.proto, "-m", a.proto]
-            words += ["--dport", a.port] if a.port else []
-        rules.append(" ".join([*words, "-j", "ACCEPT"]))
-    return rules
-
-
-def render_iptables(saved: str, rules: list[str]) -> str:
-    """An iptables-restore file: the filter table of ``saved`` (iptables-save) with OUTPUT replaced.
-
-    INPUT, FORWARD and user chains keep their rules; other tables are not in the file, so iptables-restore
-    leaves them alone. ValueError when ``saved`` is not iptables-save output."""
-    heads: list[str] = []
-    body: list[str] = []
-    table, seen_filter = "", False
-    for number, raw in enumerate(saved.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("*"):
-            table, seen_filter = line[1:], seen_filter or line == "*filter"
-        elif line == "COMMIT":
-            table = ""
-        elif not table:
-            raise ValueError(f"line {number} of iptables-save is outside a table: {line[:80]!r}")
-        elif table != "filter":
-            continue
-        elif line.startswith(":") and len(line.split()) >= 2:
-            name, policy = line[1:].split()[:2]
-            if name != "OUTPUT":
-                heads.append(f":{name} {policy} [0:0]")
-        elif line.startswith("-A ") and len(line.split()) >= 2:
-            if line.split()[1] != "OUTPUT":
-                body.append(line)
-        else:
-            raise ValueError(f"line {number} of iptables-save is not understood: {line[:80]!r}")
-    if not seen_filter:
-        heads = [":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]"]
-    builtin = [h for h in heads if h.split()[0] in (":INPUT", ":FORWARD")]
-    user = [h for h in heads if h not in builtin]
-    return "\n".join(["*filter", *builtin, ":OUTPUT DROP [0:0]", *user, *body, *rules, "COMMIT", ""])
-
-
-def nft_table(allows: list[Allow]) -> str:
-    """The ``inet siteline`` table as ``nft list table inet siteline`` prints it."""
-    rules = ['oifname "lo" accept', "ct state established,related accept", "meta l4proto ipv6-icmp accept"]
-    for a in allows:
-        words = []
-        if a.address:
-            words += ["ip" if a.family == 4 else "ip6", "daddr", a.address.removesuffix("/32").removesuffix("/128")]
-        elif a.family:
-            words += ["meta", "nfproto", "ipv4" if a.family == 4 else "ipv6"]
-        if a.proto:
-            words += [a.proto, "dport", a.port.replace(":", "-")] if a.port else ["meta", "l4proto", a.proto]
-        rules.append(" ".join([*words, "accept"]))
-    lines = [f"table inet {NFT_TABLE} {{", "\tchain output {",
-             "\t\ttype filter hook output priority filter; policy drop;", *(f"\t\t{r}" for r in rules), "\t}", "}"]
-    return "\n".join(lines) + "\n"
-
-
-def nft_script(allows: list[Allow]) -> str:
-    """What ``nft -f`` loads: our table replaced in one transaction (created first, so the delete cannot fail)."""
-    return f"table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n" + nft_table(allows)
-
-
-def _same(live: str, wanted: str) -> bool:
-    """Rule listings equal line by line, ignoring indentation, blank lines and nft's handle comments."""
-    def norm(text: str) -> list[str]:
-        return [" ".join(line.split("# handle")[0].split()) for line in text.splitlines() if line.strip()]
-    return norm(live) == norm(wanted)
-
-
-def _same_set(live: str, policy: str, rules: list[str]) -> bool:
-    lines = {" ".join(line.split()) for line in live.splitlines() if line.strip()}
-    return lines == {policy, *rules}
-
-
-# -- the files on the device ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Files:
-    """The dead-man switch's files, beside the provisioned marker (a writable place the profile names).
-
-    prev/prev6: the rules before; new/new6: what was loaded (copied to the boot files on confirm); pending:
-    present while loaded and not confirmed, renamed to confirmed (by Siteline) or reverted (by the switch)."""
-
-    where: str
-    prev: str = ""
-    prev6: str = ""
-    new: str = ""
-    new6: str = ""
-    pending: str = ""
-    confirmed: str = ""
-    reverted: str = ""
-    script: str = ""
-
-    @classmethod
-    def at(cls, where: str) -> Files:
-        names = {"prev": "firewall.prev", "prev6": "firewall.prev6", "new": "firewall.new", "new6": "firewall.new6",
-                 "pending": "firewall.pending", "confirmed": "firewall.confirmed", "reverted": "firewall.reverted",
-                 "script": "firewall-revert.sh"}
-        return cls(where, **{key: posixpath.join(where, name) for key, name in names.items()})
-
-
-def revert_script(backend: Backend, files: Files, v6: bool) -> str:
-    """The device's half of the switch: claim "pending" (atomic rename), then restore the saved rules."""
-    q = shlex.quote
-    if backend == "nft":
-        restore = f"nft -f {q(files.prev)}"
-    else:
-        restore = f"iptables-restore < {q(files.prev)}" + (f"\nip6tables-restore < {q(files.prev6)}" if v6 else "")
-    return ("#!/bin/sh\n# Siteline firewall dead-man switch: unless Siteline confirmed the new rules (renamed the\n"
-            "# pending file away), restore the rules saved before them. Argument: seconds to wait first.\n"
-            '[ -n "$1" ] && sleep "$1"\n'
-            f"mv {q(files.pending)} {q(files.reverted)} 2>/dev/null || exit 0\n{restore}\n")
+_NO_V6 = "not covered: the device has iptables but no ip6tables-restore"
 
 
 # -- what the device has and needs -----------------------------------------------------------------------------
@@ -212,10 +67,13 @@ class Desired:
     systemd: bool
     rules: int  # allow rules (what the technician counts)
     loads: list[tuple[str, str, str]] = field(default_factory=list)  # (file to write, its text, restore command)
-    saves: list[str] = field(default_factory=list)  # commands saving the current rules
-    persist: list[str] = field(default_factory=list)  # commands persisting the loaded rules for the next boot
+    saves: list[str] = field(default_factory=list)  # commands saving what the revert restores
+    persist: list[str] = field(default_factory=list)  # commands persisting the live rules for the next boot
     live_ok: bool = False
     persisted_ok: bool = False
+    ipv6: str = "covered"
+    pending: list[str] = field(default_factory=list)  # tokens of applies loaded and not confirmed
+    reverting: list[str] = field(default_factory=list)  # tokens of reverts cut short (claimed, not done)
 
 
 GATHER_LIMIT = 600  # characters of one gathered read: a serial console line holds 1000 with its framing (~250)
@@ -247,12 +105,15 @@ def _section(out: str, token: str, name: str) -> tuple[int, str]:
     return int(code) if code.isdigit() else 255, out[head + len(f"@{token} {name}@\n"):end]
 
 
-def _reads(files: Files) -> dict[str, str]:
+def _reads(where: str) -> dict[str, str]:
     q = shlex.quote
     names = "nft iptables-restore ip6tables-restore systemd-run"
     reads = {"tools": f"for t in {names}; do command -v $t >/dev/null 2>&1 && echo $t; done; true",
-             "pending": f"test -e {q(files.pending)}", "ruleset": "nft list ruleset",
-             "table": f"nft list table inet {NFT_TABLE}", "nft_conf": f"cat {q(NFT_CONF)}"}
+             "pending": f"for f in {q(posixpath.join(where, 'firewall.pending.'))}* "
+                        f"{q(posixpath.join(where, 'firewall.reverting.'))}*; do [ -e \"$f\" ] && "
+                        "echo \"${f##*/firewall.}\"; done; true",
+             "ruleset": "nft list ruleset", "table": f"nft list table inet {NFT_TABLE}",
+             "nft_inc": f"cat {q(NFT_INCLUDE)}", "nft_conf": f"grep -qxF {q(NFT_INCLUDE_LINE)} {q(NFT_CONF)}"}
     for tool, boot in (("iptables", RULES_V4), ("ip6tables", RULES_V6)):
         reads |= {f"{tool}-save": f"{tool}-save", f"{tool}-S": f"{tool} -S OUTPUT", f"{tool}-boot": f"cat {q(boot)}"}
     return reads
@@ -280,31 +141,54 @@ def _backend(ctx: StepContext, tools: set[str], ruleset: str) -> Backend:
                           "profile's required posture checks.")
 
 
-async def _desired(ctx: StepContext, files: Files) -> tuple[Desired, bool]:
-    """What the baseline needs on this device, and whether an unconfirmed apply is pending there."""
-    read = await _gather(ctx, _reads(files))
+async def _desired(ctx: StepContext, files: Files) -> Desired:
+    """What the baseline needs on this device (and the unconfirmed applies pending there)."""
+    read = await _gather(ctx, _reads(files.where))
     tools = set(read["tools"][1].split())
     ruleset = read["ruleset"][1] if "nft" in tools and read["ruleset"][0] == 0 else ""
     backend = _backend(ctx, tools, ruleset)
     allows = allow_list(ctx.profile)
     want = Desired(backend, "systemd-run" in tools, len(allows))
-    pending = read["pending"][0] == 0
-    q = shlex.quote
+    marks = [m.split(".", 1) for m in read["pending"][1].split() if m.count(".") == 1]
+    want.pending = [t for kind, t in marks if kind == "pending" and TOKEN.match(t)]
+    want.reverting = [t for kind, t in marks if kind == "reverting" and TOKEN.match(t)]
     if backend == "nft":
-        if read["ruleset"][0] != 0:
-            raise StepFailedError(f"`nft list ruleset` failed on the device (exit status {read['ruleset'][0]}).", _HINT)
-        want.live_ok = read["table"][0] == 0 and _same(read["table"][1], nft_table(allows))
-        conf = read["nft_conf"]
-        want.persisted_ok = conf[0] == 0 and _same(conf[1], f"#!/usr/sbin/nft -f\nflush ruleset\n{ruleset}")
-        want.saves = [f"{{ echo 'flush ruleset'; nft list ruleset; }} > {q(files.prev)}"]
-        want.loads = [(files.new, nft_script(allows), f"nft -f {q(files.new)}")]
-        tmp = q(NFT_CONF + ".siteline-tmp")
-        want.persist = [f"{{ printf '%s\\n' '#!/usr/sbin/nft -f' 'flush ruleset'; nft list ruleset; }} > {tmp} && "
-                        f"mv -f {tmp} {q(NFT_CONF)} && sync"]
-        return want, pending
+        _desired_nft(want, read, allows, files)
+    else:
+        _desired_iptables(want, read, allows, files, v6="ip6tables-restore" in tools)
+    return want
+
+
+def _desired_nft(want: Desired, read: dict[str, tuple[int, str]], allows: list[Allow], files: Files) -> None:
+    q = shlex.quote
+    if read["ruleset"][0] != 0:
+        raise StepFailedError(f"`nft list ruleset` failed on the device (exit status {read['ruleset'][0]}).", _HINT)
+    want.live_ok = read["table"][0] == 0 and same(read["table"][1], nft_table(allows))
+    want.persisted_ok = read["nft_inc"][0] == 0 and same(read["nft_inc"][1], nft_script(allows)) and \
+        read["nft_conf"][0] == 0
+    # The revert touches our table only: delete it, or put back the one an earlier provisioning left.
+    head = " ".join(q(line) for line in NFT_REPLACE.splitlines())
+    want.saves = [f"{{ printf '%s\\n' {head}; nft list table inet {NFT_TABLE} 2>/dev/null || true; }} "
+                  f"> {q(files.prev)}"]
+    want.loads = [(files.new, nft_script(allows), f"nft -f {q(files.new)}")]
+    inc, conf = q(NFT_INCLUDE), q(NFT_CONF)
+    inc_tmp, conf_tmp = q(NFT_INCLUDE + ".siteline-tmp"), q(NFT_CONF + ".siteline-tmp")
+    want.persist = [
+        f"mkdir -p {q(posixpath.dirname(NFT_INCLUDE))} && cp {q(files.new)} {inc_tmp} && nft -c -f {inc_tmp} && "
+        f"mv -f {inc_tmp} {inc} && sync",
+        f"grep -qxF {q(NFT_INCLUDE_LINE)} {conf} 2>/dev/null || {{ {{ cat {conf} 2>/dev/null || echo "
+        f"'#!/usr/sbin/nft -f'; printf '\\n%s\\n' {q(NFT_INCLUDE_LINE)}; }} > {conf_tmp} && mv -f {conf_tmp} {conf} "
+        "&& sync; }"]
+
+
+def _desired_iptables(want: Desired, read: dict[str, tuple[int, str]], allows: list[Allow], files: Files, *,
+                      v6: bool) -> None:
+    q = shlex.quote
     families = [(4, "iptables", files.prev, files.new, RULES_V4)]
-    if "ip6tables-restore" in tools:
+    if v6:
         families.append((6, "ip6tables", files.prev6, files.new6, RULES_V6))
+    else:
+        want.ipv6 = _NO_V6  # IPv6 traffic is not filtered by the baseline: say so, never claim it is
     want.live_ok = want.persisted_ok = True
     for family, tool, prev, new, boot in families:
         code, saved = read[f"{tool}-save"]
@@ -316,58 +200,87 @@ async def _desired(ctx: StepContext, files: Files) -> tuple[Desired, bool]:
         except ValueError as exc:
             raise StepFailedError(f"The device's {tool}-save output cannot be read: {exc}.", _HINT) from None
         live, persisted = read[f"{tool}-S"], read[f"{tool}-boot"]
-        want.live_ok &= live[0] == 0 and _same_set(live[1], "-P OUTPUT DROP", rules)
-        want.persisted_ok &= persisted[0] == 0 and _same(persisted[1], text)
+        want.live_ok &= live[0] == 0 and same_set(live[1], "-P OUTPUT DROP", rules)
+        booted = filter_output(persisted[1]) if persisted[0] == 0 else None
+        want.persisted_ok &= booted is not None and same_set("\n".join(booted), "-P OUTPUT DROP", rules)
         want.saves.append(f"{tool}-save > {q(prev)}")
-        want.loads.append((new, text, f"{tool}-restore < {q(new)}"))
+        want.loads.append((new, text, f"{tool}-restore -w 10 < {q(new)}"))
         tmp = q(boot + ".siteline-tmp")
-        want.persist.append(f"mkdir -p {q(posixpath.dirname(boot))} && cp {q(new)} {tmp} && "
+        # What runs once confirmed, every table (nat, mangle, raw too): what iptables-persistent would save.
+        want.persist.append(f"mkdir -p {q(posixpath.dirname(boot))} && {tool}-save > {tmp} && "
                             f"mv -f {tmp} {q(boot)} && sync")
-    return want, pending
 
 
 # -- the step ---------------------------------------------------------------------------------------------------
 async def firewall_step(ctx: StepContext) -> StepOutcome:
     """Apply the profile's firewall baseline with a dead-man switch, confirm over a fresh login, persist, verify."""
     fw = ctx.profile.firewall
-    files = Files.at(posixpath.dirname(ctx.profile.identity.marker) or "/etc/siteline")
-    want, pending = await _desired(ctx, files)
-    if pending:
-        if want.live_ok:
+    where = posixpath.dirname(ctx.profile.identity.marker) or "/etc/siteline"
+    want = await _desired(ctx, Files.at(where))
+    disarmed = False
+    if want.pending or want.reverting:
+        if want.live_ok and len(want.pending) == 1 and not want.reverting:
             # An earlier run applied the rules and lost the link before confirming; this login proves them.
+            files = Files.at(where, want.pending[0])
             return await _finish(ctx, want, files, "confirmed the baseline an interrupted run applied")
-        # Half-done and not ours to keep: put the saved rules back now (the switch would anyway), then start over.
-        await ctx.change(f"/bin/sh {shlex.quote(files.script)}", what="restore the rules saved by an interrupted run")
-        want, _pending = await _desired(ctx, files)
+        await _restore_interrupted(ctx, want, where)
+        disarmed = True
+        want = await _desired(ctx, Files.at(where))
     if want.live_ok and want.persisted_ok:
         ctx.job.data["firewall"] = {**_data(want), "confirmed": True}
-        return StepOutcome(f"{want.backend} baseline already in place ({want.rules} allow rules)",
-                           {"backend": want.backend, "rules": want.rules}, skipped=True)
+        return StepOutcome(f"{want.backend} baseline already in place ({want.rules} allow rules){_v6_note(want)}",
+                           {**_data(want), "rules": want.rules}, skipped=True)
     if want.live_ok:
         # Already live (a run lost the link after its confirm, before persisting): nothing to switch back from.
-        for path, text, _load in want.loads:
-            await ctx.write_file(path, text.encode(), mode=0o600, what=f"write the rules to {path}")
-        return await _finish(ctx, want, files, "already live", confirm=False)
-    await _arm_and_apply(ctx, want, files, fw.deadman_seconds)
+        return await _finish(ctx, want, Files.at(where), "already live", confirm=False)
+    files = Files.at(where, secrets.token_hex(4))
+    await _arm_and_apply(ctx, want, files, fw.deadman_seconds, disarmed=disarmed)
     if ctx.dry_run:
         await _confirm(ctx, want, files)
         for command in want.persist:
             await _change(ctx, command, "persist the rules for the next boot")
         return StepOutcome(f"dry run: would apply the {want.backend} baseline ({want.rules} allow rules) behind a "
-                           f"{fw.deadman_seconds:g} s dead-man switch", {"backend": want.backend, "rules": want.rules})
+                           f"{fw.deadman_seconds:g} s dead-man switch{_v6_note(want)}", _data(want))
     await _reconnect(ctx, fw.deadman_seconds)
     return await _finish(ctx, want, files, f"applied behind a {fw.deadman_seconds:g} s dead-man switch")
 
 
-def _data(want: Desired) -> dict[str, object]:
-    return {"backend": want.backend, "rules": want.rules, "switch": "systemd-run" if want.systemd else "sleep"}
-
-
-async def _arm_and_apply(ctx: StepContext, want: Desired, files: Files, seconds: float) -> None:
-    """Save the current rules, write the new ones, arm the revert, then load the new rules atomically."""
+async def _restore_interrupted(ctx: StepContext, want: Desired, where: str) -> None:
+    """Half-done and not ours to keep: disarm its timer first (it must not fire into what follows), then put
+    the saved rules back by hand (a revert cut short, its unit stopped, runs again from the start)."""
     q = shlex.quote
-    await ctx.change(f"mkdir -p {q(files.where)} && rm -f {q(files.pending)} {q(files.confirmed)} "
-                     f"{q(files.reverted)}", what="prepare the dead-man switch's folder")
+    await _disarm(ctx, want)
+    for token in [*want.reverting, *want.pending]:
+        old = Files.at(where, token)
+        back = f"mv -f {q(old.reverting)} {q(old.pending)}; " if token in want.reverting else ""
+        await _change(ctx, f"{back}/bin/sh {q(old.script)}", "restore the rules saved by an interrupted run")
+
+
+def _data(want: Desired) -> dict[str, object]:
+    return {"backend": want.backend, "rules": want.rules, "switch": "systemd-run" if want.systemd else "sleep",
+            "ipv6": want.ipv6}
+
+
+def _v6_note(want: Desired) -> str:
+    return "" if want.ipv6 == "covered" else f"; IPv6 {want.ipv6}"
+
+
+async def _disarm(ctx: StepContext, want: Desired) -> None:
+    """Stop an earlier apply's revert unit (its timer and service) and forget it, so the name is free again."""
+    if want.systemd:
+        unit = REVERT_UNIT
+        await ctx.change(f"systemctl stop {unit}.timer {unit}.service >/dev/null 2>&1; "
+                         f"systemctl reset-failed {unit}.service >/dev/null 2>&1; true",
+                         what="stop an earlier apply's revert timer")
+
+
+async def _arm_and_apply(ctx: StepContext, want: Desired, files: Files, seconds: float, *, disarmed: bool) -> None:
+    """Save the current rules, write the new ones, arm this apply's revert, then load the new rules atomically."""
+    q = shlex.quote
+    if not disarmed:
+        await _disarm(ctx, want)  # before the new marker exists: no earlier timer may fire into this apply
+    await _change(ctx, f"mkdir -p {q(files.where)} && rm -f {files.leftovers()}",
+                  "prepare the dead-man switch's folder")
     for command in want.saves:
         await _change(ctx, command, "save the current rules (the dead-man switch restores them)")
     for path, text, _ in want.loads:
@@ -377,11 +290,8 @@ async def _arm_and_apply(ctx: StepContext, want: Desired, files: Files, seconds:
     await _change(ctx, f": > {q(files.pending)}", "mark the new rules pending confirmation")
     delay = max(1, round(seconds))
     if want.systemd:
-        unit = REVERT_UNIT
-        await _change(ctx, f"systemctl stop {unit}.timer {unit}.service >/dev/null 2>&1; "
-                      f"systemctl reset-failed {unit}.service >/dev/null 2>&1; "
-                      f"systemd-run --on-active={delay}s --unit={unit} --description='Siteline firewall dead-man "
-                      f"switch' /bin/sh {q(files.script)}", f"arm the revert in {delay} s (systemd timer)")
+        await _change(ctx, f"systemd-run --on-active={delay}s --unit={REVERT_UNIT} --description='Siteline firewall "
+                      f"dead-man switch' /bin/sh {q(files.script)}", f"arm the revert in {delay} s (systemd timer)")
     else:
         await _change(ctx, f"(setsid nohup /bin/sh {q(files.script)} {delay} </dev/null >/dev/null 2>&1 &)",
                       f"arm the revert in {delay} s (a detached sleep)")
@@ -418,18 +328,19 @@ async def _reconnect(ctx: StepContext, seconds: float) -> None:
 
 
 async def _confirm(ctx: StepContext, want: Desired, files: Files) -> None:
-    """Claim "pending" (the revert's rename then finds nothing), stop the timer."""
+    """Claim this apply's "pending" (its revert's rename then finds nothing), stop the timer."""
     q = shlex.quote
     claimed = await ctx.change(f"mv {q(files.pending)} {q(files.confirmed)}", what="confirm the new rules")
     if not claimed.ok:
-        reverted = (await ctx.read(f"test -e {q(files.reverted)}")).ok
+        reverted = (await ctx.read(f"test -e {q(files.reverted)} || test -e {q(files.reverting)}")).ok
         raise StepFailedError(
             "The device had already restored its previous firewall rules: the dead-man switch fired before Siteline "
             "could confirm." if reverted else "The new firewall rules could not be confirmed: the pending marker "
             f"{files.pending} is gone.",
             "Run again; if it keeps happening, raise the profile's firewall.deadman_seconds.")
-    if want.systemd:
-        await ctx.change(f"systemctl stop {REVERT_UNIT}.timer >/dev/null 2>&1; true", what="stop the revert timer")
+    stop = f"systemctl stop {REVERT_UNIT}.timer >/dev/null 2>&1; " if want.systemd else ""
+    # The confirmed apply's revert script has nothing left to claim: drop it (a sleeping switch holds it open).
+    await ctx.change(f"{stop}rm -f {q(files.script)}; true", what="stop the revert timer")
 
 
 async def _finish(ctx: StepContext, want: Desired, files: Files, how: str, *, confirm: bool = True) -> StepOutcome:
@@ -443,11 +354,11 @@ async def _finish(ctx: StepContext, want: Desired, files: Files, how: str, *, co
     evidence = {**_data(want), "confirmed": True, "previous_sha256": previous, "persisted": _boot_files(want)}
     ctx.job.data["firewall"] = dict(evidence)
     return StepOutcome(f"{want.backend} baseline {how}: OUTPUT policy DROP with {want.rules} allow rules, "
-                       "persisted and verified", evidence)
+                       f"persisted and verified{_v6_note(want)}", evidence)
 
 
 def _boot_files(want: Desired) -> list[str]:
-    return [NFT_CONF] if want.backend == "nft" else [RULES_V4, RULES_V6][:len(want.loads)]
+    return [NFT_INCLUDE, NFT_CONF] if want.backend == "nft" else [RULES_V4, RULES_V6][:len(want.loads)]
 
 
 async def _verify(ctx: StepContext, want: Desired) -> None:
@@ -455,11 +366,11 @@ async def _verify(ctx: StepContext, want: Desired) -> None:
     allows = allow_list(ctx.profile)
     if want.backend == "nft":
         code, live = (await _gather(ctx, {"table": f"nft list table inet {NFT_TABLE}"}))["table"]
-        good = code == 0 and _same(live, nft_table(allows))
+        good = code == 0 and same(live, nft_table(allows))
     else:
         families = ((4, "iptables"), (6, "ip6tables"))[:len(want.loads)]
         read = await _gather(ctx, {tool: f"{tool} -S OUTPUT" for _, tool in families})
-        good = all(read[tool][0] == 0 and _same_set(read[tool][1], "-P OUTPUT DROP", iptables_rules(allows, family))
+        good = all(read[tool][0] == 0 and same_set(read[tool][1], "-P OUTPUT DROP", iptables_rules(allows, family))
                    for family, tool in families)
     if not good:
         raise StepFailedError(f"The {want.backend} rules read back from the device are not the baseline "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,7 @@ def save(argv: list[str], state: DeviceState) -> int:
 
 
 def restore(argv: list[str], state: DeviceState) -> int:
+    argv = _without_wait(argv)
     files = [a for a in argv if not a.startswith("-")]
     try:
         text = Path(files[0]).read_text(encoding="utf-8") if files else sys.stdin.read()
@@ -231,6 +233,22 @@ def restore(argv: list[str], state: DeviceState) -> int:
     update_json(state.root, _path(state, _RULES[0]), change)
     state.log("iptables rules restored", "iptables", priority=5)
     return 0
+
+
+def _without_wait(argv: list[str]) -> list[str]:
+    """iptables-restore's -w/--wait [seconds] and -W/--wait-interval usecs (the xtables lock; no lock here)."""
+    kept: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg in ("-w", "--wait"):
+            skip = i + 1 < len(argv) and argv[i + 1].isdigit()
+        elif arg in ("-W", "--wait-interval"):
+            skip = True
+        elif not arg.startswith(("--wait=", "--wait-interval=")):
+            kept.append(arg)
+    return kept
 
 
 def _parse_save(text: str) -> dict[str, dict[str, Any]] | int:
@@ -281,7 +299,7 @@ def nft(argv: list[str], state: DeviceState) -> int:
         text, where = " ".join(args) + "\n", "command line"
     else:
         return fail("Error: syntax error, unexpected end of file", 1)
-    applied = _nft_apply(ruleset, text, where)
+    applied = _nft_apply(ruleset, text, where, Path)
     if isinstance(applied, int):
         return applied
     if "-c" not in args:
@@ -325,13 +343,29 @@ def _nft_list(ruleset: str, what: list[str]) -> int:
     return 0
 
 
-def _nft_apply(ruleset: str, script: str, where: str) -> str | int:
-    """``script`` applied to ``ruleset`` (the new ruleset), or the exit status after printing nft's error."""
+def _nft_apply(ruleset: str, script: str, where: str, locate: Callable[[str], Path], depth: int = 0) -> str | int:
+    """``script`` applied to ``ruleset`` (the new ruleset), or the exit status after printing nft's error.
+
+    ``include "FILE"`` applies FILE in place; ``locate`` maps its device path to where it can be read."""
     if script.count("{") != script.count("}"):
         return fail(f"{where}:1:1-1: Error: syntax error, unbalanced braces", 1)
     blocks = _nft_blocks(ruleset)
     for number, (_key, text) in enumerate(_nft_blocks(script), 1):
         words = text.split()
+        if words[0] == "include" and len(words) == 2:
+            name = words[1].strip('"')
+            try:
+                included = locate(name).read_text(encoding="utf-8") if depth < 8 else None
+            except (OSError, UnicodeDecodeError) as exc:
+                return fail(f"{where}:{number}:1-{len(text.strip())}: Error: Could not process rule: "
+                            f"{getattr(exc, 'strerror', None) or exc}\n{text.strip()}", 1)
+            if included is None:
+                return fail(f"{where}:{number}: Error: include nested too deeply", 1)
+            applied = _nft_apply("".join(t for _, t in blocks), included, name, locate, depth + 1)
+            if isinstance(applied, int):
+                return applied
+            blocks = _nft_blocks(applied)
+            continue
         if words[0] == "add" and words[1:2] == ["table"]:
             words = words[1:]
         if words[:2] == ["flush", "ruleset"]:
@@ -375,7 +409,7 @@ def at_boot(state: DeviceState, *, lost: bool) -> None:
         except (OSError, UnicodeDecodeError):
             text = None
         if name == "nft.json":
-            loaded = _nft_apply("", text, boot) if text is not None else None
+            loaded = _nft_apply("", text, boot, lambda p: _device_file(state.root, p)) if text is not None else None
             if isinstance(loaded, str):
                 write_json(_path(state, name), {"ruleset": loaded})
             elif lost:
