@@ -70,6 +70,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], connect
     parser.add_argument("--tag", action="append", default=[], metavar="T", help="a tag for the device (repeat)")
     parser.add_argument("--dry-run", action="store_true", help="show every command that would run; change nothing")
     parser.add_argument("--reprovision", action="store_true", help="provision a device that was provisioned before")
+    parser.add_argument("--new-job", action="store_true",
+                        help="abandon the unfinished job on this target and start a new one")
     parser.add_argument("--yes", action="store_true", help="do not ask (needed from a script)")
     parser.add_argument("--factory-password-prompt", action="store_true",
                         help="ask for the factory password instead of taking the profile's")
@@ -172,7 +174,13 @@ def _job(args: argparse.Namespace, store: ProvisionStore, target: Target, profil
     from siteline.core.provisioning.job import ProvisionJob
 
     waiting = store.unfinished(target=str(target))
+    if waiting and getattr(args, "new_job", False):
+        for old in waiting:
+            old.status, old.message = "failed", "abandoned: a new job was started on this target with --new-job"
+            store.save(old)
+        waiting = []
     if waiting and waiting[-1].profile_sha256 == profile.sha256:
+        _same_request(args, waiting[-1])
         return waiting[-1], True
     if waiting and not args.reprovision:
         old = waiting[-1]
@@ -189,6 +197,16 @@ def _job(args: argparse.Namespace, store: ProvisionStore, target: Target, profil
     return job, False
 
 
+def _same_request(args: argparse.Namespace, job: ProvisionJob) -> None:
+    """A resume must not quietly drop a --site/--tag the technician typed this time (another box, another site)."""
+    site_differs = bool(args.site) and args.site != job.site
+    tags_differ = bool(args.tag) and sorted(set(args.tag)) != sorted(set(job.tags))
+    if site_differs or tags_differ:
+        raise CliStop(EXIT_REFUSED, f"job {job.id} on this target was started for site {job.site} with tags "
+                      f"{', '.join(job.tags) or '(none)'}, not what this command asks; run it without --site/--tag to "
+                      "resume that job, or add --new-job to abandon it and start a new one")
+
+
 def _logins(args: argparse.Namespace, profile: Profile, store: ProvisionStore, job: ProvisionJob,
             keep: Keep) -> list[tuple[str, Any]]:
     """The credentials to try, in order: the vault's password when a job for this device replaced the factory one,
@@ -202,10 +220,13 @@ def _logins(args: argparse.Namespace, profile: Profile, store: ProvisionStore, j
     for earlier in (job, store.latest_for_target(job.target)):
         creds = earlier.data.get("credentials") if earlier is not None else None
         if earlier is not None and earlier.device and isinstance(creds, dict) and creds.get("vault"):
-            password = keep.secret(device_secret_name(earlier.site, earlier.device, "password"))
-            if password and all(p != password for _, p in found):
-                found.append(("the vault's password", Credentials(username=user, password=password,
-                                                                  key_path=args.identity)))
+            for what, entry in (("the vault's password", "password"),
+                                ("the vault's previous password", "password-previous")):
+                # previous: what a re-provisioning whose password change failed left the device taking
+                password = keep.secret(device_secret_name(earlier.site, earlier.device, entry))
+                if password and all(c.password != password for _, c in found):
+                    found.append((what, Credentials(username=user, password=password, key_path=args.identity)))
+            if found:
                 break
     password = os.environ.get(FACTORY_PASSWORD_ENV) or next((f.password for f in factory if f.user == user), None)
     if args.factory_password_prompt:
@@ -322,13 +343,33 @@ def _show_plan(plan: ProvisionJob) -> int:
     return EXIT_OK
 
 
-async def _certificate_pickup(link: TransportProvisionLink, keep: Keep, earlier: ProvisionJob | None) -> None:
+async def _is_the_device_of(link: TransportProvisionLink, earlier: ProvisionJob, profile: Profile) -> bool:
+    """The box on the link is the one ``earlier`` identified (a serial target is a port: any box may be on it)."""
+    from siteline.core.provisioning import device_steps
+    from siteline.core.provisioning.api import StepContext
+
+    check = getattr(device_steps, "check_same_device", None)
+    if check is None or not (earlier.facts.get("serial") or earlier.facts.get("mac")):
+        return False  # nothing to compare with: no certificate is installed on a box that may be another one
+    try:
+        await check(StepContext(job=earlier, profile=profile, link=link, step="identify"))
+    except SitelineError as exc:
+        print(f"siteline: no device certificate installed: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _certificate_pickup(link: TransportProvisionLink, keep: Keep, earlier: ProvisionJob | None,
+                              profile: Profile) -> None:
     """A certificate the control plane signed for this device since it was provisioned: installed at this
     connection (and recorded). Never stops the command: a problem is one line on stderr."""
     if earlier is None or not earlier.device:
         return
     from siteline.core.provisioning.certificates import PendingStore, pickup_on_connect
     from siteline.core.provisioning.runner import hooks_from_keep
+
+    if not await _is_the_device_of(link, earlier, profile):
+        return
 
     record = hooks_from_keep(keep, earlier.site, lambda: earlier.device).record
     try:
@@ -362,7 +403,7 @@ async def _provision(args: argparse.Namespace) -> int:
         _confirm(args, job, target, resumed)
         hooks = hooks_from_keep(keep, job.site, lambda: job.device or job.target)
         if not args.dry_run:
-            await _certificate_pickup(link, keep, store.latest_for_target(job.target))
+            await _certificate_pickup(link, keep, store.latest_for_target(job.target), profile)
         try:
             done = await run_provision(job, link, profile, store=store, keep_hooks=hooks, dry_run=args.dry_run,
                                        listener=StepLines(args.dry_run))

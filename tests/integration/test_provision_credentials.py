@@ -13,7 +13,7 @@ from tests.peers.sim import PASSWORD, make_state, running_device
 from siteline.core.errors import TransportError
 from siteline.core.keep import device_secret_name
 from siteline.core.provisioning.api import StepContext, StepFailedError, StepRefusedError
-from siteline.core.provisioning.credentials import credentials_step
+from siteline.core.provisioning.credentials import chpasswd_command, credentials_step
 from siteline.core.provisioning.job import ProvisionJob
 from siteline.core.provisioning.link import TransportProvisionLink
 from siteline.core.provisioning.profile import CredentialPolicy, FactoryLogin, Profile
@@ -181,7 +181,7 @@ async def test_dry_run_changes_nothing(rig: Rig) -> None:
     ctx.vault_put = lambda name, value: None
     await credentials_step(ctx)
     assert rig.state.check_password("root", PASSWORD)
-    assert [p.command for p in ctx.plan] == ["printf '%s\\n' 'root:********' | chpasswd"]
+    assert [p.command for p in ctx.plan] == [chpasswd_command("root", "********")]
     assert rig.link.credentials == Credentials("root", PASSWORD)
 
 

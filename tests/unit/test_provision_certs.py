@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from siteline.core.provisioning.api import StepFailedError
 from siteline.core.provisioning.certificates import (
     CertificateResult,
     PendingCertificate,
@@ -135,8 +134,12 @@ def test_a_certificate_that_does_not_fit_the_key_on_the_device_fails(tmp_path: P
     key, policy = _setup(tmp_path)
     mine = public_key_sha256(_pem_key(key))
     (tmp_path / "etc/device.key").write_bytes(_pem_key(_key()))  # the key was replaced since the CSR
-    with pytest.raises(StepFailedError, match="does not fit the key"):
-        _install(Device(tmp_path), _cert(key, NOW - dt.timedelta(hours=1), NOW + dt.timedelta(days=20)), policy, mine)
+    # Refused before anything is written: the working certificate (if any) stays.
+    result = _install(Device(tmp_path), _cert(key, NOW - dt.timedelta(hours=1), NOW + dt.timedelta(days=20)), policy,
+                      mine)
+    assert not result.installed
+    assert "was replaced" in result.detail
+    assert not Path(policy.cert_path).exists()
 
 
 def test_pending_store_round_trip_and_damage(tmp_path: Path) -> None:
@@ -193,4 +196,5 @@ def test_generated_passwords_have_no_look_alikes() -> None:
     assert len({generate_password(16) for _ in range(20)}) == 20
     with pytest.raises(ValueError, match="at least 8"):
         generate_password(4)
-    assert chpasswd_command("root", "Abc") == "printf '%s\\n' 'root:Abc' | chpasswd"
+    assert "'root:Abc'" in chpasswd_command("root", "Abc")
+    assert "chpasswd -c SHA512" in chpasswd_command("root", "Abc")

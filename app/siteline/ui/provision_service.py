@@ -212,8 +212,11 @@ class Provisioner:
                 from siteline.core.keep import device_secret_name
 
                 stored = self.keep.secret(device_secret_name(known.site, known.device, "password"))
-                if stored:
-                    found.append(Credentials(username=user, password=stored, use_agent=False))
+                # A re-provisioning whose chpasswd failed left the device on the password kept as "-previous".
+                previous = self.keep.secret(device_secret_name(known.site, known.device, "password-previous"))
+                for secret in dict.fromkeys(p for p in (stored, previous) if p):
+                    found.append(Credentials(username=user, password=secret, use_agent=False))
+                if found:
                     break
         password = request.factory_password or next((f.password for f in factory if f.user == user), "")
         found.append(Credentials(username=user, password=password, use_agent=False))

@@ -15,6 +15,7 @@ runner saves the job as interrupted and a later run resumes at that step.
 from __future__ import annotations
 
 import base64
+import copy
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from siteline.core.provisioning.profile import Profile
 
 MASK = "********"
+MIN_SECRET_PREFIX = 8  # a cut-off secret this long or longer is masked too (errors quote command[:80])
 WRITE_CHUNK = 540  # bytes of file per command: 720 base64 characters, inside a serial console line (1000)
 
 
@@ -101,12 +103,19 @@ class StepContext:
     inbound_certificate: Callable[[], Mapping[str, Any] | None] = lambda: None  # the cached cert doc, if any
     progress: Callable[[str], None] = lambda line: None
     secrets: list[str] = field(default_factory=list)  # every secret seen so far: masked in plan and errors
+    save: Callable[[], None] = lambda: None  # save the job now (the runner's): after a vault entry is written
 
     def mask(self, text: str) -> str:
+        """``text`` with every secret masked, and any cut-off start of one (>= 8 characters: transports quote
+        only the first 80 characters of a command in their errors, which can end mid-password)."""
         for secret in sorted(self.secrets, key=len, reverse=True):
             if secret:
-                text = text.replace(secret, MASK)
+                text = mask_secret(text, secret)
         return text
+
+    def masked_error(self, exc: BaseException) -> BaseException:
+        """The same error (same type, same hint) with every secret masked in its message and hint."""
+        return masked_error(exc, self.mask)
 
     async def read(self, command: str, timeout: float = 30.0) -> Result:
         """Run a command that changes nothing (also in a dry run)."""
@@ -119,7 +128,17 @@ class StepContext:
         self.plan.append(PlannedCommand(self.step, self.mask(command), what))
         if self.dry_run:
             return Result(0, "")
-        return await self.link.run(command, timeout)
+        return await self._run(command, timeout)
+
+    async def _run(self, command: str, timeout: float) -> Result:
+        """link.run with any error's text masked (a timeout message quotes the start of the command)."""
+        try:
+            return await self.link.run(command, timeout)
+        except Exception as exc:
+            masked = self.masked_error(exc)
+            if masked is exc:
+                raise
+            raise masked from None
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o644, what: str = "",
                          secret: bool = False, timeout: float = 30.0) -> None:
@@ -134,14 +153,52 @@ class StepContext:
         q = shlex.quote
         tmp = f"{path}.siteline-tmp"
         directory = path.rsplit("/", 1)[0] or "/"
-        first = await self.link.run(f"mkdir -p {q(directory)} && umask 077 && : > {q(tmp)} && chmod {mode:o} {q(tmp)}",
+        first = await self._run(f"mkdir -p {q(directory)} && umask 077 && : > {q(tmp)} && chmod {mode:o} {q(tmp)}",
                                     timeout)
         _check(first, f"create {tmp}")
         for start in range(0, len(data), WRITE_CHUNK):
             chunk = base64.b64encode(data[start:start + WRITE_CHUNK]).decode()
-            _check(await self.link.run(f"printf %s {chunk} | base64 -d >> {q(tmp)}", timeout), f"write {tmp}")
-        done = await self.link.run(f"sync {q(tmp)} 2>/dev/null || sync; mv -f {q(tmp)} {q(path)} && sync", timeout)
+            if secret and chunk not in self.secrets:
+                self.secrets.append(chunk)  # a quoted command in an error would show the secret's base64
+            _check(await self._run(f"printf %s {chunk} | base64 -d >> {q(tmp)}", timeout), f"write {tmp}")
+        done = await self._run(f"sync {q(tmp)} 2>/dev/null || sync; mv -f {q(tmp)} {q(path)} && sync", timeout)
         _check(done, f"move {tmp} to {path}")
+
+
+def mask_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` masked, and any run of at least MIN_SECRET_PREFIX characters that starts it."""
+    if len(secret) < MIN_SECRET_PREFIX:
+        return text.replace(secret, MASK)
+    head = secret[:MIN_SECRET_PREFIX]
+    out: list[str] = []
+    pos = 0
+    while (start := text.find(head, pos)) >= 0:
+        end = start + MIN_SECRET_PREFIX
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        out.append(text[pos:start] + MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def masked_error(exc: BaseException, mask: Callable[[str], str]) -> BaseException:
+    """``exc`` itself when nothing in it needs masking; else a copy of the same type with its text masked."""
+    if isinstance(exc, SitelineError):
+        message, hint = mask(exc.message), mask(exc.hint)
+        if message == exc.message and hint == exc.hint:
+            return exc
+        clone = copy.copy(exc)
+        clone.message, clone.hint, clone.args = message, hint, (message, *exc.args[1:])
+        return clone
+    text = str(exc)
+    masked = mask(text)
+    if masked == text:
+        return exc
+    try:
+        return type(exc)(masked)
+    except Exception:  # a type that wants other arguments: a plain error of the nearest kind that says it
+        return (TimeoutError if isinstance(exc, TimeoutError) else RuntimeError)(masked)
 
 
 def _check(result: Result, doing: str) -> None:

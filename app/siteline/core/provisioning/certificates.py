@@ -4,8 +4,10 @@ The CSR goes out through the outbox (identity step); the control plane's CA answ
 retained message that the inbound cache validates and keeps. Nothing installs it then: the device is not
 connected. ``pickup_on_connect`` (wired into every connection) finds the pending device, and
 ``install_certificate`` checks the certificate on the laptop (its key is the device's own key, it is valid now
-by the laptop's clock AND the device's, unless the device's clock is plainly unset), installs certificate and
-chain atomically (temp files, fsync, one rename each), and checks them again with the device's own openssl.
+by the laptop's clock AND the device's, unless the device's clock is plainly unset, and it is issued under the
+CA the profile pins, certificate.ca_sha256), checks the key ON the device now is the certificate's (a key replaced
+since must not lose its working certificate to a stale one), installs certificate and chain atomically (temp
+files, fsync, one rename each), and checks them again with the device's own openssl.
 Short-lived certificates are the goal, so the result always says when it ends and when renewal is due.
 
 The store of pending certificates (<data>/provisioning/pending-certificates.json) holds no secret: where the
@@ -63,19 +65,23 @@ class CertificateResult:
 
 # -- small X.509 helpers (cryptography, imported when needed: it is slow to load) ---------------------------------
 def public_key_sha256(pem: bytes | str) -> str:
-    """sha256 of the DER SubjectPublicKeyInfo of a certificate, CSR, public or private key (PEM)."""
+    """sha256 of the DER SubjectPublicKeyInfo of a certificate, CSR, public or private key (PEM); ValueError."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     data = pem.encode() if isinstance(pem, str) else pem
-    if b"CERTIFICATE REQUEST" in data:
-        key: Any = x509.load_pem_x509_csr(data).public_key()
-    elif b"BEGIN CERTIFICATE" in data:
-        key = x509.load_pem_x509_certificate(data).public_key()
-    elif b"PUBLIC KEY" in data:
-        key = serialization.load_pem_public_key(data)
-    else:
-        key = serialization.load_pem_private_key(data, password=None).public_key()
+    try:
+        if b"CERTIFICATE REQUEST" in data:
+            key: Any = x509.load_pem_x509_csr(data).public_key()
+        elif b"BEGIN CERTIFICATE" in data:
+            key = x509.load_pem_x509_certificate(data).public_key()
+        elif b"PUBLIC KEY" in data:
+            key = serialization.load_pem_public_key(data)
+        else:
+            key = serialization.load_pem_private_key(data, password=None).public_key()
+    except (UnsupportedAlgorithm, TypeError) as exc:  # device text: every failure is "not a usable key" (ValueError)
+        raise ValueError(f"not a usable key: {str(exc)[:120]}") from None
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
@@ -136,8 +142,7 @@ async def install_certificate(run: Run, doc: Mapping[str, Any], policy: Certific
         pem = str(doc["certificate"]).encode()
         cert = x509.load_pem_x509_certificate(pem)
         chain = [str(c).encode() for c in (doc.get("chain") or [])]
-        for item in chain:
-            x509.load_pem_x509_certificate(item)
+        chain_certs = [x509.load_pem_x509_certificate(item) for item in chain]
     except (KeyError, ValueError, TypeError) as exc:
         return _refused(f"refused: the certificate document cannot be read ({str(exc)[:120]})")
     cert_sha = hashlib.sha256(pem).hexdigest()
@@ -147,11 +152,23 @@ async def install_certificate(run: Run, doc: Mapping[str, Any], policy: Certific
     if key_sha != expected_public_key_sha256:
         return _refused("refused: the certificate is for another key than the device's (a certificate for an "
                         "older key, or for another device)", **base)
+    untrusted = ca_problem(cert, chain_certs, policy.ca_sha256) if policy.ca_sha256 else ""
+    if untrusted:
+        return _refused(f"refused: {untrusted}", **base)
     clocks, notes = await _clocks(run)
     laptop = clocks["laptop"]
     invalid = _validity(cert, clocks)
     if invalid:
         return _refused(f"refused: {invalid}", notes=tuple(notes), retry="not valid yet" in invalid, **base)
+    # The device's key NOW, before anything is written: a certificate for a key replaced since (another laptop
+    # re-provisioned it and installed its own) must never overwrite the working one.
+    device_sha, how = await device_public_key_sha256(run, policy)
+    if not device_sha:
+        notes.append(f"the device's key could not be read ({how}): checked against the key hash kept on this "
+                     "computer only")
+    elif device_sha != key_sha:
+        return _refused(f"refused: the key at {policy.key_path} on the device was replaced since this request "
+                        f"({how}); the certificate there now was left as it is", notes=tuple(notes), **base)
     lifetime = (_utc(cert.not_valid_after_utc) - _utc(cert.not_valid_before_utc)).total_seconds() / 86400
     if lifetime > LONG_LIVED_DAYS:
         notes.append(f"valid for {lifetime:.0f} days: short-lived certificates (at most {LONG_LIVED_DAYS:.0f}) make "
@@ -164,7 +181,71 @@ async def install_certificate(run: Run, doc: Mapping[str, Any], policy: Certific
     detail = f"installed at {policy.cert_path}; {days_text(days)} ({_utc(cert.not_valid_after_utc):%Y-%m-%d})"
     if due:
         detail += f"; renewal due (less than {policy.renew_days:g} days left)"
+    if not policy.ca_sha256:
+        detail += "; CA not pinned (its issuer was not checked: set certificate.ca_sha256 in the profile)"
     return CertificateResult(True, detail, days_left=days, renew_due=due, notes=tuple(notes), **base)
+
+
+def _issued_by(cert: Any, issuer: Any) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _is_ca(cert: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def ca_problem(cert: Any, chain: list[Any], pin: str) -> str:
+    """'' when ``cert`` is signed by the CA whose SHA-256 fingerprint is ``pin`` (a certificate in ``chain``),
+    directly or through CA certificates of the chain; else what is wrong (signatures checked with cryptography)."""
+    from cryptography.hazmat.primitives import hashes
+
+    want = pin.replace(":", "").lower()
+    ca = next((c for c in chain if c.fingerprint(hashes.SHA256()).hex() == want), None)
+    if ca is None:
+        return ("its chain does not carry the CA the profile trusts (certificate.ca_sha256 "
+                f"{want[:16]}...): it may come from another CA")
+    current = cert
+    for _ in range(len(chain)):
+        if _issued_by(current, ca):
+            return ""
+        parent = next((c for c in chain if c is not current and c is not ca and _is_ca(c) and _issued_by(current, c)),
+                      None)
+        if parent is None:
+            break
+        current = parent
+    return "it is not signed by the CA the profile trusts (certificate.ca_sha256), though its chain names that CA"
+
+
+async def device_public_key_sha256(run: Run, policy: CertificatePolicy) -> tuple[str, str]:
+    """(hash, how it was learnt) of the public half of the key at key_path on the device now, never reading the
+    private key off it: its openssl's `pkey -pubout`, else the certificate request beside it (public). ('', why)
+    when neither tells."""
+    q = shlex.quote
+    if (await run("command -v openssl", TIMEOUT)).stdout.strip():
+        own = await run(f"openssl pkey -pubout -in {q(policy.key_path)}", TIMEOUT)
+        how = "read by the device's openssl"
+        text = own.stdout if own.ok else ""
+    else:
+        csr = await run(f"cat {q(policy.csr_path)} 2>/dev/null", TIMEOUT)
+        how = f"from the certificate request at {policy.csr_path}"
+        text = csr.stdout if csr.ok and "CERTIFICATE REQUEST" in csr.stdout else ""
+    if not text.strip():
+        return "", "no openssl answer and no certificate request" if "request" in how else "openssl could not read it"
+    try:
+        return public_key_sha256(text), how
+    except ValueError:
+        return "", f"unreadable, {how}"
 
 
 async def _clocks(run: Run) -> tuple[dict[str, dt.datetime], list[str]]:
@@ -242,6 +323,8 @@ class PendingCertificate:
     cert_path: str = CertificatePolicy.cert_path
     chain_path: str = CertificatePolicy.chain_path
     renew_days: float = CertificatePolicy.renew_days
+    csr_path: str = CertificatePolicy.csr_path
+    ca_sha256: str = CertificatePolicy.ca_sha256
     queued: float = field(default_factory=time.time)
     installed_sha256: str = ""  # the certificate installed last ('' while waiting)
     refused_sha256: str = ""  # the last one refused for good (another key, expired): not tried at every connection
@@ -250,7 +333,8 @@ class PendingCertificate:
 
     def policy(self) -> CertificatePolicy:
         return replace(CertificatePolicy(), key_path=self.key_path, cert_path=self.cert_path,
-                       chain_path=self.chain_path, renew_days=self.renew_days)
+                       chain_path=self.chain_path, renew_days=self.renew_days, csr_path=self.csr_path,
+                       ca_sha256=self.ca_sha256)
 
 
 def default_store_path() -> Path:

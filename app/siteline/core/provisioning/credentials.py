@@ -47,10 +47,21 @@ def vault_name(site: str, device: str, user: str, login_user: str) -> str:
     return device_secret_name(site, device, "password" if user == login_user else f"password-{user}")
 
 
+HASH_MARK = "siteline-hash="
+STRONG_HASHES = ("$6$", "$5$", "$y$", "$7$", "$gy$", "$2b$", "$2y$")  # sha512, sha256, yescrypt, scrypt, bcrypt
+
+
 def chpasswd_command(user: str, password: str) -> str:
-    # printf is a shell builtin (bash, dash, BusyBox ash): the secret reaches chpasswd's stdin, no argv.
-    # user and password are from [a-z0-9_-] and ALPHABET: nothing to quote.
-    return f"printf '%s\\n' '{user}:{password}' | chpasswd"
+    """Strongest hash the device's chpasswd knows: shadow-utils ``-c SHA512``, BusyBox ``-c sha512``, else its
+    default (the output names which). printf is a shell builtin (bash, dash, BusyBox ash) and ``u`` a shell
+    variable: the secret reaches chpasswd's stdin, never an argv. user and password are from [a-z0-9_-] and
+    ALPHABET: nothing to quote."""
+    feed = "printf '%s\\n' \"$u\" | chpasswd"
+    return (f"u='{user}:{password}'; if ! command -v chpasswd >/dev/null 2>&1; then "
+            f"echo 'chpasswd: not found' >&2; false; "
+            f"elif {feed} -c SHA512 2>/dev/null; then echo {HASH_MARK}SHA512; "
+            f"elif {feed} -c sha512 2>/dev/null; then echo {HASH_MARK}sha512; "
+            f"else {feed}; fi; r=$?; unset u; (exit $r)")
 
 
 def _state(ctx: StepContext) -> dict[str, Any]:
@@ -74,8 +85,9 @@ async def credentials_step(ctx: StepContext) -> StepOutcome:
     login = ctx.link.credentials
     reused: list[str] = []
     unproven: list[str] = []
+    hashes: dict[str, str] = {}  # user -> the hash kind the device keeps (shadow prefix or chpasswd method)
     for user in policy.users:
-        again, proved = await _replace(ctx, data, user, login)
+        again, proved = await _replace(ctx, data, user, login, hashes)
         if again:
             reused.append(user)
         if not proved and not ctx.dry_run:
@@ -85,29 +97,25 @@ async def credentials_step(ctx: StepContext) -> StepOutcome:
     if unproven:
         detail += f" (the old password of {', '.join(unproven)} is not known, so only the new one was proven)"
     return StepOutcome(detail, {"users": list(policy.users), "vault": dict(data["vault"]), "proved": data["proved"],
-                                "reused": reused, "old_unknown": unproven, "link": ctx.link.kind})
+                                "reused": reused, "old_unknown": unproven, "link": ctx.link.kind, "hash": hashes})
 
 
-async def _replace(ctx: StepContext, data: dict[str, Any], user: str, login: Credentials) -> tuple[bool, bool]:
+async def _replace(ctx: StepContext, data: dict[str, Any], user: str, login: Credentials,
+                   hashes: dict[str, str]) -> tuple[bool, bool]:
     """Replace ``user``'s password: (reused this job's vault password, old refused and new accepted were proven)."""
     login_user = login.username or "root"
     device = ctx.job.device or ctx.job.facts.get("serial", "") or "device"
     name = vault_name(ctx.job.site, device, user, login_user)
-    password, again = _password_for(ctx, data, user, name)
+    password, again = await _password_for(ctx, data, user, name, login)
     # Every password the account may have had: the profile's published ones and the one this run logged in with
     # (a resume that connected with the new one leaves only the published ones).
     olds = [f.password for f in ctx.profile.credentials.factory if f.user == user and f.password]
     if user == login_user and login.password:
         olds.append(login.password)
     olds = [p for p in dict.fromkeys(olds) if p != password]
+    method = "-"
     if not (again and await _takes(ctx, user, password)):
-        result = await ctx.change(chpasswd_command(user, password), what=f"replace {user}'s password",
-                                  secrets=[password], timeout=TIMEOUT)
-        if not result.ok:
-            why = ctx.mask((result.stderr or result.stdout).strip())[-200:] or f"exit {result.exit_code}"
-            raise StepFailedError(f"The device did not take {user}'s new password (chpasswd: {why}). The new "
-                                  f"password is in the vault as {name}.",
-                                  "Check the account exists on the device, then run the provisioning again.")
+        method = await _chpasswd(ctx, user, password, name)
     if user not in data["users"]:
         data["users"].append(user)
     if ctx.dry_run:
@@ -116,34 +124,107 @@ async def _replace(ctx: StepContext, data: dict[str, Any], user: str, login: Cre
         # Before the proof: over serial a proof login re-opens the working console with these.
         ctx.link.use_credentials(Credentials(user, password))
     try:
-        return again, await _prove(ctx, user, olds, password, name)
+        proved = await _prove(ctx, user, olds, password, name)
+        if method != "-":  # "-": the device already took it (a resume): its hash was checked then
+            hashes[user] = await _prove_hash(ctx, user, password, method)
+        return again, proved
     except (StepFailedError, AuthError):
         if user == login_user and login.password and login.password != password:
             ctx.link.use_credentials(login)  # what the device still takes, by all we know
         raise
 
 
-def _password_for(ctx: StepContext, data: dict[str, Any], user: str, name: str) -> tuple[str, bool]:
-    """(password, True) when this job already put one in the vault; else a new one, in the vault now."""
+async def _password_for(ctx: StepContext, data: dict[str, Any], user: str, name: str,
+                        login: Credentials) -> tuple[str, bool]:
+    """(password, True) when the vault holds one to keep using; else a new one, in the vault now.
+
+    Kept: the one this job put there, or (not re-provisioning) one the device already takes, which a resume after a
+    crash between the vault write and the job's save finds. A re-provisioning replaces the vault's password, so the
+    one the device takes now is kept first as ``<name>-previous``: a chpasswd that then fails locks nobody out."""
     assert ctx.vault_put is not None
-    if data["vault"].get(user) == name and ctx.vault_get is not None:
-        try:
-            kept = ctx.vault_get(name)
-        except Exception as exc:  # a vault locked since (VaultLocked) or unreadable: never make a second one
-            raise StepRefusedError(f"The vault entry {name} (this job's password for {user}) cannot be read: "
-                                   f"{exc}.", UNLOCK_HINT) from exc
-        if kept:
-            ctx.secrets.append(kept)
-            return kept, True
+    kept = _vault_read(ctx, name, user) if ctx.vault_get is not None else None
+    if kept and (data["vault"].get(user) == name or (
+            not _reprovision(ctx) and await _takes(ctx, user, kept))):
+        ctx.secrets.append(kept)
+        data["vault"][user] = name
+        return kept, True
+    # Overwriting a vault entry: keep the password the device takes now (this connection's, else the entry's).
+    on_login = (login.username or "root") == user and login.password
+    working = (login.password if on_login else kept) if kept else ""
     password = generate_password(ctx.profile.credentials.length)
     ctx.secrets.append(password)
     try:
+        if working:
+            if working == kept:
+                ctx.secrets.append(working)  # a generated one (a factory password is no secret, and short)
+            ctx.vault_put(previous_name(name), working)  # the one the device takes now survives a failed change
         ctx.vault_put(name, password)  # atomic and fsynced BEFORE the device ever sees it
     except Exception as exc:  # VaultError, VaultLocked, OSError (a full disk): the device must not change
         raise StepRefusedError(f"The new password for {user} could not be kept in the vault ({exc}); nothing was "
                                "changed on the device.", UNLOCK_HINT) from exc
     data["vault"][user] = name
+    ctx.save()  # the job names the entry on disk now: a resume reuses it, never makes a second one
     return password, False
+
+
+def previous_name(name: str) -> str:
+    """Where a re-provisioning keeps the password the device took before it (the CLI tries it to log in)."""
+    return f"{name}-previous"
+
+
+def _reprovision(ctx: StepContext) -> bool:
+    identify = ctx.job.data.get("identify")
+    return isinstance(identify, dict) and bool(identify.get("reprovision"))
+
+
+def _vault_read(ctx: StepContext, name: str, user: str) -> str | None:
+    assert ctx.vault_get is not None
+    try:
+        return ctx.vault_get(name)
+    except Exception as exc:  # a vault locked since (VaultLocked) or unreadable: never make a second one
+        raise StepRefusedError(f"The vault entry {name} (the password for {user}) cannot be read: {exc}.",
+                               UNLOCK_HINT) from exc
+
+
+async def _chpasswd(ctx: StepContext, user: str, password: str, name: str) -> str:
+    """Tell the device; the hash method chpasswd was asked for ("SHA512", "sha512", or "" for its default)."""
+    result = await ctx.change(chpasswd_command(user, password), what=f"replace {user}'s password",
+                              secrets=[password], timeout=TIMEOUT)
+    if not result.ok:
+        why = ctx.mask((result.stderr or result.stdout).strip())[-200:] or f"exit {result.exit_code}"
+        hint = "Check the account exists on the device, then run the provisioning again."
+        if "chpasswd: not found" in why:
+            hint = ("The device has no chpasswd: install it (shadow-utils or BusyBox with chpasswd), or set the "
+                    "password by hand and put it in the vault, then run the provisioning again.")
+        previous = previous_name(name)
+        raise StepFailedError(f"The device did not take {user}'s new password (chpasswd: {why}). The new "
+                              f"password is in the vault as {name}; the one the device took before, if known, as "
+                              f"{previous}.", hint)
+    marks = [line.split("=", 1)[1] for line in result.stdout.splitlines() if line.startswith(HASH_MARK)]
+    return marks[-1] if marks else ""
+
+
+async def _prove_hash(ctx: StepContext, user: str, password: str, method: str) -> str:
+    """The kind of hash the device keeps: its shadow prefix when readable, else proven not DES (which keeps only 8
+    characters: a login with the 9th changed must be refused). StepFailedError for a weak one."""
+    if ctx.dry_run:
+        return method
+    shown = await ctx.read(f"sed -n 's/^{user}:\\(\\$[0-9a-z]*\\$\\).*/\\1/p' /etc/shadow 2>/dev/null", TIMEOUT)
+    prefix = shown.stdout.strip() if shown.ok else ""
+    if prefix.startswith(STRONG_HASHES):
+        return prefix
+    if prefix:  # $1$ (md5) or another old one
+        raise StepFailedError(f"The device keeps {user}'s password with a weak hash ({prefix}).",
+                              "Configure strong hashes on the device (ENCRYPT_METHOD SHA512 in /etc/login.defs, or "
+                              "a chpasswd that knows -c SHA512), then run the provisioning again.")
+    if len(password) > 8 and not method:  # chpasswd took -c SHA512/sha512: it hashed with that itself
+        ninth = "a" if password[8] != "a" else "b"
+        if await ctx.link.try_login(Credentials(user, password[:8] + ninth + password[9:]), TIMEOUT):
+            raise StepFailedError(f"The device accepts {user}'s new password with its 9th character changed: it "
+                                  "keeps only 8 characters (a DES hash).",
+                                  "Configure strong hashes on the device (ENCRYPT_METHOD SHA512 in /etc/login.defs), "
+                                  "then run the provisioning again.")
+    return method or "not DES"
 
 
 async def _takes(ctx: StepContext, user: str, password: str) -> bool:
@@ -176,4 +257,4 @@ async def _prove(ctx: StepContext, user: str, olds: list[str], new: str, name: s
     return True
 
 
-__all__ = ["ALPHABET", "chpasswd_command", "credentials_step", "generate_password", "vault_name"]
+__all__ = ["ALPHABET", "chpasswd_command", "credentials_step", "generate_password", "previous_name", "vault_name"]

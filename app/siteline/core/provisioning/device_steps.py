@@ -38,6 +38,12 @@ _LINK = re.compile(r"^\d+:\s+([^:@\s]+)(?:@\S+)?:.*?link/(\w+)\s+((?:[0-9a-fA-F]
 _SYS_MAC = re.compile(r"^/sys/class/net/([^/\s]+)/address\s+((?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2})\s*$", re.M)
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# Device text goes to the technician's terminal, the audit trail and the record: no control characters (C0, DEL,
+# C1: an escape sequence rewrites a terminal), each value bounded, the whole answer bounded before parsing.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_FACT = 256  # characters kept of one value (PRETTY_NAME, hostname, compatible, an interface name)
+MAX_ANSWER = 64 * 1024  # characters of one section parsed at all
+MAX_LINE = 1024  # characters of one os-release line given to shlex (which is slow on huge input)
 
 
 # -- 1. identify ------------------------------------------------------------------------------------------------
@@ -74,23 +80,29 @@ def parse_serial(text: str) -> str:
     return clean
 
 
+def printable(text: str, limit: int = MAX_FACT) -> str:
+    """``text`` without control characters, cut to ``limit``: safe to print, record and show."""
+    return _CONTROLS.sub("", text[:limit * 4])[:limit].strip()
+
+
 def parse_macs(text: str) -> dict[str, str]:
     """{interface: mac} from `ip -o link` (or /sys/class/net/*/address lines); loopback and all-zero left out."""
     text = re.sub(r"\n[ \t]+", " ", text)  # `ip link` without -o (BusyBox) puts link/... on the next line
-    found = {name: mac.lower() for name, kind, mac in _LINK.findall(text) if kind != "loopback"}
-    found.update({name: mac.lower() for name, mac in _SYS_MAC.findall(text) if name not in found})
-    return {name: mac for name, mac in found.items() if name != "lo" and mac != "00:00:00:00:00:00"}
+    found = {printable(name, 64): mac.lower() for name, kind, mac in _LINK.findall(text) if kind != "loopback"}
+    found.update({printable(name, 64): mac.lower() for name, mac in _SYS_MAC.findall(text) if name not in found})
+    return {name: mac for name, mac in found.items() if name and name != "lo" and mac != "00:00:00:00:00:00"}
 
 
 def parse_os_release(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and re.fullmatch(r"[A-Z0-9_]+", key):
+    for line in text.splitlines()[:200]:
+        key, sep, value = line[:MAX_LINE].strip().partition("=")
+        if sep and re.fullmatch(r"[A-Z0-9_]{1,64}", key):
             try:
-                fields[key] = " ".join(shlex.split(value)) if value else ""
+                value = " ".join(shlex.split(value)) if value else ""
             except ValueError:
-                fields[key] = value.strip("\"'")
+                value = value.strip("\"'")
+            fields[key] = printable(value)
     return fields
 
 
@@ -107,23 +119,23 @@ def parse_compatible(text: str) -> str:
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip().lower() == "compatible":
-            return value.strip()
+            return printable(value)
     return ""
 
 
 def read_facts(sections: Mapping[str, Section]) -> dict[str, Any]:
     def out(name: str) -> str:
         section = sections.get(name)
-        return section.stdout if section is not None else ""
+        return section.stdout[:MAX_ANSWER] if section is not None else ""
 
     serial = parse_serial(out("serial"))
     macs = parse_macs(out("links"))
     mac = next(iter(macs.values()), "")
     tail_source = serial or mac.replace(":", "")
-    hostname = next((ln.strip() for ln in out("hostname").splitlines() if ln.strip()), "")
+    hostname = next((printable(ln) for ln in out("hostname").splitlines() if printable(ln)), "")
     return {"serial": serial, "serial_tail": tail_source[-6:].lower(), "macs": macs, "mac": mac,
             "imei": parse_imei(out("imei")), "os_release": parse_os_release(out("os")),
-            "compatible": parse_compatible(out("rauc")), "hostname": hostname[:253]}
+            "compatible": parse_compatible(out("rauc")), "hostname": hostname}
 
 
 def family_of(facts: Mapping[str, Any]) -> list[str]:
@@ -156,9 +168,10 @@ def _marker_text(doc: object) -> str:
     when = doc.get("when") or doc.get("time") or ""
     if isinstance(when, int | float) and not isinstance(when, bool) and 0 < when < 1e11:
         when = dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"on {str(when)[:40]}" if when else "", f"by job {str(doc.get('job', ''))[:40]}" if doc.get("job") else "",
-             f"(technician {str(doc.get('technician'))[:40]})" if doc.get("technician") else "",
-             f"with profile {str(doc.get('profile'))[:60]}" if doc.get("profile") else ""]
+    parts = [f"on {printable(str(when), 40)}" if when else "",
+             f"by job {printable(str(doc.get('job', '')), 40)}" if doc.get("job") else "",
+             f"(technician {printable(str(doc.get('technician')), 40)})" if doc.get("technician") else "",
+             f"with profile {printable(str(doc.get('profile')), 60)}" if doc.get("profile") else ""]
     return "it was provisioned " + " ".join(p for p in parts if p) if any(parts) else "it carries a marker"
 
 
@@ -211,12 +224,8 @@ async def identify_step(ctx: StepContext) -> StepOutcome:
             "Write a profile for this family (copy an example from resources/profiles and set its family).")
     previous = _check_not_provisioned(ctx, sections.get("marker"))
     earlier = ctx.job.facts
-    if earlier and (earlier.get("serial"), earlier.get("mac")) != (facts["serial"], facts["mac"]):
-        raise StepRefusedError(
-            f"A different device is connected: this job started on {ctx.job.device} (serial "
-            f"{earlier.get('serial') or '-'}, MAC {earlier.get('mac') or '-'}), this one has serial "
-            f"{facts['serial'] or '-'}, MAC {facts['mac'] or '-'}.",
-            "Reconnect the device this job is for, or start a new provisioning for this one.")
+    if earlier and not _same_box(earlier, facts):
+        raise _other_device(ctx, facts)
     name = _device_name(ctx, facts)
     # The hostname is what names changes: a resumed run reads another one from the same device.
     same = {**earlier, "hostname": ""} == {**facts, "hostname": ""} and ctx.job.device == name
@@ -226,10 +235,48 @@ async def identify_step(ctx: StepContext) -> StepOutcome:
                                 "imei": facts["imei"], "family": family_of(facts),
                                 "os": facts["os_release"].get("PRETTY_NAME", ""), "hostname": facts["hostname"]}
     if previous is not None:
-        evidence["reprovision_of"] = {k: str(previous.get(k, ""))[:80] for k in ("job", "when", "profile")}
+        evidence["reprovision_of"] = {k: printable(str(previous.get(k, "")), 80) for k in ("job", "when", "profile")}
     what = f"{name}: serial {facts['serial'] or '-'}, MAC {facts['mac'] or '-'}, " \
            f"{evidence['os'] or ' / '.join(family_of(facts))}"
     return StepOutcome(what + (" (re-provisioning)" if previous is not None else ""), evidence, skipped=same)
+
+
+def _same_box(earlier: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """The serial numbers agree and the job's first MAC is still the device's first (what identify named it by)."""
+    return (str(earlier.get("serial") or ""), str(earlier.get("mac") or "")) == (now["serial"], now["mac"])
+
+
+def _other_device(ctx: StepContext, now: Mapping[str, Any]) -> StepRefusedError:
+    earlier = ctx.job.facts
+    return StepRefusedError(
+        f"A different device is connected: this job started on {ctx.job.device or 'a device'} (serial "
+        f"{earlier.get('serial') or '-'}, MAC {earlier.get('mac') or '-'}), this one has serial "
+        f"{now['serial'] or '-'}, MAC {now['mac'] or '-'}.",
+        "Reconnect the device this job is for, or start a new provisioning for this one.")
+
+
+async def check_same_device(ctx: StepContext) -> None:
+    """Before a resumed job changes anything: the box connected is the one identify read (its serial and MACs).
+
+    A serial target is a port, the same for every box plugged into the adapter, so the job found for it may be
+    another box's. One cheap read; StepRefusedError naming both boxes when they differ, and when this one shows
+    neither a serial number nor a MAC (it cannot be told apart). A job not identified yet has nothing to compare."""
+    earlier = ctx.job.facts
+    if not earlier or not (earlier.get("serial") or earlier.get("mac")):
+        return
+    sections = await read_sections(ctx, identify_commands(ctx.profile)[:2])
+    serial = sections.get("serial")
+    links = sections.get("links")
+    now = {"serial": parse_serial(serial.stdout[:MAX_ANSWER] if serial else "")}
+    now["mac"] = next(iter(parse_macs(links.stdout[:MAX_ANSWER] if links else "").values()), "")
+    if not now["serial"] and not now["mac"]:
+        raise StepRefusedError(
+            f"The device connected shows neither a serial number nor a MAC address, so it cannot be checked to be "
+            f"the one this job started on ({ctx.job.device or 'a device'}, serial {earlier.get('serial') or '-'}, "
+            f"MAC {earlier.get('mac') or '-'}).",
+            "Check the device booted fully (ip link) and is the one this job is for, then run the same command again.")
+    if not _same_box(earlier, now):
+        raise _other_device(ctx, now)
 
 
 # -- 2. names ---------------------------------------------------------------------------------------------------

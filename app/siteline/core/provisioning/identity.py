@@ -6,6 +6,8 @@ made there too and only the CSR (public) is read back. A device without openssl 
 with ``cryptography``, IN MEMORY only: it is sent with ``ctx.write_file(secret=True)`` (base64 through printf,
 never in the plan or the audit trail) and never written to a file on the laptop, so there is nothing to wipe
 from its disk (Python cannot scrub the bytes from memory; they die with the step).
+It is never read back either: a later run (a resume, a dry run) checks only that the key is there (test -s) and
+reads the CSR beside it (public; key and CSR are renamed into place together, so they belong together).
 
 Idempotent: a key already at key_path is kept, the CSR is made again only when missing or not fitting (another
 key, another subject). The CSR is checked here (signature, subject, key) and queued in the outbox ("csr") once
@@ -43,6 +45,7 @@ SUBJECT_OIDS: dict[str, str] = {
     "UID": "0.9.2342.19200300.100.1.1", "title": "2.5.4.12", "street": "2.5.4.9", "postalCode": "2.5.4.17",
 }
 pending_store = PendingStore  # the store the step fills (a test may point it elsewhere)
+QUEUED_CSR = "identity:csr"  # the runner's note of the CSR's outbox item (job.data["queued"]), saved at once
 
 
 def subj_escape(value: str) -> str:
@@ -113,21 +116,18 @@ async def identity_step(ctx: StepContext) -> StepOutcome:
     subject = "/" + "/".join(f"{name}={subj_escape(value)}" for name, value in wanted)
     on_device = bool((await ctx.read("command -v openssl", TIMEOUT)).stdout.strip())
     if on_device:
-        public_pem, csr_pem, made = await _on_device(ctx, policy, subject, wanted)
+        public_sha, csr_pem, made = await _on_device(ctx, policy, subject, wanted)
     else:
-        public_pem, csr_pem, made = await _on_laptop(ctx, policy, wanted)
-    if ctx.dry_run and not public_pem:
+        public_sha, csr_pem, made = await _on_laptop(ctx, policy, wanted)
+    if ctx.dry_run and not public_sha:
         return StepOutcome(f"would make the device key and a CSR for {subject} on the {_where(on_device)}",
                            {"where": _where(on_device), "made": made})
-    public_sha = public_key_sha256(public_pem) if public_pem else ""
     problem = check_csr(csr_pem, wanted, public_sha) if csr_pem else "it is missing"
     if problem and not ctx.dry_run:
         raise StepFailedError(f"The certificate request at {policy.csr_path} cannot be sent: {problem}.",
                               "Check the device's openssl and storage, then run the provisioning again.")
     data = _data(ctx)
-    item = _queue(ctx, policy, subject, csr_pem, public_sha)
-    data.update({"where": _where(on_device), "key_path": policy.key_path, "public_key_sha256": public_sha,
-                 "csr_sha256": hashlib.sha256(csr_pem.encode()).hexdigest(), "csr_item": item})
+    _queue(ctx, policy, subject, csr_pem, public_sha, _where(on_device))
     detail = f"device key ({policy.key_type}, made on the {_where(on_device)}); CSR for {subject} queued"
     installed = await _install_if_back(ctx, policy, public_sha)
     if installed:
@@ -152,7 +152,7 @@ def _data(ctx: StepContext) -> dict[str, Any]:
 
 async def _on_device(ctx: StepContext, policy: CertificatePolicy, subject: str,
                      wanted: list[tuple[str, str]]) -> tuple[str, str, list[str]]:
-    """(public key PEM, CSR PEM, what was made) with the device's openssl; the private key never leaves it."""
+    """(public key hash, CSR PEM, what was made) with the device's openssl; the private key never leaves it."""
     q = shlex.quote
     key, csr = q(policy.key_path), q(policy.csr_path)
     made: list[str] = []
@@ -174,13 +174,17 @@ async def _on_device(ctx: StepContext, policy: CertificatePolicy, subject: str,
         return "", "", [*made, "csr"]
     public = await ctx.read(f"openssl pkey -pubout -in {key}", TIMEOUT)
     _ok(public, f"read the public half of its key at {policy.key_path}")
-    public_sha = public_key_sha256(public.stdout)
+    try:
+        public_sha = public_key_sha256(public.stdout)
+    except ValueError:
+        raise StepFailedError(f"The device's openssl gave no public key for its key at {policy.key_path}.",
+                              "Check the key file on the device (remove it to have a new one made).") from None
     current = (await ctx.read(f"cat {csr} 2>/dev/null", TIMEOUT)).stdout
     if current.strip() and not check_csr(current, wanted, public_sha):
-        return public.stdout, current, made
+        return public_sha, current, made
     await _make_csr(ctx, policy, subject)
     made.append("csr")
-    return public.stdout, (await ctx.read(f"cat {csr} 2>/dev/null", TIMEOUT)).stdout, made
+    return public_sha, (await ctx.read(f"cat {csr} 2>/dev/null", TIMEOUT)).stdout, made
 
 
 async def _make_csr(ctx: StepContext, policy: CertificatePolicy, subject: str) -> None:
@@ -194,35 +198,50 @@ async def _make_csr(ctx: StepContext, policy: CertificatePolicy, subject: str) -
 
 async def _on_laptop(ctx: StepContext, policy: CertificatePolicy,
                      wanted: list[tuple[str, str]]) -> tuple[str, str, list[str]]:
-    """The same without openssl on the device: key and CSR made in this process's memory, never in a file here."""
+    """The same without openssl on the device: key and CSR made in this process's memory, never in a file here.
+
+    The private key is never read back: a key already there is known by the CSR beside it (public; key and CSR
+    are renamed into place in one command, so they belong together). A key without a fitting CSR cannot get one
+    without its private half: it is replaced (its public half is known nowhere, so no certificate can be checked
+    against it anyway)."""
+    q = shlex.quote
+    exists = (await ctx.read(f"test -s {q(policy.key_path)}", TIMEOUT)).ok
+    current = (await ctx.read(f"cat {q(policy.csr_path)} 2>/dev/null", TIMEOUT)).stdout if exists else ""
+    if current.strip():
+        try:
+            public_sha = public_key_sha256(current)
+        except ValueError:
+            public_sha = ""
+        if public_sha and not check_csr(current, wanted, public_sha):
+            return public_sha, current, []
+    return await _new_laptop_key(ctx, policy, wanted, exists)
+
+
+async def _new_laptop_key(ctx: StepContext, policy: CertificatePolicy, wanted: list[tuple[str, str]],
+                          replacing: bool) -> tuple[str, str, list[str]]:
+    """A new key and its CSR, both written beside their places first and renamed together (a cut leaves the old
+    pair or the new one, never a key with another key's CSR)."""
     from cryptography.hazmat.primitives import serialization
 
     q = shlex.quote
-    made: list[str] = []
-    existing = (await ctx.read(f"cat {q(policy.key_path)} 2>/dev/null", TIMEOUT)).stdout
-    key: Any = None
-    if "PRIVATE KEY" in existing:
-        try:
-            key = serialization.load_pem_private_key(existing.encode(), password=None)
-        except (ValueError, TypeError):
-            key = None
-    if key is None:
-        key = new_key(policy.key_type)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        await ctx.write_file(policy.key_path, pem, mode=0o600, secret=True,
-                             what=f"put the device's {policy.key_type} key (made on the laptop, in memory only)")
-        del pem
-        made.append("key")
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    current = (await ctx.read(f"cat {q(policy.csr_path)} 2>/dev/null", TIMEOUT)).stdout
-    if current.strip() and not check_csr(current, wanted, public_key_sha256(public)):
-        return public, current, made
+    key = new_key(policy.key_type)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    new_key_path, new_csr_path = policy.key_path + ".siteline-new", policy.csr_path + ".siteline-new"
+    await ctx.write_file(new_key_path, pem, mode=0o600, secret=True,
+                         what=f"put the device's new {policy.key_type} key (made on the laptop, in memory only)")
+    del pem
+    public_sha = public_key_sha256(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     csr_pem = make_csr(key, wanted)
-    await ctx.write_file(policy.csr_path, csr_pem.encode(), mode=0o644, what="put the certificate request")
-    made.append("csr")
-    return public, csr_pem, made
+    del key
+    await ctx.write_file(new_csr_path, csr_pem.encode(), mode=0o644, what="put the certificate request")
+    what = "replace the device's key (no certificate request beside it tells its public half) and its CSR" \
+        if replacing else "move the new key and its certificate request into place"
+    moved = await ctx.change(f"mv -f {q(new_key_path)} {q(policy.key_path)} && mv -f {q(new_csr_path)} "
+                             f"{q(policy.csr_path)} && sync", what=what, timeout=TIMEOUT)
+    _ok(moved, f"move its key to {policy.key_path}")
+    return public_sha, csr_pem, ["key-replaced" if replacing else "key", "csr"]
 
 
 def new_key(key_type: str) -> Any:
@@ -248,25 +267,39 @@ def make_csr(key: Any, wanted: list[tuple[str, str]]) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _queue(ctx: StepContext, policy: CertificatePolicy, subject: str, csr_pem: str, public_sha: str) -> str:
-    """The outbox item carrying this key's CSR: the one queued before for the same key, else a new one."""
+def _queue(ctx: StepContext, policy: CertificatePolicy, subject: str, csr_pem: str, public_sha: str,
+           where: str) -> str:
+    """The outbox item carrying this key's CSR: the one queued before for the same key, else a new one.
+
+    The key's hashes go into job.data BEFORE the outbox is asked: the runner saves the job the moment an item is
+    queued (job.data["queued"]), so a Siteline killed right after finds the item and the key it was for."""
     data, site, device = _data(ctx), ctx.job.site, ctx.job.device
     store = pending_store()
     entry = store.get(site, device)
-    item = str(data.get("csr_item") or "") if data.get("public_key_sha256") == public_sha else ""
+    same_key = data.get("public_key_sha256") == public_sha
+    item = str(data.get("csr_item") or "") if same_key else ""
+    queued = ctx.job.data.get("queued")
+    if not item and same_key and isinstance(queued, dict) and queued.get(QUEUED_CSR):
+        item = str(queued[QUEUED_CSR])  # queued just before Siteline was stopped
     if not item and entry is not None and entry.public_key_sha256 == public_sha:
         item = entry.csr_item
+    csr_sha = hashlib.sha256(csr_pem.encode()).hexdigest()
+    data.update({"where": where, "key_path": policy.key_path, "public_key_sha256": public_sha, "csr_sha256": csr_sha,
+                 "csr_item": item})
     if not item:
         if ctx.outbox_put is None:
             raise StepRefusedError("There is no outbox to queue the certificate request in.",
                                    "Check Siteline's data folder is writable, then run the provisioning again.")
+        if isinstance(queued, dict):
+            queued.pop(QUEUED_CSR, None)  # an item for an earlier key: not this one's
         item = ctx.outbox_put("csr", {"site": site, "device": device, "csr": csr_pem, "subject": subject,
                                       "key_type": policy.key_type, "public_key_sha256": public_sha,
                                       "job": ctx.job.id})
+        data["csr_item"] = item
     if not ctx.dry_run:
-        store.put(PendingCertificate(site, device, public_sha, hashlib.sha256(csr_pem.encode()).hexdigest(), item,
-                                     ctx.job.id, policy.key_path, policy.cert_path, policy.chain_path,
-                                     policy.renew_days))
+        store.put(PendingCertificate(site, device, public_sha, csr_sha, item, ctx.job.id, policy.key_path,
+                                     policy.cert_path, policy.chain_path, policy.renew_days, csr_path=policy.csr_path,
+                                     ca_sha256=policy.ca_sha256))
     return item
 
 

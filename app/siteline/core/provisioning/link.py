@@ -53,6 +53,9 @@ class TransportProvisionLink:
         if self._transport is not None:
             return
         transport = self._opener(self._credentials)
+        if hasattr(transport, "private_history"):
+            # Passwords are typed on this console: keep them out of the history of a shell found logged in too.
+            transport.private_history = True
         try:
             await transport.connect()
         except BaseException:
@@ -79,6 +82,9 @@ class TransportProvisionLink:
             return await self._try_ssh(credentials, timeout)
         await self.close()
         trial = self._opener(credentials)
+        if hasattr(trial, "fresh_login"):
+            # A console left logged in (or with autologin) would "accept" any password without asking for it.
+            trial.fresh_login = True
         try:
             await trial.connect()
         except AuthError:

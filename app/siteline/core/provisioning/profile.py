@@ -59,6 +59,9 @@ class CertificatePolicy:
     cert_path: str = "/etc/siteline/device.crt"
     chain_path: str = "/etc/siteline/ca-chain.pem"
     renew_days: float = 7.0  # a certificate closer than this to its end is reported for renewal
+    # sha256 fingerprint of the CA certificate the device must trust (openssl x509 -noout -fingerprint -sha256);
+    # set: a returned certificate not issued under that CA (found in its chain) is refused. '': not pinned.
+    ca_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,9 @@ def _check(p: Profile) -> None:
     for key in ("key_path", "csr_path", "cert_path", "chain_path"):
         _path(getattr(c, key), f"certificate.{key}")
     _range(c.renew_days, 0.0, 365.0, "certificate.renew_days", low_open=True)
+    if c.ca_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", c.ca_sha256.replace(":", "")):
+        raise _BadError("certificate.ca_sha256", "must be the CA certificate's SHA-256 fingerprint: 64 hex digits, "
+                        "colons allowed (openssl x509 -in ca.pem -noout -fingerprint -sha256)")
     _check_mqtt(p.mqtt)
     _check_telemetry(p.telemetry)
     _check_firewall(p.firewall)

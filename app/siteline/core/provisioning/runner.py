@@ -165,12 +165,16 @@ async def _run(job: ProvisionJob, link: ProvisionLink, profile: Profile, store: 
         listener(job)
 
     job.status, job.message = "running", ""
+    resumed = _identified(job)  # a serial target is a port: any box may be on it now
     for name, fn in _remaining(job, table):
+        if resumed:
+            fn, resumed = _checked(fn), False  # the same box first, before the step changes anything
         rec = job.step(name)
         rec.state, rec.started, rec.ended, rec.detail = "running", time.time(), None, ""
         save()
         ctx = _context(job, profile, link, hooks, secrets, False, name)
         ctx.outbox_put = _saving_put(job, name, hooks.outbox_put, save)
+        ctx.save = save
         try:
             stopped = await _step(job, rec, fn, ctx)
         except asyncio.CancelledError:
@@ -193,6 +197,27 @@ async def _run(job: ProvisionJob, link: ProvisionLink, profile: Profile, store: 
     save()
     _final_record(hooks, job)
     return job
+
+
+def _identified(job: ProvisionJob) -> bool:
+    return any(s.name == "identify" and s.state in ("done", "skipped") for s in job.steps)
+
+
+async def _check_device(ctx: StepContext) -> None:
+    """device_steps.check_same_device (imported late: a Siteline without it checks nothing more than before)."""
+    module = importlib.import_module("siteline.core.provisioning.device_steps")
+    check = getattr(module, "check_same_device", None)
+    if check is not None:
+        await check(ctx)
+
+
+def _checked(fn: Step) -> Step:
+    """``fn`` preceded by the check that the device is the one the job identified (StepRefusedError if not)."""
+    async def step(ctx: StepContext) -> StepOutcome:
+        await _check_device(ctx)
+        return await fn(ctx)
+
+    return step
 
 
 QUEUED = "queued"  # job.data[QUEUED]["<step>:<kind>"] = outbox item id, saved the moment it is queued
@@ -266,10 +291,13 @@ async def _dry_run(job: ProvisionJob, link: ProvisionLink, profile: Profile, hoo
                     outbox_put=(lambda kind, payload: DRY_RUN_ITEM) if hooks.outbox_put is not None else None,
                     inbound_certificate=hooks.inbound_certificate)
     secrets: list[str] = []
+    resumed = _identified(plan_job)
     for name, fn in _remaining(plan_job, table):
         rec = plan_job.step(name)
         ctx = _context(plan_job, profile, link, dry, secrets, True, name)
         ctx.plan = planned  # one plan for the whole run, in order
+        if resumed:
+            fn, resumed = _checked(fn), False  # the same box first, as the real run does
         try:
             outcome = await fn(ctx)
         except (SitelineError, TimeoutError, ConnectionError) as exc:

@@ -81,6 +81,10 @@ class SerialTransport(StatefulLink):
         self._reboots = RebootWatch()
         self._watch_reboots = False  # off while we log in or out: the login prompts then are ours
         self._logged_in_by_us = False
+        # Set before connect() to prove a password: a console left at a shell prompt is logged out first.
+        self.fresh_login = False
+        # Set before connect() when secrets will be typed: history off even in a shell someone left logged in.
+        self.private_history = False
         self._shell: SerialShell | None = None
         # A person's shell was handed back outside a shell prompt: type nothing more on this connection.
         self._hands_off = False
@@ -124,8 +128,8 @@ class SerialTransport(StatefulLink):
             if self.autobaud:
                 self.detected_baud = await detect_baud(link, self.detected_baud, self.log)
             self._logged_in_by_us = await login(link, self.credentials, self.wake_timeout, self.login_timeout,
-                                                self.log)
-            if self._logged_in_by_us:
+                                                self.log, fresh=self.fresh_login)
+            if self._logged_in_by_us or self.private_history:
                 await self._forget_history()
         except BaseException as exc:
             await link.shutdown()

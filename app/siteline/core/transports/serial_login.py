@@ -62,8 +62,11 @@ async def _probe(link: SerialLink, rate: int, window: float) -> bytes:
 
 
 async def login(link: SerialLink, credentials: Credentials, wake_timeout: float, login_timeout: float,
-                log: logging.LoggerAdapter[logging.Logger]) -> bool:
-    """Bring the console to a shell prompt; True if we logged in (so we should log out when done)."""
+                log: logging.LoggerAdapter[logging.Logger], *, fresh: bool = False) -> bool:
+    """Bring the console to a shell prompt; True if we logged in (so we should log out when done).
+
+    ``fresh``: the login itself must be answered (a password proof): a console already at a shell prompt (left
+    logged in, or a getty that logs in by itself) is logged out first, and refused when it never asks."""
     state = ConsoleState.SILENCE
     for _attempt in range(3):  # a console in the middle of printing may need a second wake-up
         state = await link.send_and_read(b"\r", wake_timeout)
@@ -72,6 +75,8 @@ async def login(link: SerialLink, credentials: Credentials, wake_timeout: float,
     log.info("console on %s shows a %s", link.device, state.value)
     if state is ConsoleState.PASSWORD:  # someone typed a user name before us: start over
         state = await link.send_and_read(b"\r", login_timeout, quiet_ends=False)
+    if fresh and state is ConsoleState.SHELL:
+        state = await _log_out(link, login_timeout, log)
     logged_in = False
     if state in (ConsoleState.LOGIN, ConsoleState.LOGIN_INCORRECT):
         state = await _answer_login(link, credentials, login_timeout)
@@ -79,6 +84,20 @@ async def login(link: SerialLink, credentials: Credentials, wake_timeout: float,
     if state is not ConsoleState.SHELL:
         raise not_a_shell(link, state)
     return logged_in
+
+
+async def _log_out(link: SerialLink, timeout: float, log: logging.LoggerAdapter[logging.Logger]) -> ConsoleState:
+    """Type ``exit`` at a shell prompt until the console asks for a login (a nested shell may need a few)."""
+    for _ in range(3):
+        log.info("console on %s is at a shell prompt: logging it out to prove a login", link.device)
+        state = await link.send_and_read(b"exit\r", timeout, quiet_ends=False)
+        if state is ConsoleState.SILENCE:  # some gettys print the prompt only when woken
+            state = await link.send_and_read(b"\r", timeout, quiet_ends=False)
+        if state is not ConsoleState.SHELL:
+            return state
+    raise TransportError(f"The console on {link.device} stays at a shell prompt after 'exit' (a getty that logs "
+                         "in by itself?), so no password can be proven on it.",
+                         "Turn off the console's autologin, or provision over SSH, then run the provisioning again.")
 
 
 async def _answer_login(link: SerialLink, credentials: Credentials, timeout: float) -> ConsoleState:
