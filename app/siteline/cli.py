@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_provision_parser(sub, connect)
 
-    sub.add_parser("plugins", help="list plugins and their status")
+    from siteline import diag_cli, plugins_cli
+
+    plugins_cli.add_parsers(sub)  # plugins [list|enable NAME|disable NAME]
+    diag_cli.add_parsers(sub, connect)  # diag TARGET -o FILE.zip
     sub.add_parser("ports", help="list serial ports with the chip or modem behind each and its target URL")
 
     from siteline import audit_cli, image_cli, mqtt_cli, outbox_cli, vault_cli
@@ -217,10 +220,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from siteline.commands import forward
 
         return asyncio.run(forward(args))
-    if command == "plugins":
-        from siteline.commands import list_plugins
-
-        return list_plugins()
     if command == "ports":
         from siteline.commands import list_ports
 

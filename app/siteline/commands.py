@@ -14,7 +14,6 @@ import sys
 
 from siteline import paths
 from siteline.core.errors import AuthError, HostKeyError, SitelineError, TransportError
-from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
 from siteline.core.transports.base import ConnState, Credentials, Transport
 from siteline.core.transports.factory import open_transport
@@ -172,15 +171,6 @@ def list_ports() -> int:
         usb = f"  [{port.usb_id}{' #' + port.serial_number if port.serial_number else ''}]" if port.usb_id else ""
         print(f"{port.device:18} {port.name}{usb}")
         print(f"{'':18} {port.target}")
-    return 0
-
-
-def list_plugins() -> int:
-    host = PluginHost()
-    host.load_entry_points()
-    for info in host.plugins:
-        status = "enabled" if info.enabled else f"disabled ({info.error})"
-        print(f"{info.name:20} {info.version:10} {status:30} {info.source}")
     return 0
 
 

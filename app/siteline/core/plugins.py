@@ -190,6 +190,13 @@ class PluginHost:
 _ENABLED = PluginInfo("", "", "")
 
 
+def load_plugins() -> PluginHost:
+    """The plugins the application uses: every ``siteline.plugins`` entry point. One place for every caller."""
+    host = PluginHost()
+    host.load_entry_points()
+    return host
+
+
 def _is_transport_problem(exc: BaseException) -> bool:
     """A broken link, not a broken plugin: the plugin must not be disabled for it."""
     return isinstance(exc, TransportError | OSError | TimeoutError)
