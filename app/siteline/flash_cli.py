@@ -201,10 +201,9 @@ async def run_machine(job: FlashJob, link: Any, record: Callable[[str, Mapping[s
 
 
 def update_backends() -> list[Any]:
-    from siteline.core.plugins import PluginHost
+    from siteline.core.plugins import load_plugins
 
-    host = PluginHost()
-    host.load_entry_points()
+    host = load_plugins()
     return [c.item for c in host.update_backends()]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from siteline.api import Unavailable
 from siteline.core.device.modem import ModemSignal, SignalReading, rsrp_band
 from siteline.core.plugin_api import make_context
-from siteline.core.plugins import PluginHost
+from siteline.core.plugins import PluginHost, load_plugins
 from siteline.core.transports.base import Result
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,7 @@ async def probe_command(args: argparse.Namespace, target_text: str, run: Run, *,
     turns it into exit 4); anything the device printed is reported per area instead.
     """
     if host is None:
-        host = PluginHost()
-        host.load_entry_points()
+        host = load_plugins()
     areas: tuple[str, ...] = getattr(args, "only", None) or AREAS
     started = datetime.now(UTC)
     found = await collect_areas(host, areas, target_text, run)

@@ -25,7 +25,7 @@ from siteline.core.backoff import Backoff
 from siteline.core.errors import SitelineError
 from siteline.core.inventory import DeviceEntry, Inventory
 from siteline.core.loopwatch import LoopWatch
-from siteline.core.plugins import PluginHost
+from siteline.core.plugins import PluginHost, load_plugins
 from siteline.core.session import TransportFactory
 from siteline.core.transports.base import Credentials
 from siteline.ui.icons import icon
@@ -129,12 +129,6 @@ def build_window(
                         keep=keep, keep_problem=keep_problem)
     sessions.setParent(window)
     return window
-
-
-def load_plugins() -> PluginHost:
-    host = PluginHost()
-    host.load_entry_points()
-    return host
 
 
 async def run_window(

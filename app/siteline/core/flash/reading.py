@@ -17,7 +17,7 @@ from siteline.core.device.slots import Slot, Slots
 from siteline.core.errors import SitelineError
 from siteline.core.flash.job import HealthCheck
 from siteline.core.plugin_api import DeviceContext, HealthSpec, Probe
-from siteline.core.plugins import PluginHost
+from siteline.core.plugins import PluginHost, load_plugins
 from siteline.core.transports.base import Result
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ class DeviceReadError(SitelineError):
 
 @lru_cache(maxsize=1)
 def _host() -> PluginHost:
-    host = PluginHost()
-    host.load_entry_points()
-    return host
+    return load_plugins()
 
 
 def health_specs() -> list[HealthSpec]:

@@ -29,10 +29,9 @@ async def _posture_checks(ctx: StepContext) -> list[dict[str, str]]:
     """Every check of the installed posture probe as {key, status, reason}; StepFailedError when none can run."""
     from siteline.core.device.posture import Posture
     from siteline.core.plugin_api import make_context
-    from siteline.core.plugins import PluginHost
+    from siteline.core.plugins import load_plugins
 
-    host = PluginHost()
-    host.load_entry_points()
+    host = load_plugins()
     probes = host.probes("posture")
     if not probes:
         raise StepFailedError("No installed plugin checks a device's posture, so it cannot be proven.",
