@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from siteline.core.plugin_api import DeviceContext
+from siteline.core.plugin_settings import CORE_PLUGINS
 from siteline.core.plugins import PluginHost
 from siteline.core.transports.base import Result
+
+BUILTIN = set(CORE_PLUGINS)
 
 
 def _install_dist(site: Path, dist: str, module: str, source: str) -> None:
@@ -116,14 +119,15 @@ def test_probe_that_raises_disables_its_plugin_only(site_dir: Path, caplog: pyte
     assert "ZeroDivisionError" in seen[0].error
     assert seen[0].describe().startswith("Plugin 'broken-probe' failed in probe 'boom'")
     # the built-in modem probes go on: ModemManager first, the AT port as its fallback
-    assert [c.plugin for c in host.probes("modem")] == ["modemmanager", "atmodem"]
+    # (other installed plugins, such as a vendor's, may add modem probes of their own)
+    assert [c.plugin for c in host.probes("modem") if c.plugin in BUILTIN] == ["modemmanager", "atmodem"]
     assert host.probes("system")
 
 
 def test_user_can_disable_a_plugin() -> None:
     host = PluginHost(disabled=["system"])
     host.load_entry_points()
-    assert host.probes("system") == []
+    assert "system" not in {c.plugin for c in host.probes("system")}
     assert host.probes("modem")  # the others stay
     assert {p.name: p.error for p in host.plugins}["system"] == "disabled by user"
 
@@ -131,7 +135,7 @@ def test_user_can_disable_a_plugin() -> None:
 def test_link_errors_in_a_probe_do_not_disable_its_plugin() -> None:
     host = PluginHost()
     host.load_entry_points()
-    (entry,) = host.probes("system")
+    (entry,) = [c for c in host.probes("system") if c.plugin == "system"]
 
     async def dead_link(cmd: str, timeout: float) -> Result:
         raise ConnectionResetError("peer reset the connection")
