@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -195,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO if args.command in ("sim", "demo") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command != "sim":  # a simulated device is not Siteline: its lines stay out of the support log
+        from siteline.core import app_log
+
+        # After basicConfig, which does nothing once the root logger has a handler.
+        app_log.install(logging.DEBUG if args.verbose else logging.INFO)
     command = args.command or "gui"
     if command == "gui":
         from siteline.ui.app import run_gui
@@ -228,7 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except BrokenPipeError:
+        # `siteline plugins | head`: the reader left; say nothing more (and not at exit's flush either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return result
 
 

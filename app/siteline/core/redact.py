@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["BLANK", "command_detail", "redact_command", "safe_url"]
+__all__ = ["BLANK", "command_detail", "is_secret_name", "redact_command", "safe_url"]
 
 BLANK = "***"
 
@@ -65,6 +65,12 @@ def _is_secret_name(name: str) -> bool:
     if _SECRET_NAME.search(name) or any(p in _SECRET_PARTS for p in parts):
         return True
     return len(parts) > 1 and parts[-1] in ("key", "pin")
+
+
+def is_secret_name(name: str) -> bool:
+    """Public form of the name rule (PGPASSWORD, MQTT_PASSWORD, API_KEY, --token): the diagnostics bundle's
+    redaction (core/diag/redact.py) applies it to config and JSON field names."""
+    return _is_secret_name(name)
 
 
 def _takes_value(option: str) -> bool:
