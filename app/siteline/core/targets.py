@@ -1,6 +1,6 @@
 """One URL form for every device.
 
-    serial:///dev/ttyUSB0?baud=115200          serial://COM3?baud=9600
+    serial:///dev/ttyUSB0?baud=115200          serial://COM3?baud=9600 (the Win32 device form of COM12 reads as COM12)
     ssh://root@10.0.0.5:22?jump=ops@bastion:2222
     mqtt://127.0.0.1:1883/edge/site-a/gw1      mqtts://broker:8883/edge/site-a/gw1
 
@@ -23,6 +23,9 @@ DEFAULT_PORTS = {"ssh": 22, "mqtt": 1883, "mqtts": 8883}
 MAX_URL_LENGTH = 2048
 DEFAULT_BAUD = 115200
 _WINDOWS_COM = re.compile(r"^COM[1-9][0-9]{0,2}$", re.IGNORECASE)
+# The Win32 device namespace form (\\.\COM12), which Windows tools print for COM10 and up: the same port as COM12
+# (pyserial adds the prefix itself when it opens a port above COM8).
+_WIN32_DEVICE_COM = re.compile(r"^\\\\\.\\(COM[1-9][0-9]{0,2})$", re.IGNORECASE)
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?)$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
 _TOPIC_LEVEL = re.compile(r"^[^#+\x00/]+$")
@@ -241,6 +244,9 @@ def _parse_serial(text: str) -> Target:
         raise TargetError("The serial port path contains control characters.", "Retype the port name.")
     if not path:
         raise TargetError("The serial target names no port.", "Use serial:///dev/ttyUSB0 or serial://COM3.")
+    win32 = _WIN32_DEVICE_COM.match(path)
+    if win32:
+        path = win32.group(1)
     if _WINDOWS_COM.match(path):
         path = path.upper()
     elif not path.startswith("/"):

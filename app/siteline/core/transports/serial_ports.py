@@ -62,6 +62,11 @@ MODEM_VENDORS = {0x2C7C, 0x1199, 0x1BC7, 0x1546, 0x12D1}
 # Quectel's USB interfaces (its Linux USB driver user guide): which ttyUSB is which.
 QUECTEL_ROLES = {0: "diagnostics (DM)", 1: "GNSS (NMEA)", 2: "AT commands", 3: "modem (PPP/AT)"}
 _BY_ID_INTERFACE = re.compile(r"-if(\d\d)(?:-port\d+)?$")
+# pyserial's USB location ends in ":<configuration>.<interface>" ("1-1.2:1.3"; Windows writes "x" for the
+# configuration): the only place the interface number shows on Windows, which has no by-id links.
+_LOCATION_INTERFACE = re.compile(r":[0-9x]+\.(\d+)$")
+# Windows' friendly names end in the port name ("Silicon Labs CP210x USB to UART Bridge (COM3)"): said once.
+_COM_SUFFIX = re.compile(r"\s*\(COM\d+\)$", re.IGNORECASE)
 
 
 class PortInfo(Protocol):
@@ -106,7 +111,23 @@ def _interface_number(port: PortInfo, stable: str) -> int | None:
     if m:
         return int(m.group(1))
     m = re.search(r"(\d+)$", port.interface or "")
+    if m:
+        return int(m.group(1))
+    m = _LOCATION_INTERFACE.search(getattr(port, "location", None) or "")
     return int(m.group(1)) if m else None
+
+
+def _friendly(description: str) -> str:
+    """The OS's own name for a port, without the " (COM3)" Windows appends; "" when there is none."""
+    text = _COM_SUFFIX.sub("", description or "").strip()
+    return "" if text == "n/a" else text
+
+
+def _port_order(port: SerialPort) -> tuple[bool, str, int, str]:
+    """USB first, then by name with the number compared as a number: COM3 before COM10, ttyUSB2 before ttyUSB10."""
+    m = re.match(r"^(.*?)(\d+)$", port.device)
+    stem, number = (m.group(1), int(m.group(2))) if m else (port.device, -1)
+    return (port.usb_id is None, stem, number, port.device)
 
 
 def describe(port: PortInfo, stable: str) -> str:
@@ -114,15 +135,20 @@ def describe(port: PortInfo, stable: str) -> str:
     vid, pid = port.vid, port.pid
     if vid is not None and pid is not None and (vid, pid) in KNOWN_USB:
         name = KNOWN_USB[(vid, pid)]
+    elif vid is not None and not port.product and _COM_SUFFIX.search(port.description or ""):
+        # Windows: no product string, and the manufacturer is often the driver's ("Microsoft" for usbser.sys),
+        # but the friendly name is the device's own ("Arduino Uno (COM5)", "Quectel USB AT Port (COM7)").
+        name = _friendly(port.description)
     elif vid is not None:
         vendor = KNOWN_VENDORS.get(vid) or port.manufacturer or f"USB vendor {vid:04x}"
         name = f"{vendor} {port.product or 'USB-serial'}".strip()
-    elif port.description and port.description != "n/a":
-        name = port.description
+    elif _friendly(port.description):
+        name = _friendly(port.description)
     else:
         name = "built-in serial port"
     if vid == 0x2C7C:
-        role = QUECTEL_ROLES.get(_interface_number(port, stable) or -1)
+        number = _interface_number(port, stable)
+        role = QUECTEL_ROLES.get(number) if number is not None else None
         if role:
             name = f"{name} — {role}"
     return name
@@ -152,7 +178,7 @@ def list_ports(source: Callable[[], Iterable[PortInfo]] | None = None, by_id: Pa
                 is_modem=info.vid in MODEM_VENDORS,
             )
         )
-    return sorted(ports, key=lambda p: (p.usb_id is None, p.device))
+    return sorted(ports, key=_port_order)
 
 
 PortsListener = Callable[[list[SerialPort], list[SerialPort]], None]  # (added, removed)

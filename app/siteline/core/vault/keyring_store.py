@@ -22,11 +22,17 @@ def _backend_problem() -> str | None:
     """Why no keyring can be used here, or None when one looks usable."""
     try:
         import keyring
-        from keyring.backends import fail
+        from keyring.backends import chainer, fail, null
     except ImportError:
         return "the 'keyring' package is not installed"
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring):
+        return "no keyring service was found"
+    if isinstance(backend, null.Keyring):
+        # keyring's documented off switch (PYTHON_KEYRING_BACKEND or `keyring --disable`): it stores nothing.
+        return "the keyring is switched off on this account (keyring.backends.null)"
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        # An empty chain accepts a key and keeps nothing: the vault could never be opened again.
         return "no keyring service was found"
     return None
 
@@ -43,10 +49,16 @@ def store_key(vault_id: str, key: bytes) -> None:
     import keyring
     from keyring.errors import KeyringError
 
+    text = base64.b64encode(key).decode()
     try:
-        keyring.set_password(SERVICE, vault_id, base64.b64encode(key).decode())
+        keyring.set_password(SERVICE, vault_id, text)
+        # Read it back: a backend that accepts and drops the key would leave a vault nobody can open.
+        kept = keyring.get_password(SERVICE, vault_id) == text
     except (KeyringError, OSError, RuntimeError) as exc:
         raise KeyringUnavailable(f"the keyring refused to store the key: {type(exc).__name__}") from exc
+    if not kept:
+        delete_key(vault_id)
+        raise KeyringUnavailable(f"the keyring ({type(keyring.get_keyring()).__name__}) did not keep the key")
     log.info("vault key stored in the OS keyring (%s)", type(keyring.get_keyring()).__name__)
 
 
