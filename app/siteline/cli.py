@@ -210,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from siteline.commands import run_or_probe
 
         return asyncio.run(run_or_probe(args))
+    if command == "shell" and sys.platform == "win32":
+        print("siteline: 'siteline shell' needs a POSIX terminal and is not available on Windows yet; "
+              "open the device's Console tab in the Siteline window instead.", file=sys.stderr)
+        return 2
     if command == "shell":
         from siteline.shell_cli import shell_command
 

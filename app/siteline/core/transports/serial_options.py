@@ -47,9 +47,14 @@ def ports_seen() -> str:
 def open_error(exc: BaseException, port: str) -> TransportError:
     code = getattr(exc, "errno", None)
     text = str(exc)
-    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+    # pyserial on Windows raises SerialException without an errno; the Win32 error is only in its text.
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO) or "FileNotFoundError" in text:
         return TransportError(f"The serial port {port} does not exist.",
                               f"Is the cable plugged in? Ports seen: {ports_seen()}.")
+    if "PermissionError" in text or "Access is denied" in text:
+        # Windows has no per-user port permission: access denied there means another program has it open.
+        return TransportError(f"The serial port {port} is busy: another program holds it.",
+                              "Close the other terminal (PuTTY, Tera Term, another Siteline) and retry.")
     if code in (errno.EACCES, errno.EPERM):
         return TransportError(f"Permission denied on {port}.",
                               "Add your user to the 'dialout' group (sudo usermod -aG dialout $USER), "
