@@ -58,10 +58,13 @@ setup_venv() {
     "$PY" -m venv "$VENV"
   fi
   local stamp="$VENV/.siteline-installed"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] \
+     || [ plugins/siteline-openwrt/pyproject.toml -nt "$stamp" ]; then
     say "installing Siteline and its test tools into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,broker]'
+    # The OpenWrt plugin is its own distribution, installed the way a vendor's plugin would be.
+    "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps -e plugins/siteline-openwrt
     touch "$stamp"
   fi
 }

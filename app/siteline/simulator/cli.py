@@ -17,6 +17,9 @@ def add_sim_parser(sub: Any) -> None:
                    "only on the AT port (LINK, default <state>/dev/ttyUSB2)")
     p.add_argument("--mqtt", help="broker URL, e.g. mqtt://127.0.0.1:1883, or mqtt://USER@127.0.0.1:1883 to log in "
                    "with the password from SITELINE_SIM_MQTT_PASSWORD (kept 0600 in the state directory)")
+    p.add_argument("--family", choices=("gateway", "openwrt"), help="what the device is: the Yocto gateway "
+                   "(default for a new device) or an OpenWrt cellular router (ubus, uqmi, logread; no NetworkManager, "
+                   "ModemManager or RAUC); given for an existing device, turns it into that family")
     p.add_argument("--site", default="demo-site")
     p.add_argument("--name", default="gw-01")
     p.add_argument("--user", default="root")

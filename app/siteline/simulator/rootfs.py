@@ -238,18 +238,24 @@ def _write_dev_writers(root: Path, bin_dir: Path) -> None:
             write_atomic(target, text, mode=0o755)
 
 
-def write_shims(root: Path) -> Path:
+def write_shims(root: Path, family: str = "gateway") -> Path:
     """(Re)write <state>/bin: one tiny sh script per tool, each running this interpreter's shim module.
 
     Rewritten on every open so a state directory made by another interpreter or checkout works.
-    ``-P`` keeps the current directory off sys.path (a device shell may sit anywhere).
+    ``-P`` keeps the current directory off sys.path (a device shell may sit anywhere). The tools are the
+    device family's (simulator/family.py); another family's left in the directory are removed.
     """
+    from siteline.simulator import family as families
+
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     py = shlex.quote(sys.executable)
     path = shlex.quote(str(app_dir()))
     state = shlex.quote(str(root.resolve()))
-    for tool in SHIM_TOOLS:
+    tools = families.shim_tools(family, SHIM_TOOLS)
+    for gone in (set(SHIM_TOOLS) | set(families.OPENWRT_TOOLS)) - set(tools):
+        (bin_dir / gone).unlink(missing_ok=True)
+    for tool in tools:
         text = (
             "#!/bin/sh\n"
             f"# Siteline simulator shim: answers `{tool}` from the device state, never from the host.\n"

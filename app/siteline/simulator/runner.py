@@ -46,7 +46,8 @@ def open_state(args: argparse.Namespace) -> DeviceState:
     from_env = os.environ.pop(PASSWORD_ENV, None) or None  # popped: the device's shells never inherit it
     if args.password is None:
         args.password = from_env
-    state = DeviceState.open(root, name=args.name, site=args.site, user=args.user, password=args.password)
+    state = DeviceState.open(root, name=args.name, site=args.site, user=args.user, password=args.password,
+                             family=getattr(args, "family", None))
     changed = False
     for key in OVERRIDES:
         value = getattr(args, key, None)

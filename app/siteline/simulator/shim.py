@@ -30,6 +30,7 @@ TOOLS = {
     "systemctl": "systemctl", "mount": "mount", "sim-scenario": "scenario",
     "lsblk": "storage", "cryptsetup": "storage", "sshd": "sshd", "openssl": "openssl",
     "logread": "logread", "dmesg": "dmesg", "systemd-run": "systemd_run",
+    "ubus": "ubus", "uci": "ubus", "uqmi": "uqmi",  # the OpenWrt family's (simulator/family.py)
 }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from siteline.core.atomic import write_atomic
 from siteline.simulator import dynamics, journal, rootfs, slots, ubootenv
+from siteline.simulator import family as family_of
 from siteline.simulator.boot import BootOutcome, attempts_left, mark_good, select
 from siteline.simulator.store import JsonDict, locked, read_json, update_json, write_json
 
@@ -54,6 +55,7 @@ class SimConfig:
     telemetry_interval: float = 10.0
     serial_baud: int = 115200
     seed: int = 0  # seeds the modem's random walk; fixed when the device is created
+    family: str = family_of.GATEWAY  # what the device is: the Yocto gateway or an OpenWrt router (family.py)
 
     @classmethod
     def from_json(cls, data: JsonDict) -> SimConfig:
@@ -63,6 +65,7 @@ class SimConfig:
         kwargs.setdefault("site", "demo-site")
         if not rootfs.valid_username(str(kwargs.get("user", "root"))):
             raise ValueError(f"sim.json: user {str(kwargs.get('user'))[:64]!r} is not a valid user name")
+        family_of.check(str(kwargs.get("family", family_of.GATEWAY)))
         return cls(**kwargs)
 
 
@@ -110,8 +113,12 @@ class DeviceState:
     # -- creation -----------------------------------------------------------------------------------
     @classmethod
     def open(cls, root: Path, *, name: str = "gw-01", site: str = "demo-site", user: str = "root",
-             password: str | None = None, create: bool = True) -> DeviceState:
+             password: str | None = None, create: bool = True, family: str | None = None) -> DeviceState:
+        """Open (or create) the device; ``family`` (family.FAMILIES) makes a new device that kind, or turns an
+        existing one into it; None keeps what it is (a new one is a gateway)."""
         root = Path(root).absolute()
+        if family is not None:
+            family_of.check(family)
         if not rootfs.valid_username(user):
             raise ValueError(f"--user {user[:64]!r}: a user name is a-z, 0-9, '_' or '-' (at most 32, not starting "
                              "with a digit or '-')")
@@ -122,10 +129,18 @@ class DeviceState:
             elif not create:
                 raise FileNotFoundError(f"{root}: no simulated device here (sim.json missing); create it first")
             else:
-                state = cls(root, SimConfig(name=name, site=site, user=user, seed=secrets.randbits(31)))
+                state = cls(root, SimConfig(name=name, site=site, user=user, seed=secrets.randbits(31),
+                                            family=family or family_of.GATEWAY))
                 state._create()
                 if password is None:
                     password = state.initial_password = secrets.token_urlsafe(9)
+            if family is not None and state.config.family != family:
+                state.config.family = family
+                state.save_config()
+                if family == family_of.GATEWAY:  # back from OpenWrt: the booted image's own os-release again
+                    version = slots.load(root).get(state.booted_slot(), {}).get("version", slots.FIRST_VERSION)
+                    rootfs.write_os_release(root, str(version))
+                    (rootfs.rootfs(root) / "etc/openwrt_release").unlink(missing_ok=True)
             state._refresh_shims_and_config()
             if password is not None:
                 state.set_password(state.config.user, password)
@@ -159,8 +174,9 @@ class DeviceState:
         self.log("Startup finished in 2.114s (kernel) + 4.902s (userspace) = 7.016s.", "systemd")
 
     def _refresh_shims_and_config(self) -> None:
-        rootfs.write_shims(self.root)
+        rootfs.write_shims(self.root, self.config.family)
         rootfs.ensure_dev(self.root)  # a device made before it had a /dev of its own (slot files)
+        family_of.apply(self.root, self.config.family, rootfs.rootfs(self.root))
         if not (rootfs.rootfs(self.root) / "etc/passwd").exists():  # a device made by an older simulator
             rootfs.write_accounts(self.root, self.users())
         _remove_stale_temp_files(self.root)
@@ -222,6 +238,7 @@ class DeviceState:
         home.mkdir(parents=True, exist_ok=True)
         path = os.pathsep.join([str(self.root / "bin"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
                                 "/sbin", "/bin"])
+        path = family_of.shell_path(self.root, self.config.family, path)
         prompt = "# " if user == "root" else "$ "
         return {
             "PATH": path, "HOME": str(home), "USER": user, "LOGNAME": user, "SHELL": "/bin/sh",
@@ -322,6 +339,7 @@ class DeviceState:
             write_json(self.root / DEVICE_FILE, device)
             version = str(table.get(outcome.slot, {}).get("version", slots.FIRST_VERSION))
             rootfs.write_os_release(self.root, version)
+            family_of.apply(self.root, self.config.family, rootfs.rootfs(self.root))  # OpenWrt keeps its own
         for line in outcome.console_lines:
             if line.startswith("[") and "]" in line:
                 self.log(line.split("]", 1)[1].strip(), "kernel")

@@ -1,0 +1,122 @@
+"""The OpenWrt probes: System (ubus system), Modem (uqmi), Network (netifd + mwan3).
+
+Each probe is ONE round trip. Every device Siteline reaches is asked, most of them are not OpenWrt, and a
+metered link pays for each command: so the round trip starts with `command -v ubus` and, where there is no
+ubus, prints one word and nothing else; the probe then returns None (nothing to say on this device).
+"""
+
+from __future__ import annotations
+
+from siteline.api import (
+    DeviceContext,
+    Network,
+    ProbeKind,
+    Section,
+    System,
+    Unavailable,
+    sections_command,
+    split_sections,
+)
+
+from .netifd import parse_network
+from .parsers import OpenWrtModemReport, UqmiOutputs, parse_modem, parse_system
+
+TIMEOUT = 20.0
+NO_UBUS = "siteline-openwrt:no-ubus"
+PART = "@@owrt"
+
+SYSTEM_COMMANDS = (("board", "ubus call system board"), ("info", "ubus call system info"))
+# The modem's QMI control node: the wwan interface's, else the first cdc-wdm (uqmi needs one; -s: no cached ids).
+_DEVICE = ('D=$(uci -q get network.wwan.device); [ -e "$D" ] || D=$(ls /dev/cdc-wdm* 2>/dev/null | head -n 1); '
+           'echo "$D"; [ -n "$D" ] && command -v uqmi >/dev/null')
+# uqmi's answers (and the wwan interface's status) in one section, each after a line "@@owrt NAME".
+UQMI_ASKS = ("signal-info", "serving-system", "imei", "iccid")
+_UQMI = (f'[ -n "$D" ] && command -v uqmi >/dev/null && for a in {" ".join(UQMI_ASKS)}; do '
+         f'echo "{PART} $a"; uqmi -s -d "$D" --get-$a 2>&1; done; '
+         f'echo "{PART} wwan"; ubus call network.interface.wwan status 2>&1; true')
+MODEM_COMMANDS = (("device", _DEVICE), ("uqmi", _UQMI))
+NETWORK_COMMANDS = (
+    ("dump", "ubus call network.interface dump"),
+    ("mwan3", "! command -v mwan3 >/dev/null || mwan3 status"),
+)
+
+
+def guarded(commands: tuple[tuple[str, str], ...]) -> str:
+    """The sections, run only where ubus is; elsewhere the one word NO_UBUS (one short command in all)."""
+    return f"if command -v ubus >/dev/null 2>&1; then {sections_command(commands)}; else echo {NO_UBUS}; fi"
+
+
+async def _ask(ctx: DeviceContext, commands: tuple[tuple[str, str], ...]) -> dict[str, Section] | None:
+    result = await ctx.run(guarded(commands), TIMEOUT)
+    if any(line.strip() == NO_UBUS for line in result.stdout.splitlines()):
+        return None
+    return split_sections(commands, result)
+
+
+def _failed(section: Section, label: str) -> str | None:
+    return None if section.ok else section.failure(label)
+
+
+class OpenWrtSystemProbe:
+    name = "openwrt-system"
+    kind: ProbeKind = "system"
+
+    async def collect(self, ctx: DeviceContext) -> System | Unavailable | None:
+        sections = await _ask(ctx, SYSTEM_COMMANDS)
+        if sections is None:
+            return None
+        board, info = sections["board"], sections["info"]
+        why = _failed(board, "ubus call system board")
+        if why is not None and not board.stdout.strip():
+            return Unavailable("system", f"{why}. Is procd running (`ubus list system`)?", board.stderr)
+        return parse_system(board.stdout, info.stdout)
+
+
+class OpenWrtModemProbe:
+    name = "openwrt-uqmi"
+    kind: ProbeKind = "modem"
+
+    async def collect(self, ctx: DeviceContext) -> OpenWrtModemReport | Unavailable | None:
+        sections = await _ask(ctx, MODEM_COMMANDS)
+        if sections is None:
+            return None
+        device = sections["device"]
+        node = device.stdout.strip().splitlines()[0] if device.stdout.strip() else ""
+        if not node:
+            return Unavailable("modem", "no QMI modem on this router: network.wwan.device is not set in uci and "
+                               "there is no /dev/cdc-wdm*. Check the modem's USB connection (`dmesg | grep qmi`).")
+        if not device.ok:
+            return Unavailable("modem", f"uqmi is not installed on this router, so its QMI modem {node} cannot be "
+                               "read: `opkg install uqmi`.")
+        parts = split_parts(sections["uqmi"].stdout)
+        return parse_modem(UqmiOutputs(
+            device=node, signal=parts.get("signal-info", ""), serving=parts.get("serving-system", ""),
+            imei=parts.get("imei", ""), iccid=parts.get("iccid", ""), wwan=parts.get("wwan", "")))
+
+
+def split_parts(text: str) -> dict[str, str]:
+    """The uqmi section cut at its "@@owrt NAME" lines (uqmi's errors went to stdout with 2>&1)."""
+    parts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith(PART + " "):
+            current = parts.setdefault(line[len(PART) + 1 :].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in parts.items()}
+
+
+class OpenWrtNetworkProbe:
+    name = "openwrt-netifd"
+    kind: ProbeKind = "network"
+
+    async def collect(self, ctx: DeviceContext) -> Network | Unavailable | None:
+        sections = await _ask(ctx, NETWORK_COMMANDS)
+        if sections is None:
+            return None
+        dump = sections["dump"]
+        if not dump.ok and not dump.stdout.strip():
+            return Unavailable("network", f"{dump.failure('ubus call network.interface dump')}. Is netifd running "
+                               "(`/etc/init.d/network status`)?", dump.stderr)
+        mwan3 = sections["mwan3"]
+        return parse_network(dump.stdout, mwan3.stdout if mwan3.ok else "")
