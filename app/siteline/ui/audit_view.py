@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from siteline.core.errors import SitelineError
 from siteline.ui.delegates import TallRowDelegate
+from siteline.ui.help_text import HelpLine
 from siteline.ui.sync_status import default_state_colour
 from siteline.ui.table_model import RowTableModel
 
@@ -168,7 +169,9 @@ class AuditView(QWidget):
         top.addStretch(1)
         top.addWidget(self.refresh_button)
         top.addWidget(self.verify_button)
+        self.help_line = HelpLine("audit")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.result)

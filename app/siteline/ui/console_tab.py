@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVB
 
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
+from siteline.ui.help_text import HelpLine
 from siteline.ui.session_log import SessionLog, SessionLogError, default_log_path
 from siteline.ui.terminal_screen import HISTORY_LINES
 from siteline.ui.terminal_search import FindBar
@@ -104,7 +105,9 @@ class ConsoleTab(QWidget):
         return row
 
     def _layout(self, toolbar: QHBoxLayout) -> None:
+        self.help_line = HelpLine("console")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addLayout(toolbar)
         layout.addWidget(self.log_status)
         layout.addWidget(self.find_bar)

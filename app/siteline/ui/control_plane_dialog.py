@@ -104,6 +104,13 @@ def _paint(label: QLabel, bad: bool) -> None:
     label.setStyleSheet(f"color: {colour.name()};")
 
 
+def _first_run_technician() -> str:
+    """The id the first-run guide kept (working offline there are no settings to hold it), else the OS user's."""
+    from siteline.ui.first_run import saved_technician
+
+    return saved_technician() or default_technician()
+
+
 class FileField(QWidget):
     """A path and a "Browse…" button; ``problem()`` says why the file cannot be used (empty is fine)."""
 
@@ -157,7 +164,8 @@ class ControlPlaneDialog(QDialog):
     sig_settings_saved = Signal(object)  # the ControlPlaneSettings just written
 
     def __init__(self, current: ControlPlaneSettings | None = None, *, vault: Vault | None = None,
-                 path: Path | None = None, connect_timeout: float = 5.0, parent: QWidget | None = None) -> None:
+                 path: Path | None = None, connect_timeout: float = 5.0, technician: str | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Control plane")
         self.setMinimumWidth(900)
@@ -170,7 +178,7 @@ class ControlPlaneDialog(QDialog):
         self.work_offline = False
         self.errors: dict[str, QLabel] = {}
         self._build(current)
-        self._fill(current)
+        self._fill(current, technician)
         self._on_input_changed()
 
     # ---- layout --------------------------------------------------------------------------------
@@ -304,8 +312,8 @@ class ControlPlaneDialog(QDialog):
         row.addWidget(self.buttons)
         return row
 
-    def _fill(self, current: ControlPlaneSettings | None) -> None:
-        self.technician.setText(current.technician if current else default_technician())
+    def _fill(self, current: ControlPlaneSettings | None, technician: str | None = None) -> None:
+        self.technician.setText(current.technician if current else technician or _first_run_technician())
         if current is None:
             return
         self.url.setText(current.url)

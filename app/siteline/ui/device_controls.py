@@ -270,6 +270,7 @@ class DeviceControls(QObject):
         button.setObjectName("antennaButton")
         button.setToolTip("Read the signal every second, in big figures, while you point the antenna")
         button.setMinimumHeight(40)
+        button.setProperty("touch", True)  # the style sheet sizes it for gloves
         layout = self.page.panel_tabs["modem"].layout()
         layout.insertWidget(0, button, 0, Qt.AlignmentFlag.AlignRight)  # type: ignore[union-attr]
         button.clicked.connect(self.open_antenna_window)

@@ -17,6 +17,7 @@ from siteline.core.plugins import PluginHost
 from siteline.core.targets import Target, parse_target
 from siteline.core.transports.base import ConnectionState, ConnState
 from siteline.ui.console_tab import ConsoleTab, ShellOpener
+from siteline.ui.help_text import HelpLine, explain
 from siteline.ui.icons import state_icon
 from siteline.ui.logs.device_logs import DeviceLogsTab
 from siteline.ui.overview_tab import OverviewTab
@@ -145,7 +146,11 @@ class DevicePage(QWidget):
         self.password_button = QPushButton("Enter &password…")
         self.password_button.clicked.connect(self.sig_password_requested.emit)
         buttons.addWidget(self.password_button)
-        buttons.addStretch(1)
+        self.help_line = HelpLine("paths")  # the header shows the device's paths: the line explains them
+        explain(self._target, "Target URL")
+        explain(self.host_key_text, "Host key fingerprint")
+        buttons.addSpacing(12)
+        buttons.addWidget(self.help_line, 1)
         state_row = QHBoxLayout()
         state_row.addWidget(self._state_icon)
         state_row.addWidget(self._state, 1)

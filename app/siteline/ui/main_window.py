@@ -43,6 +43,7 @@ from siteline.ui.device_controls import DeviceControls
 from siteline.ui.device_dialog import DeviceDialog
 from siteline.ui.device_page import DevicePage
 from siteline.ui.device_tree_model import NAME_COLUMN, STATE_COLUMN, DeviceTreeModel, NameRole
+from siteline.ui.first_run import DemoLauncher, apply_technician, needs_first_run, saved_technician
 from siteline.ui.host_key_dialog import HostKeyPrompts
 from siteline.ui.icons import icon
 from siteline.ui.keep_controller import KeepController
@@ -81,6 +82,11 @@ class MainWindow(QMainWindow):
         self.device_dialog: DeviceDialog | None = None
         self.plugins_dialog: PluginsDialog | None = None
         self.provision_wizard: Any = None  # the provisioning wizard while it is open
+        self.first_run: Any = None  # the first-run guide while it is open
+        self.glossary: Any = None
+        self.demo = DemoLauncher()  # the demo site the guide starts, stopped when this window closes
+        self.config_dir = settings_path.parent
+        self._given_devices = False  # started with devices (the demo): no first-run guide
         self.confirm_box: QMessageBox | None = None
         self.passwords = PasswordPrompts(sessions, self)
         self.setWindowTitle(title or "Siteline")
@@ -92,6 +98,7 @@ class MainWindow(QMainWindow):
         # What is kept on this laptop (outbox, audit, vault, sync); None when it could not be opened, and why.
         self.keep_ui = KeepController(keep, self) if keep is not None else None
         self.keep_problem = keep_problem
+        apply_technician(self, saved_technician(self.config_dir))
         self._build_actions()
         self._connect()
         # The refresh schedule, antenna alignment, factory-password check and slot actions.
@@ -190,6 +197,12 @@ class MainWindow(QMainWindow):
         self.act_provision = self._action("&Provision new device…", "Ctrl+Shift+P", self.provision_device,
                                           "Replace factory passwords, set identity and firewall, prove posture")
         self.act_quit = self._action("&Quit", keys.Quit, self.close)
+        self.act_diag = self._action("Save &diagnostics bundle…", "Ctrl+Shift+D", self.save_diagnostics,
+                                     "Probes, logs, slots, posture and Siteline's log in one zip for support")
+        self.act_first_run = self._action("&First-run guide…", None, self.show_first_run,
+                                          "Vault, technician id, control plane and the demo site, step by step")
+        self.act_glossary = self._action("&Glossary…", "F1", self.show_glossary,
+                                         "What RSRP, boot counter, mark good and the other words mean")
         self.act_refresh.setShortcuts([QKeySequence("F5"), QKeySequence(QKeySequence.StandardKey.Refresh)])
         self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # Del in a text field edits text
         self.tree.addAction(self.act_remove)
@@ -202,6 +215,8 @@ class MainWindow(QMainWindow):
         device_menu.addActions([self.act_open, self.act_edit, self.act_remove])
         device_menu.addSeparator()
         device_menu.addActions([self.act_refresh, self.act_reconnect])
+        device_menu.addSeparator()
+        device_menu.addAction(self.act_diag)
         if self.keep_ui is not None:
             device_menu.addSeparator()
             device_menu.addActions([self.keep_ui.act_note, self.keep_ui.act_snapshot])
@@ -220,6 +235,8 @@ class MainWindow(QMainWindow):
             tools_menu.addSeparator()
             tools_menu.addActions(self.keep_ui.tools_actions)
         help_menu = menu.addMenu("&Help")
+        help_menu.addActions([self.act_first_run, self.act_glossary])
+        help_menu.addSeparator()
         help_menu.addAction(self.act_plugins)
         self._update_actions()
 
@@ -250,6 +267,7 @@ class MainWindow(QMainWindow):
     def load_devices(self, extra: list[tuple[DeviceEntry, Credentials]] | None = None) -> list[str]:
         """Read the saved list, add ``extra`` (the demo's devices) and start every session."""
         warnings = self.inventory.load()
+        self._given_devices = bool(extra)
         given: dict[str, Credentials] = {}
         for entry, creds in extra or []:
             try:
@@ -407,9 +425,35 @@ class MainWindow(QMainWindow):
         if self.selected_device():
             self.page.tabs.setFocus()
 
+    def show_first_run(self) -> None:
+        from siteline.ui.first_run import open_first_run
+
+        if self.first_run is not None and shiboken6.isValid(self.first_run) and self.first_run.isVisible():
+            self.first_run.raise_()
+            return
+        open_first_run(self)
+
+    def show_glossary(self) -> None:
+        from siteline.ui.help_text import GlossaryDialog
+
+        self.glossary = GlossaryDialog(parent=self)
+        self.glossary.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.glossary.show()
+
     def show_plugins(self) -> None:
         self.plugins_dialog = PluginsDialog(self.plugins, self)
+        self.plugins_dialog.sig_plugins_changed.connect(self.status.update_plugins)  # recount failures after a toggle
         self.plugins_dialog.open()
+
+    def save_diagnostics(self) -> None:
+        from siteline.ui.diag_dialog import open_diag_dialog
+
+        name = self.selected_device()
+        session = self.sessions.get(name) if name else None
+        if session is None:
+            self.status.showMessage("Select a device first: a diagnostics bundle is of one device.", 8000)
+            return
+        open_diag_dialog(self, session, self.plugins, keep=self.keep_ui.keep if self.keep_ui else None)
 
     # -- slots -------------------------------------------------------------------------------
 
@@ -497,7 +541,8 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has = self.selected_device() is not None
-        for action in (self.act_edit, self.act_remove, self.act_refresh, self.act_reconnect, self.act_open):
+        for action in (self.act_edit, self.act_remove, self.act_refresh, self.act_reconnect, self.act_open,
+                       self.act_diag):
             action.setEnabled(has)
         if self.keep_ui is not None:
             self.keep_ui.act_note.setEnabled(has)
@@ -526,6 +571,8 @@ class MainWindow(QMainWindow):
             self.keep_ui.start()
         elif self.keep_problem:
             self.status.show_problem(f"Nothing can be recorded: {self.keep_problem}")
+        if not self._given_devices and needs_first_run(self.config_dir):
+            self.show_first_run()
 
     async def stop_device_work(self) -> None:
         """Before the links close: the log follower, the refresh schedule, alignment and checks end."""
@@ -534,6 +581,7 @@ class MainWindow(QMainWindow):
         if self.provision_wizard is not None and shiboken6.isValid(self.provision_wizard):
             await self.provision_wizard.close_work()  # the runner saves its job "interrupted": resumable
         await self.controls.close()
+        await self.demo.stop()
 
     async def close_keep(self) -> None:
         if self.keep_ui is not None:

@@ -43,6 +43,7 @@ from siteline.core.mqtt_intake_client import IntakeClient
 from siteline.core.mqtt_subscriber import parse_filters
 from siteline.core.mqtt_topics import Payload, payload_text
 from siteline.core.transports.base import ConnectionState, ConnState, Credentials
+from siteline.ui.help_text import HelpLine
 from siteline.ui.mqtt_remote_model import RemoteTreeModel, topic_of, topics_on_screen
 from siteline.ui.mqtt_tree_model import COL_COUNT, COL_RATE, COL_TOPIC, TopicSortProxy
 
@@ -86,6 +87,8 @@ class MqttExplorer(QMainWindow):
     def _build(self, url: str, filters: str) -> None:
         central = QWidget(self)
         layout = QVBoxLayout(central)
+        self.help_line = HelpLine("mqtt_explorer")
+        layout.addWidget(self.help_line)
         layout.addLayout(self._build_connection_row(url, filters))
         split = QSplitter(Qt.Orientation.Horizontal, central)
         split.addWidget(self._build_tree_side())

@@ -44,6 +44,7 @@ from siteline.core.errors import SitelineError
 from siteline.core.outbox.model import State
 from siteline.ui.delegates import TallRowDelegate
 from siteline.ui.device_dialog import bad_colour
+from siteline.ui.help_text import HelpLine
 from siteline.ui.outbox_model import (
     COL_CREATED,
     COL_ERROR,
@@ -130,7 +131,9 @@ class OutboxPanel(QWidget):
         self.busy.setMaximumHeight(12)
         self.busy.hide()
         self.task: asyncio.Future[Any] | None = None
+        self.help_line = HelpLine("outbox")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.banner)
         layout.addLayout(self._build_filters())
         layout.addWidget(self.summary)

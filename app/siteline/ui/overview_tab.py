@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from siteline.core.device.health import AREAS, DISK_BAD, DISK_WARN, TITLES, HealthLine, assess, summary, worst
 from siteline.core.device.system import Mount, System
+from siteline.ui.help_text import HelpLine, explain
 from siteline.ui.panels import plain_label
 from siteline.ui.theme import STATE_COLOURS
 
@@ -446,8 +447,11 @@ class OverviewTab(QWidget):
         self._problems.setWordWrap(True)
         self._problems.hide()
         self.storage = StorageBox()
+        self.help_line = HelpLine("overview")
+        explain(form.labelForField(self._values["uptime"]), "Uptime")
         content = QWidget()
         inner = QVBoxLayout(content)
+        inner.addWidget(self.help_line)
         inner.addWidget(self._status)
         inner.addWidget(self.health)
         inner.addWidget(self.storage)

@@ -89,6 +89,7 @@ class TargetPage(QWizardPage):
         self.unlock = QPushButton("&Unlock the vault…")
         self.unlock.setObjectName("provisionUnlock")
         self.unlock.setMinimumHeight(40)
+        self.unlock.setProperty("touch", True)  # the style sheet sizes it for gloves
         self.unlock.clicked.connect(self._on_unlock_clicked)
         self.unlock_dialog: QWidget | None = None
         self.message = plain_label("", "provisionMessage", selectable=False)

@@ -29,6 +29,7 @@ from siteline.core.device.slot_actions import ActionOutcome
 from siteline.core.device.slots import Slot, Slots
 from siteline.core.flash.job import FlashJob, FlashOptions
 from siteline.core.flash.recovery import needs_reset
+from siteline.ui.help_text import HelpLine
 from siteline.ui.panels import paint, plain_label
 from siteline.ui.panels.slots_panel import ab_slots
 from siteline.ui.update_steps import (
@@ -110,6 +111,8 @@ class UpdateTab(QWidget):
         outer.addWidget(scroll)
         layout = QVBoxLayout(content)
         layout.setSpacing(10)
+        self.help_line = HelpLine("update")
+        layout.addWidget(self.help_line)
         self._build_banner(layout)
         self.recovery = RecoveryPanel()  # first: a device that may not boot again comes before anything else
         self.recovery.button.clicked.connect(self._on_reset_clicked)

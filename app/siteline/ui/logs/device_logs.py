@@ -23,6 +23,7 @@ from siteline.core.logs.warnings import warnings_of
 from siteline.core.session import DeviceSession
 from siteline.core.tasks import cancel_and_wait
 from siteline.core.transports.base import ConnState, Result
+from siteline.ui.help_text import HelpLine
 from siteline.ui.logs.log_view import LogView
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ class DeviceLogsTab(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = LogView()
+        self.help_line = HelpLine("logs")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.view)
         self.device: str | None = None
         self._session: DeviceSession | None = None

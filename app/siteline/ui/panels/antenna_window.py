@@ -25,6 +25,7 @@ from PySide6.QtGui import QCloseEvent, QColor, QFont
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from siteline.core.device.modem import ModemSignal, SignalReading, rsrp_band
+from siteline.ui.help_text import HelpLine, explain
 from siteline.ui.panels import UNKNOWN, fmt, is_dark, paint, plain_label
 from siteline.ui.panels.signal_plot import RSRP_BANDS
 
@@ -218,8 +219,13 @@ class AntennaWindow(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.mark_button)
         buttons.addWidget(self.best_label, 1)
+        self.help_line = HelpLine("antenna")
+        explain(self.unit, "RSRP")
+        explain(self.rsrq, "RSRQ")
+        explain(self.snr, "SNR/SINR")
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
+        layout.addWidget(self.help_line)
         layout.addLayout(figures)
         layout.addWidget(self.plot, 1)
         layout.addLayout(buttons)

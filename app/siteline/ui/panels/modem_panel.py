@@ -9,6 +9,7 @@ import time
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from siteline.core.device.modem import Modem, ModemSignal, SignalReading, rsrp_band
+from siteline.ui.help_text import HelpLine, explain, term_row
 from siteline.ui.panels import UNKNOWN, ProblemsLabel, RawOutput, fmt, paint, plain_label
 from siteline.ui.panels.signal_plot import SignalPlot
 
@@ -22,6 +23,7 @@ _BAND_WORDS = {
     "fair": "fair (−90 … −100 dBm): usable, may be slow",
     "poor": "poor (< −100 dBm): expect drops; check the antenna",
 }
+_TERMS = {"operator": "Operator", "registration": "Registration", "sim": "SIM", "imei": "IMEI"}
 MODEM_FIELDS = (
     ("operator", "Operator"),
     ("technology", "Technology"),
@@ -172,6 +174,7 @@ class ModemPanel(QWidget):
         now_layout = QVBoxLayout(now)
         for label in (self.quality, self.figures, self.meaning):
             now_layout.addWidget(label)
+        now_layout.addWidget(term_row("RSRP", "RSRQ", "SNR/SINR", "RSSI"))
         info = QGroupBox("Network and SIM")
         form = QFormLayout(info)
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
@@ -185,6 +188,8 @@ class ModemPanel(QWidget):
                 form.addRow(f"{title}:", row)
             else:
                 form.addRow(f"{title}:", value)
+            if key in _TERMS:
+                explain(form.labelForField(row if key == "imei" else value), _TERMS[key])
         top = QHBoxLayout()
         top.addWidget(now, 1)
         top.addWidget(info, 1)
@@ -192,7 +197,9 @@ class ModemPanel(QWidget):
         span = "last hour" if minutes == 60 else f"last {minutes} min"
         history = QGroupBox(f"Signal history ({span}; dashed lines: network path changes)")
         QVBoxLayout(history).addWidget(self.plot)
+        self.help_line = HelpLine("modem")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.problems)
         layout.addLayout(top)
         layout.addWidget(history, 1)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from siteline.core.device.network import NetConnection, NetDevice, Network
+from siteline.ui.help_text import HelpLine, explain, sentence
 from siteline.ui.panels import UNKNOWN, ProblemsLabel, RawOutput, paint, plain_label, tone_colour
 
 COLUMNS = ("Device", "Type", "State", "Connection", "Priority", "Role", "Traffic")
@@ -94,6 +95,7 @@ class NetworkPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("networkLinks")
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeaderItem(COLUMNS.index("Role")).setToolTip(sentence("Failover"))
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -107,7 +109,10 @@ class NetworkPanel(QWidget):
         QVBoxLayout(links).addWidget(self.table)
         changes = QGroupBox("Path changes")
         QVBoxLayout(changes).addWidget(self.changes)
+        self.help_line = HelpLine("network")
+        explain(self.route, "Default route")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.sentence)
         layout.addWidget(self.route)
         layout.addWidget(self.problems)

@@ -27,8 +27,10 @@ from PySide6.QtWidgets import (
 
 from siteline.core.device.factory_login import plan
 from siteline.core.device.posture import CLOCK_FLOOR, WHY, CheckStatus, Clock, Posture, PostureCheck
+from siteline.ui.help_text import HelpLine, explain
 from siteline.ui.panels import ProblemsLabel, RawOutput, is_dark, paint, plain_label, tone_colour
 
+_TERMS = {"luks": "LUKS", "root_readonly": "Read-only root"}  # checks named by a glossary term
 TOUCH_HEIGHT = 48  # px: a button a gloved finger hits first time
 MARKS: dict[CheckStatus, tuple[str, str, str]] = {  # symbol, word, tone
     "pass": ("✔", "PASS", "good"),
@@ -88,6 +90,8 @@ class CheckRow(QFrame):
         seen.setPointSizeF(max(seen.pointSizeF(), 10.0) * 1.1)
         self.reason.setFont(seen)
         self.why = plain_label(f"Why it matters: {WHY[check.key]}", "postureWhy", selectable=False)
+        if check.key in _TERMS:
+            explain(self.title, _TERMS[check.key])
         italic = self.why.font()
         italic.setItalic(True)
         self.why.setFont(italic)
@@ -180,8 +184,9 @@ class PosturePanel(QWidget):
         scroll.setWidget(body)
         self.raw = RawOutput()  # the whole round trip, for when the probe itself failed
         self.raw.hide()
+        self.help_line = HelpLine("posture")
         layout = QVBoxLayout(self)
-        for widget in (self.headline, self.clock, self.problems, self.raw):
+        for widget in (self.help_line, self.headline, self.clock, self.problems, self.raw):
             layout.addWidget(widget)
         layout.addWidget(scroll, 1)
         self._rebuild([])

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from siteline.core.device.slot_actions import SlotAction
+from siteline.ui.help_text import HelpLine
 from siteline.ui.panels import paint, plain_label
 
 TOUCH_HEIGHT = 48  # px: a button a gloved finger hits first time
@@ -59,7 +60,9 @@ class SlotActionDialog(QDialog):
         font = self.risk.font()
         font.setBold(True)
         self.risk.setFont(font)
+        self.help_line = HelpLine("slot_action")
         layout.addWidget(self.heading)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.effect)
         layout.addWidget(self.risk)
         layout.addWidget(plain_label("This command runs on the device:", selectable=False))

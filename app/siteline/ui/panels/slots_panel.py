@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFrame, QGroupBox, QHBoxLayout, QLabel, QPushButto
 
 from siteline.core.device.slot_actions import SlotAction, Verb, actions_for
 from siteline.core.device.slots import BootEnv, Slot, Slots
+from siteline.ui.help_text import HelpLine, explain
 from siteline.ui.panels import UNKNOWN, ProblemsLabel, RawOutput, is_dark, paint, plain_label, tone_colour
 
 # The variables that make up an A/B scheme, in every bootloader's spelling; the rest of the env is noise here.
@@ -115,6 +116,9 @@ class SlotBox(QFrame):
         self.health_badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.facts = plain_label("\n".join(slot_lines(slot)), "slotFacts")
         self.facts.setWordWrap(False)  # short lines; a wrapped label's height is under-counted and clipped
+        for label, term in ((self.booted_badge, "Booted slot"), (self.next_badge, "Primary slot"),
+                            (self.facts, "Attempts left"), (self.health_badge, "Mark good")):
+            explain(label, term)
         layout = QVBoxLayout(self)
         inset = 15 - (4 if slot.booted else 1)  # the bold frame eats into the margin: rows stay level across boxes
         layout.setContentsMargins(inset, inset - 2, inset, inset - 2)
@@ -201,6 +205,8 @@ class SlotsPanel(QWidget):
         self.counters = plain_label("", "slotsCounters")
         self.counters.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         counters = QGroupBox("Raw boot counters (what the bootloader reads)")
+        explain(counters, "Boot counter")
+        self.help_line = HelpLine("slots")
         QVBoxLayout(counters).addWidget(self.counters)
         self.problems = ProblemsLabel()
         self.raw = RawOutput()
@@ -220,6 +226,7 @@ class SlotsPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         layout = QVBoxLayout(content)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.sentence)
         layout.addWidget(self.outcome)
         layout.addWidget(self.problems)

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from siteline.core.device.history import DeviceHistory
 from siteline.core.device.timeline import TimelineEvent, build, clock_note, samples_between
+from siteline.ui.help_text import HelpLine
 from siteline.ui.panels import is_dark, paint, plain_label, tone_colour
 from siteline.ui.panels.signal_plot import RSRP_BANDS
 
@@ -228,7 +229,9 @@ class TimelinePanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.clicked.connect(self._on_table_clicked)
+        self.help_line = HelpLine("timeline")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.help_line)
         layout.addWidget(self.note)
         layout.addLayout(zooms)
         layout.addWidget(self.graphics, 3)
