@@ -21,7 +21,7 @@ from typing import Any
 
 from siteline.core.plugin_settings import CORE_PLUGINS, PluginSettings, settings_path
 from siteline.core.plugins import PluginInfo, known_plugins, load_plugins
-from siteline.core.user_plugins import PATH_ENV, unsafe_reason, user_plugin_folder
+from siteline.core.user_plugins import PATH_ENV, discover, plugin_folders, unsafe_reason, user_plugin_folder
 
 USAGE_ERROR = 2
 
@@ -121,13 +121,27 @@ def enable_plugin(args: argparse.Namespace) -> int:
     known = known_plugins()
     if args.name not in known and not settings.is_disabled(args.name):
         return _unknown(args.name, known)
-    if not settings.is_disabled(args.name):
+    was_disabled = settings.is_disabled(args.name)
+    if was_disabled and not _write(settings, args.name, disabled=False):
+        return 1
+    refused = _refusal(args.name, known)
+    if refused:  # switched on or not, it does not run: "enabled" alone would send the technician looking elsewhere
+        state = "is enabled but" if was_disabled else "is not switched off, but it"
+        print(f"siteline: plugin '{args.name}' {state} is not loaded: it is refused: {refused}", file=sys.stderr)
+        return 1
+    if not was_disabled:
         print(f"Plugin '{args.name}' is already enabled.")
         return 0
-    if not _write(settings, args.name, disabled=False):
-        return 1
     print(f"Plugin '{args.name}' is enabled. A Siteline window already open loads it when it restarts.")
     return 0
+
+
+def _refusal(name: str, known: dict[str, str]) -> str:
+    """Why the user plugin ``name`` is refused at start ("" when it is tried), found without importing anything."""
+    if known.get(name, "").startswith("entry point"):
+        return ""  # an installed plugin of that name is the one loaded
+    candidates, _notes = discover(plugin_folders())
+    return next((c.refused for c in candidates if c.name == name), "")
 
 
 def show_folder(args: argparse.Namespace) -> int:

@@ -160,6 +160,10 @@ class PluginHost:
                 self._load_user(candidate)
 
     def _load_user(self, candidate: user_plugins.Candidate) -> None:
+        refused = candidate.recheck()  # checked again right before importing: a dormant one may have changed
+        if refused:
+            self._refuse(candidate, user_plugins.read_version(candidate), refused)
+            return
         try:
             module = user_plugins.import_candidate(candidate)
         except (Exception, SystemExit) as exc:  # SyntaxError too: a half-edited file must not stop Siteline
@@ -173,7 +177,9 @@ class PluginHost:
         failure = PluginFailure(candidate.name, "the user plugin folder", f"refused: {why}", details=why)
         log.error("%s", failure.describe())
         self.failures.append(failure)
-        key = candidate.name if candidate.name not in self._info else f"{candidate.name}\0{candidate.path}"
+        other = self._info.get(candidate.name)
+        mine = other is None or other.source == candidate.source  # this plugin's own entry (it was dormant)
+        key = candidate.name if mine else f"{candidate.name}\0{candidate.path}"
         self._info[key] = PluginInfo(
             candidate.name, version, candidate.source, enabled=False, error=failure.error, details=why,
             toggleable=key == candidate.name,
@@ -302,7 +308,7 @@ class PluginHost:
         """Run one probe; on an exception disable its plugin and return None."""
         try:
             return await entry.item.collect(ctx)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin must not end Siteline (Ctrl+C still does)
             if _is_transport_problem(exc):
                 raise  # the link broke: not the plugin's fault
             self._fail(entry.plugin, f"probe '{entry.item.name}'", exc)
@@ -319,7 +325,7 @@ class PluginHost:
             name = self._pm.get_name(impl.plugin) or "?"
             try:
                 got = impl.function()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a hook disables the plugin, not Siteline
                 self._fail(name, f"hook {hook_name}", exc)
                 continue
             if got is None:

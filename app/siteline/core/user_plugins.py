@@ -5,7 +5,9 @@ module name (``_siteline_user_plugin_NAME``) so a file called ``json.py`` or ``s
 shadow a real package, and a package's relative imports (``from . import parsers``) work.
 
 Code from a folder someone else can write would run as the technician, with the vault and the devices it
-reaches: a folder (or plugin file) that every user may write, or that belongs to another user, is refused.
+reaches: a folder (or plugin file) that every user may write, or that belongs to another user, is refused; so
+is a package with any such module or folder inside, and a plugin whose real file (symlinks followed) lies under a
+folder every user may write without the sticky bit. The checks run again right before a plugin is imported.
 Root's own files are accepted: root can change Siteline itself anyway.
 """
 
@@ -23,6 +25,8 @@ from types import ModuleType
 
 PATH_ENV = "SITELINE_PLUGIN_PATH"
 MODULE_PREFIX = "_siteline_user_plugin_"
+# What Python may run from inside a package plugin: source, bytecode, extension modules.
+CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Candidate:
     @property
     def module_name(self) -> str:
         return MODULE_PREFIX + re.sub(r"\W", "_", self.name)
+
+    def recheck(self) -> str:
+        """Why it must not be imported now: its files may have changed since they were found (a plugin switched
+        off at start is imported only when switched on, maybe hours later)."""
+        return unsafe_reason(self.path.parent) or entry_problem(self.path)
 
 
 def user_plugin_folder() -> Path:
@@ -90,11 +99,17 @@ def discover(folders: list[Path]) -> tuple[list[Candidate], list[str]]:
         for entry in entries:
             name = _plugin_name(entry)
             if name:
-                problem = folder_problem or unsafe_reason(entry)
-                if not problem and entry.is_dir():
-                    problem = unsafe_reason(entry / "__init__.py")
-                found.append(Candidate(name, entry, problem))
+                found.append(Candidate(name, entry, folder_problem or entry_problem(entry)))
     return found, notes
+
+
+def entry_problem(entry: Path) -> str:
+    """Why the plugin at ``entry`` (a ``.py`` file or a package folder) must not be imported ("" when it may):
+    its file, where that file really lies (through symlinks), and for a package every module and folder in it."""
+    problem = unsafe_reason(entry) or _real_location_problem(entry)
+    if not problem and entry.is_dir():
+        problem = unsafe_reason(entry / "__init__.py") or _package_problem(entry)
+    return problem
 
 
 def _plugin_name(entry: Path) -> str:
@@ -127,6 +142,56 @@ def unsafe_reason(path: Path) -> str:
             "copy the plugin into a folder of your own"
         )
     return ""
+
+
+def _real_location_problem(path: Path) -> str:
+    """Why the real file behind ``path`` (symlinks followed) can be swapped by someone else ("" when it cannot):
+    a folder on its way that every user may write without the sticky bit (anyone may rename what is in it), or
+    a folder holding it that belongs to another user."""
+    if os.name != "posix":
+        return ""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        return f"cannot check {path}: {exc}"
+    for folder in real.parents:
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            return f"cannot check {folder}: {exc}"
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            return (
+                f"{path} lies in {folder}, which every user on this computer can change (mode "
+                f"{stat.S_IMODE(st.st_mode):o}), so anyone could swap in code that runs as you; "
+                "move the plugin into a folder of your own"
+            )
+        if folder == real.parent and st.st_uid not in (os.geteuid(), 0):
+            return (
+                f"{path} lies in {folder}, which belongs to another user (uid {st.st_uid}), who could swap in code "
+                "that runs as you; copy the plugin into a folder of your own"
+            )
+    return ""
+
+
+def _package_problem(package: Path) -> str:
+    """The first module or folder inside a package plugin that must not run as this user: each one runs as the
+    technician just like its ``__init__.py``. Symlinked folders are followed once (a loop ends the walk)."""
+    errors: list[str] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(package, followlinks=True, onerror=lambda exc: errors.append(str(exc))):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in sorted(dirs) + sorted(f for f in files if f.endswith(CODE_SUFFIXES)):
+            item = Path(root, name)
+            problem = unsafe_reason(item) or (_real_location_problem(item) if item.is_symlink() else "")
+            if problem:
+                return problem
+        if errors:
+            return f"cannot check the plugin's files: {errors[0]}"
+    return f"cannot check the plugin's files: {errors[0]}" if errors else ""
 
 
 def import_candidate(candidate: Candidate) -> ModuleType:
