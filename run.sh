@@ -14,7 +14,7 @@ PY="${PYTHON:-python3}"
 QT_RUNTIME="libglib2.0-0 libgl1 libegl1 libdbus-1-3 libfontconfig1 libxkbcommon0 fonts-dejavu-core"
 QT_XCB="libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0"
 PEERS="mosquitto mosquitto-clients openssh-server openssh-client socat busybox libubootenv-tool u-boot-tools openssl rauc squashfs-tools util-linux gzip xz-utils zstd cpio bmap-tools dbus-daemon"
-TOOLS="python3-venv xvfb xauth imagemagick procps iptables"
+TOOLS="python3-venv xvfb xauth imagemagick procps iptables appstream binutils"
 PACKAGES="$QT_RUNTIME $QT_XCB $PEERS $TOOLS"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -89,6 +89,10 @@ case "$cmd" in
     fi
     exec "$VENV/bin/siteline" demo "$@"
     ;;
+  bundle)
+    setup
+    exec installers/linux/build.sh "$@"
+    ;;
   test)
     setup
     say "ruff"
@@ -126,6 +130,12 @@ case "$cmd" in
       code="$(cat "$logs/$name.rc" 2>/dev/null || echo 1)"
       [ "$code" = 0 ] || rc=$((rc ? rc : code))
     done
+    say "Linux bundle: build it, then smoke-test it (every process from dist/siteline)"
+    if SITELINE_DEB_XZ_LEVEL=1 installers/linux/build.sh; then
+      SITELINE_BUNDLE=dist/siteline "$VENV/bin/python" -m pytest -q tests/bundle || rc=$((rc ? rc : 1))
+    else
+      rc=$((rc ? rc : 1))
+    fi
     rm -rf "$logs"
     exit "$rc"
     ;;

@@ -14,6 +14,7 @@ import pytest
 
 # Which Debian package gives each tool: the skip message tells the developer what to install.
 PACKAGE_OF = {
+    "appstreamcli": "appstream",
     "mosquitto": "mosquitto",
     "mosquitto_pub": "mosquitto-clients",
     "mosquitto_sub": "mosquitto-clients",
