@@ -7,9 +7,10 @@ puts it in the outbox for the control plane when it is small enough for the data
 exit codes:
   0    the bundle was written (areas the device could not give are listed in it, "not collected: why")
   1    the bundle could not be written (a full disk, a folder that cannot be written); nothing was left
-  2    usage: a bad target or option, or FILE exists (use --force)
+  2    usage: a bad target or option, FILE exists (use --force), or FILE's folder does not exist
   3    refused for safety: the device's SSH host key changed
-  4    unreachable: no answer within --timeout; or the link broke mid-way (what was collected is saved, partial)
+  4    unreachable: no answer within --timeout; or the link broke, or the device stopped answering, mid-way
+       (what was collected is saved, marked partial)
   5    authentication failed
 """
 
@@ -54,6 +55,8 @@ def diag_command(args: argparse.Namespace) -> int:
         return _usage(f"{output} is a folder: give a file name such as {output / 'diag.zip'}")
     if output.exists() and not args.force:
         return _usage(f"{output} already exists: choose another name, or pass --force to replace it")
+    if not output.parent.is_dir():  # said now, not after minutes of collecting (or hidden behind "unreachable")
+        return _usage(f"the folder {output.parent} does not exist: create it, or choose another file name")
     return asyncio.run(diag_async(args, output))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
+import threading
 from pathlib import Path
 
 from siteline import paths
@@ -22,8 +24,23 @@ _installed: logging.Handler | None = None
 _restore: list[tuple[logging.Handler | logging.Logger, int]] = []  # levels install changed, for uninstall
 
 
+_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY[A-Z0-9 ]{0,40}-----")
+_KEY_END = re.compile(r"-----END [A-Z0-9 ]{0,60}-----")
+KEY_LINES_MAX = 200  # records a key block may span (an 8192-bit RSA key is ~100 lines); then it is taken as over
+KEY_LINE_TEXT = "*** (a line of a private key, blanked)"
+
+
 class RedactingFilter(logging.Filter):
-    """Formats the record's message once, redacts it, and hands the result on (args dropped)."""
+    """Formats the record's message once, redacts it, and hands the result on (args dropped).
+
+    Each record is redacted alone, so a private key logged one line per record (a device's output logged line
+    by line) would lose only its BEGIN line: the filter remembers, per logger, that a key block began and
+    blanks every record up to its END line (at most :data:`KEY_LINES_MAX`)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self._in_key: dict[str, int] = {}  # logger name -> records blanked so far inside an open key block
+        self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
         from siteline.core.diag.redact import redact_text
@@ -34,10 +51,28 @@ class RedactingFilter(logging.Filter):
             message = f"{record.msg!r} {record.args!r}"
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args = redact_text(message).text, None
+        record.msg, record.args = redact_text(self._key_block(record.name, message)).text, None
         if record.exc_text:
             record.exc_text = redact_text(record.exc_text).text
         return True
+
+    def _key_block(self, logger: str, message: str) -> str:
+        """The message with what lies inside a key block that began in an earlier record blanked; notes whether
+        this record leaves a block open (a BEGIN line without its END after it)."""
+        with self._lock:
+            if logger in self._in_key:
+                end = _KEY_END.search(message)
+                if end is None:
+                    self._in_key[logger] += 1
+                    if self._in_key[logger] >= KEY_LINES_MAX:
+                        del self._in_key[logger]
+                    return KEY_LINE_TEXT
+                del self._in_key[logger]
+                message = f"{KEY_LINE_TEXT} {end.group()}{message[end.end():]}"
+            begins = list(_KEY_BEGIN.finditer(message))
+            if begins and _KEY_END.search(message, begins[-1].end()) is None:
+                self._in_key[logger] = 0  # redact_text blanks this record's part; the next records are the body
+            return message
 
 
 def _let_through(root: logging.Logger, level: int) -> None:

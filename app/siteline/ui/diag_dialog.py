@@ -96,10 +96,12 @@ class DiagDialog(QDialog):
         self.area_labels: dict[str, QLabel] = {}
         for area in AREAS:
             label = QLabel("waiting")
+            label.setTextFormat(Qt.TextFormat.PlainText)  # a device's words (an Unavailable reason) are never markup
             label.setObjectName(f"diagArea_{area}")
             self.area_labels[area] = label
             form.addRow(AREA_TITLES.get(area, area), label)
         self.result_label = QLabel("")
+        self.result_label.setTextFormat(Qt.TextFormat.PlainText)  # holds paths, errors and device text
         self.result_label.setObjectName("diagResult")
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -198,7 +200,7 @@ class DiagDialog(QDialog):
         label = self.area_labels.get(area)
         if label is not None:
             label.setText({"collecting": "collecting…", "done": "collected"}.get(what, what))
-            label.setToolTip(what)
+            label.setToolTip(f"<p>{html.escape(what)}</p>")  # rich on purpose, escaped: device text is not markup
 
     def _on_folder_clicked(self) -> None:
         if self.saved_path is not None:

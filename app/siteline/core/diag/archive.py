@@ -42,6 +42,12 @@ SCHEMA = "siteline-diag/1"
 OWN_LOG_BYTES = 128 * 1024  # the tail of Siteline's log put in the bundle
 _ID_FIELD = re.compile(r"imei|iccid|imsi|equipment.?id|sim.?identifier|subscriber.?identity|msisdn", re.IGNORECASE)
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# Terminal escapes a device printed (colours, OSC 52 clipboard writes, window titles, cursor moves that hide a
+# line) must not reach the terminal of whoever runs `less`/`cat` on the member: whole sequences go first, then
+# every other control character except tab and newline (C1 controls too: some terminals obey them).
+_ESCAPE_SEQ = re.compile(r"\x1b\[[0-?]{0,64}[ -/]{0,16}[@-~]?|\x1b\][^\x07\x1b\n]{0,4096}(?:\x07|\x1b\\)?"
+                         r"|\x1b[P^_X][^\x1b\n]{0,4096}(?:\x1b\\)?|\x1b.?")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
 _TEXT_MEMBERS = {"logs": "logs/device.txt", "slots-raw": "slots/boot-counters.txt", "config": "config/files.txt"}
 README = """Siteline diagnostics bundle
 ===========================
@@ -82,6 +88,17 @@ class Bundle:
         return hashlib.sha256(self.data).hexdigest()
 
 
+def plain_text(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (tab and newline stay)."""
+    return _CONTROL.sub("", _ESCAPE_SEQ.sub("", text))
+
+
+def _clean(redactor: Redactor, text: str) -> str:
+    """What every text of the bundle goes through: controls out first (an escape may split a secret), then
+    the redaction."""
+    return redactor.text(plain_text(text))
+
+
 def redact_obj(value: Any, redactor: Redactor) -> Any:
     """A JSON value with every string redacted and every secret-named field's value blanked."""
     if isinstance(value, Mapping):
@@ -101,7 +118,7 @@ def redact_obj(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, list | tuple):
         return [redact_obj(v, redactor) for v in value]
     if isinstance(value, str):
-        return redactor.text(value)
+        return _clean(redactor, value)
     return value
 
 
@@ -109,7 +126,7 @@ def _area_files(kind: str, snapshot: Any, redactor: Redactor) -> dict[str, str]:
     from siteline.probe_cli import area_json, area_lines  # the CLI's JSON and text forms, not a copy of them
 
     body = redact_obj(area_json(kind, snapshot), redactor)
-    text = redactor.text("\n".join(area_lines(kind, snapshot)) + "\n")
+    text = _clean(redactor, "\n".join(area_lines(kind, snapshot)) + "\n")
     return {f"areas/{kind}.json": json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
             f"areas/{kind}.txt": text}
 
@@ -157,9 +174,9 @@ def _members(collected: Collected, own_log: str, redactor: Redactor) -> dict[str
     for kind, snapshot in collected.snapshots.items():
         members.update(_area_files(kind, snapshot, redactor))
     for stem, text in collected.texts.items():
-        members[_TEXT_MEMBERS.get(stem, f"{stem}.txt")] = redactor.text(text)
-    members["siteline/siteline.log"] = redactor.text(own_log)
-    members["commands.txt"] = redactor.text(_commands_text(collected))
+        members[_TEXT_MEMBERS.get(stem, f"{stem}.txt")] = _clean(redactor, text)
+    members["siteline/siteline.log"] = _clean(redactor, own_log)
+    members["commands.txt"] = _clean(redactor, _commands_text(collected))
     return members
 
 
@@ -168,7 +185,7 @@ def _stamp(when: float) -> str:
 
 
 def _manifest(collected: Collected, site: str, members: Mapping[str, bytes], redactor: Redactor) -> dict[str, Any]:
-    areas = {kind: redactor.text(f"not collected: {collected.missing[kind]}") if kind in collected.missing
+    areas = {kind: _clean(redactor, f"not collected: {collected.missing[kind]}") if kind in collected.missing
              else "collected" for kind in AREAS
              if kind in collected.missing or kind in collected.snapshots or kind in collected.texts}
     return {
@@ -177,11 +194,11 @@ def _manifest(collected: Collected, site: str, members: Mapping[str, bytes], red
         "collection": {"started": _stamp(collected.started), "finished": _stamp(collected.finished or time.time()),
                        "seconds": round(max(0.0, collected.finished - collected.started), 3),
                        "bytes_received": collected.bytes_received, "commands": len(collected.commands)},
-        "partial": bool(collected.partial), "partial_reason": redactor.text(collected.partial),
+        "partial": bool(collected.partial), "partial_reason": _clean(redactor, collected.partial),
         "identity": redact_obj(_identity(collected), redactor), "areas": areas,
-        "plugin_failures": [redactor.text(f) for f in collected.plugin_failures],
-        "commands": [{"area": c.area, "command": redactor.text(c.command), "exit_code": c.exit_code,
-                      "bytes": c.bytes, "seconds": round(c.seconds, 3), "error": redactor.text(c.error)}
+        "plugin_failures": [_clean(redactor, f) for f in collected.plugin_failures],
+        "commands": [{"area": c.area, "command": _clean(redactor, c.command), "exit_code": c.exit_code,
+                      "bytes": c.bytes, "seconds": round(c.seconds, 3), "error": _clean(redactor, c.error)}
                      for c in collected.commands],
         "files": [{"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for name, data in members.items()],
@@ -193,8 +210,8 @@ def build_bundle(collected: Collected, *, site: str = "-", own_log: str = "") ->
     redactor = Redactor()
     texts = _members(collected, own_log, redactor)
     when = _stamp(time.time())
-    missing = "".join(f"  {k}: {redactor.text(v)}\n" for k, v in collected.missing.items()) or "  (nothing)\n"
-    partial = f"\nPARTIAL: {redactor.text(collected.partial)}\n" if collected.partial else ""
+    missing = "".join(f"  {k}: {_clean(redactor, v)}\n" for k, v in collected.missing.items()) or "  (nothing)\n"
+    partial = f"\nPARTIAL: {_clean(redactor, collected.partial)}\n" if collected.partial else ""
     texts["README.txt"] = README.format(version=__version__, device=collected.device, when=when, partial=partial,
                                         target=safe_url(collected.target), missing=missing)
     members = {name: text.encode("utf-8", "backslashreplace") for name, text in texts.items()}

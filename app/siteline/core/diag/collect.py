@@ -3,8 +3,10 @@
 Everything goes through one ``run(command, timeout)`` (a transport's or an open session's: no second login).
 Each command is timed and its output counted, so the bundle says what it cost a metered link. A command
 that fails or times out leaves a "not collected: why" entry and the rest goes on; a link that drops ends
-the collection with what was gathered so far, marked partial. Nothing here redacts: archive.py does, on
-every member, just before it is written.
+the collection with what was gathered so far, marked partial, and so does a device that stops answering
+(:data:`SILENT_LIMIT` commands in a row timed out). A probe that never returns costs its area only
+(:data:`PROBE_TIMEOUT`), and what a device prints is bounded (:data:`MAX_TEXT_BYTES` per member). Nothing
+here redacts: archive.py does, on every member, just before it is written.
 
 Posture is the posture probe's reading only: the factory-password check (which tries to log in with the
 passwords printed in manuals) is never run for a bundle.
@@ -12,6 +14,7 @@ passwords printed in manuals) is never run for a bundle.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +41,12 @@ DEFAULT_LOG_LINES = 500
 MAX_LOG_LINES = 5000
 CONFIG_BYTES = 8192  # per file: enough to read a config, bounded for a metered link
 COMMAND_TIMEOUT = 30.0
+PROBE_TIMEOUT = 90.0  # one probe, all its commands (as the device session bounds it)
+SILENT_LIMIT = 2  # commands in a row without an answer: the device is taken as gone silent
+MAX_TEXT_BYTES = 512 * 1024  # per text member: a device that ignores `head -c` must not send megabytes on
+# Which core plugin reads which area: an area whose plugin the person switched off says so (and how back).
+AREA_PLUGINS = {"system": ("system",), "modem": ("modemmanager", "atmodem"), "network": ("networkmanager",),
+                "slots": ("slots",), "posture": ("posture",)}
 # Config files a support person asks for first. Read with `head` (a tool, so a device that maps its files
 # answers too); each is redacted before it is written.
 CONFIG_FILES = ("/etc/os-release", "/etc/fw_env.config", "/etc/rauc/system.conf", "/etc/hostapd/hostapd.conf",
@@ -83,12 +92,15 @@ class LinkLostError(TransportError):
 
 
 class _Recorder:
-    """``run`` for probes and the log reader: times and counts every command; after a drop it refuses at once."""
+    """``run`` for probes and the log reader: times and counts every command; after a drop, or once the device
+    left :data:`SILENT_LIMIT` commands in a row unanswered, it refuses at once (the bundle is then partial)."""
 
     def __init__(self, run: Run, collected: Collected) -> None:
         self._run, self._collected = run, collected
         self.area = ""
         self.lost: str = ""
+        self.gone = "the link dropped"  # or "the device stopped answering": how the collection ended early
+        self._silent = 0
 
     async def run(self, command: str, timeout: float = COMMAND_TIMEOUT) -> Result:
         if self.lost:
@@ -98,11 +110,17 @@ class _Recorder:
             result = await self._run(command, min(timeout, COMMAND_TIMEOUT * 3))
         except CommandTimeout as exc:
             self._note(command, None, started, 0, f"timed out: {exc}")
+            self._silent += 1
+            if self._silent >= SILENT_LIMIT:  # not one slow command: the device stopped answering altogether
+                self.gone = "the device stopped answering"
+                self.lost = f"{self._silent} commands in a row timed out"
+                raise LinkLostError(self.lost) from exc
             raise
         except (TransportError, OSError, TimeoutError) as exc:
             self.lost = str(exc) or type(exc).__name__
             self._note(command, None, started, 0, f"link lost: {self.lost}")
             raise LinkLostError(self.lost) from exc
+        self._silent = 0
         size = len(result.stdout.encode("utf-8", "replace")) + len(result.stderr.encode("utf-8", "replace"))
         self._note(command, result.exit_code, started, size, "")
         return result
@@ -118,14 +136,43 @@ async def _probe(host: PluginHost, kind: str, rec: _Recorder, target: str, devic
     reasons: list[str] = []
     for entry in host.probes(kind):
         before = len(host.failures)
-        snapshot = await host.run_probe(entry, ctx)
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):  # a probe that awaits forever costs its area only
+                snapshot = await host.run_probe(entry, ctx)
+        except TimeoutError:
+            if rec.lost:
+                raise LinkLostError(rec.lost) from None
+            reasons.append(f"the {getattr(entry.item, 'name', kind)} probe did not finish within "
+                           f"{PROBE_TIMEOUT:.0f} s")
+            continue
         if snapshot is None:
             reasons += [f.describe() for f in host.failures[before:][:1]]
         elif isinstance(snapshot, Unavailable):
             reasons.append(snapshot.reason)
         else:
             return snapshot
-    return Unavailable(kind, "; ".join(reasons) or f"no installed plugin probes the {kind} area")
+    return Unavailable(kind, "; ".join([*_switched_off(host, kind), *reasons])
+                       or f"no installed plugin probes the {kind} area")
+
+
+def _switched_off(host: PluginHost, kind: str) -> list[str]:
+    """Why an area is off when the person disabled its plugin, and how to switch it back on."""
+    out = []
+    for name in AREA_PLUGINS.get(kind, ()):
+        info = host.info(name)
+        if info is not None and info.disabled_by_user:
+            out.append(f"the '{name}' plugin that reads it is disabled (switch it on: siteline plugins enable {name})")
+    return out
+
+
+def bounded(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """``text`` cut to about ``limit`` bytes of UTF-8 at a line end, saying how much was left out."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].rsplit(b"\n", 1)[0] if b"\n" in data[:limit] else data[:limit]
+    cut = kept.decode("utf-8", "ignore")
+    return f"{cut}\n[... {len(data) - len(kept):,} more bytes left out: the bundle keeps {limit:,} at most]\n"
 
 
 def _log_text(lines: list[str], source: Any, boot_time: float | None) -> str:
@@ -172,16 +219,17 @@ async def _area(host: PluginHost, kind: str, rec: _Recorder, out: Collected, log
         if isinstance(snapshot, Unavailable):
             out.missing[kind] = snapshot.reason
         elif kind == "slots" and (raw := _slot_raw(snapshot)):
-            out.texts["slots-raw"] = raw
+            out.texts["slots-raw"] = bounded(raw)
     elif kind == "logs":
         text, source = await _logs(rec, log_lines)
-        out.texts["logs"] = f"# source: {source}, newest {log_lines} records, times in UTC\n{text}"
+        out.texts["logs"] = bounded(f"# source: {source}, newest {log_lines} records, times in UTC\n{text}",
+                                    MAX_TEXT_BYTES * 4)
     elif kind == "config":
         result = await rec.run(config_command(), COMMAND_TIMEOUT)
         if FILE_MARK not in result.stdout:
             out.missing[kind] = "none of the usual config files could be read"
         else:
-            out.texts["config"] = result.stdout
+            out.texts["config"] = bounded(result.stdout)
 
 
 async def _guarded(host: PluginHost, kind: str, rec: _Recorder, out: Collected, log_lines: int) -> None:
@@ -189,7 +237,7 @@ async def _guarded(host: PluginHost, kind: str, rec: _Recorder, out: Collected, 
     try:
         await _area(host, kind, rec, out, log_lines)
     except LinkLostError as exc:
-        out.partial = f"the link dropped while collecting {kind}: {exc.message}"
+        out.partial = f"{rec.gone} while collecting {kind}: {exc.message}"
         out.missing[kind] = out.partial
     except CommandTimeout as exc:
         out.missing[kind] = f"a command timed out ({exc.message})"
@@ -206,7 +254,7 @@ async def collect(run: Run, host: PluginHost, *, target: str, device: str, log_l
     failures_before = len(host.failures)
     for kind in areas:
         if rec.lost:
-            out.missing[kind] = f"the link dropped before it ({rec.lost})"
+            out.missing[kind] = f"{rec.gone} before it ({rec.lost})"
         else:
             rec.area = kind
             tell(kind, "collecting")

@@ -3,6 +3,8 @@
 It goes only when it fits: at most :data:`MAX_QUEUED_BYTES` of zip AND what the month's data budget still
 lets a NORMAL item send (a bundle someone asked for now goes with notes and snapshots, after audit records and
 job results; it is not telemetry, so it is not held at 90 % of the budget, only when the budget is used up).
+"Used" is what was sent this month AND what already waits at NORMAL or HIGH priority: bundles made while
+offline all go out once the link is back, before or with this one.
 Otherwise the answer says so in words: "too big for the data budget: hand the file over".
 
 The payload (docs/control-plane.md, "Diagnostics bundles"): the zip as base64 with its name, size, SHA-256 and
@@ -48,7 +50,7 @@ def fits(bundle: Bundle, used: int, budget: int | None) -> str:
     if budget is not None and budget > 0 and used + wire_bytes(bundle) > budget:
         left = max(0, budget - used)
         return (f"too big for the data budget ({wire_bytes(bundle) // 1024} KiB to send, {left // 1024} KiB left "
-                "this month): hand the file over")
+                "this month after what is already waiting to be sent): hand the file over")
     return ""
 
 
@@ -65,7 +67,10 @@ def payload(bundle: Bundle, file_name: str) -> dict[str, Any]:
 def queue_bundle(outbox: Outbox, bundle: Bundle, *, site: str, device: str, file_name: str,
                  budget: int | None) -> QueueDecision:
     """Put the bundle in the outbox when it fits; never raises for a bundle that does not (it says why)."""
-    used = outbox.usage(month_of())
+    try:  # what is already waiting (earlier bundles made offline) goes out before or with this one
+        used = outbox.usage(month_of()) + outbox.pending_bytes(max_priority=PRIORITY)
+    except SitelineError as exc:
+        return QueueDecision(False, f"not queued: the outbox cannot be read ({exc})")
     why = fits(bundle, used, budget)
     if why:
         return QueueDecision(False, why)

@@ -7,13 +7,19 @@ was blanked how many times, never what it was):
 - ``pem``: private key blocks (``-----BEGIN ... PRIVATE KEY-----`` to its END line, or to the end of the text
   when the END line was cut off);
 - ``value``: ``name=value``, ``name: value``, ``"name": "value"`` and ``name value`` config lines whose name
-  holds a secret (password, psk, token, secret, wpa_passphrase, PrivateKey, ...); yes/no/true/false/0/1 stay;
-- ``url-login``: the password in ``scheme://user:password@host``;
+  holds a secret (password, psk, token, secret, wpa_passphrase, PrivateKey, ...); yes/no/true/false/0/1 stay.
+  An unquoted value on a line of its own runs to the end of the line (NetworkManager keyfiles, hostapd,
+  environment files and mosquitto.conf read it so: a Wi-Fi key may hold spaces);
+- ``hash``: the password hash of a ``user:$id$...`` line (mosquitto password file, shadow, htpasswd);
+- ``url-login``: the password in ``scheme://user:password@host``, up to the last '@' (a password may hold one);
 - ``bearer``: ``Authorization: Bearer ...`` / ``Basic ...``;
-- ``identifier``: IMEI, ICCID and IMSI masked as the GUI masks the IMEI (first 8 digits kept);
+- ``identifier``: IMEI, ICCID and IMSI (also the bare answer to ``AT+CIMI``) masked as the GUI masks the IMEI
+  (first 8 digits kept);
 - ``command``: what :func:`siteline.core.redact.redact_command` finds in a command line (``sshpass -p x``, ...).
 
-Never raises: any text goes in, text comes out (a rule that fails blanks the whole text).
+Never raises: any text goes in, text comes out (a rule that fails blanks the whole text). Every rule runs in
+time linear in the text (each pattern starts only where a word starts, and bounds what it may scan): it runs on
+every record of Siteline's own log, and a device may print a 200 KB line without a space.
 """
 
 from __future__ import annotations
@@ -26,24 +32,31 @@ from siteline.core.redact import BLANK, is_secret_name, redact_command
 
 __all__ = ["BLANK", "Redacted", "Redactor", "mask_digits", "redact_text"]
 
-_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*)-----.*?(?:-----END [A-Z0-9 ]*-----|\Z)", re.DOTALL)
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]{0,40}PRIVATE KEY[A-Z0-9 ]{0,40})-----.*?(?:-----END [A-Z0-9 ]{0,60}-----|\Z)",
+                  re.DOTALL)
 # name (maybe quoted) = or : value (quoted or a bare word). The name may hold dots (nmcli's
-# 802-11-wireless-security.psk) and dashes.
-_ASSIGNED = re.compile(
-    r"""(?P<q>["']?)(?P<name>[A-Za-z0-9_][\w.-]*)(?P=q)(?P<sep>[ \t]*[:=][ \t]*)"""
-    r"""(?P<val>"(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,;'"}\]]+)"""
-)
-# A config line "name value" (mosquitto.conf's ``password x``, wpa_supplicant's quoted psk has '=').
-_SPACED = re.compile(r"^(?P<lead>[ \t]*)(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[ \t]+)(?P<val>[^\s#]+)[ \t]*$", re.MULTILINE)
-_URL_LOGIN = re.compile(r"([a-zA-Z][\w+.-]*://[^\s/:@'\"]*:)([^\s@'\"/]+)@")
+# 802-11-wireless-security.psk) and dashes. It starts only where a word starts (no rescan from inside one), and
+# the value is read only after the name proved a secret's: a value is never scanned twice (linear time).
+_NAME_SEP = re.compile(r"""(?<![\w.-])(?P<q>["']?)(?P<name>[A-Za-z0-9_][\w.-]*)(?P=q)(?P<sep>[ \t]*[:=][ \t]*)""")
+_VALUE = re.compile(r""""(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s,;'"}\]]+""")
+# A config line "name value" (mosquitto.conf's ``remote_password x y``, wpa_supplicant's quoted psk has '=').
+_SPACED = re.compile(r"^(?P<lead>[ \t]*)(?P<name>[A-Za-z_][\w.-]*)(?P<sep>[ \t]+)(?P<val>[^\s#][^\n]*)$", re.MULTILINE)
+# An unquoted value that starts its line (after blanks or "export ") runs to the end of the line.
+_LINE_HEAD = re.compile(r"(?:^|\n)[ \t]*(?:export[ \t]+)?\Z")
+# The password runs to the LAST '@' of the address (safe_url() does the same); both parts are bounded.
+_URL_LOGIN = re.compile(r"(?<![\w+.-])([a-zA-Z][\w+.-]{0,30}://[^\s/:@'\"]{0,256}:)([^\s'\"/]{1,512})@")
+# user:$id$salt$hash (mosquitto_passwd, /etc/shadow, htpasswd): the user stays, the hash goes.
+_HASH_LINE = re.compile(r"^([ \t]*[^\s:#]{1,64}:)(\$[0-9A-Za-z]{1,6}\$[^\s:]{8,})", re.MULTILINE)
+# The answer to AT+CIMI is an IMSI on the next line, without a label.
+_CIMI_REPLY = re.compile(r"(AT\+CIMI[ \t]*(?:\r?\n){1,2}[ \t]*)(\d{14,15})\b", re.IGNORECASE)
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)([ \t]+)([A-Za-z0-9._~+/=-]{8,})", re.IGNORECASE)
 _ID_LABEL = re.compile(
-    r"(imei|iccid|imsi|equipment[-_ ]identifier|sim[-_ ]identifier|subscriber[-_ ]identity|equipment-id)"
+    r"(imei|iccid|imsi|cimi|equipment[-_ ]identifier|sim[-_ ]identifier|subscriber[-_ ]identity|equipment-id)"
     r"([^0-9\n]{0,12}?)(\d{14,20})\b", re.IGNORECASE)
 _LONE_DIGITS = re.compile(r"(?<![\d.])(\d{15}|89\d{17,18})(?![\d.])")
 _COMMAND_LIKE = re.compile(r"(?:^|\s)-{1,2}[A-Za-z]|pass:|<<<|\|")
 _HARMLESS = {"yes", "no", "true", "false", "on", "off", "0", "1", "none", "null", "", "''", '""', BLANK,
-             f'"{BLANK}"', f"'{BLANK}'", "2"}
+             f'"{BLANK}"', f"'{BLANK}'", "2", "--"}  # "--": nmcli's "not set"
 # Names a config uses for a secret that the command-line rules do not know (they avoid one-word "key").
 _EXTRA_NAMES = {"key", "psk", "pin", "puk", "privatekey", "presharedkey", "wpapassphrase", "wpapsk", "saepassword",
                 "auth", "authkey", "wepkey0", "wepkey1", "wepkey2", "wepkey3", "passphrase", "credentials", "secret"}
@@ -113,40 +126,54 @@ def _pass(counts: Counter[str], rule: str, pattern: re.Pattern[str], text: str, 
     return pattern.sub(sub, text)
 
 
-def _assigned(match: re.Match[str]) -> str:
-    value, name = match.group("val"), match.group("name")
-    if _folded(name) == "key" and "=" not in match.group("sep"):
-        return match.group(0)  # "key": "luks" in JSON is a field's name; a bare key= in a config is a secret
+def _is_secret_value(name: str, sep: str, value: str) -> bool:
+    if _folded(name) == "key" and "=" not in sep:
+        return False  # "key": "luks" in JSON is a field's name; a bare key= in a config is a secret
     bare = value.strip("\"'").lower()
-    if not secret_name(name) or bare in _HARMLESS or value in _HARMLESS or _folded(bare) in _NOT_SECRET:
-        return match.group(0)  # a flag, or the name of a setting ("ssh_passwords: passwordauthentication yes")
-    return f"{match.group('q')}{match.group('name')}{match.group('q')}{match.group('sep')}{_blank_value(value)}"
+    # a flag, or the name of a setting ("ssh_passwords: passwordauthentication yes"), is not a secret
+    return secret_name(name) and bare not in _HARMLESS and value not in _HARMLESS and _folded(bare) not in _NOT_SECRET
+
+
+def _value_end(text: str, start: int, value: re.Match[str]) -> int:
+    """Where the value ends: the matched word, or the end of the line for an unquoted value on a line of its own
+    (``psk=correct horse battery``). Only a bounded stretch before the name is looked at (linear time)."""
+    if value.group()[:1] in "\"'" or not _LINE_HEAD.search(text, max(0, start - 40), start):
+        return value.end()
+    eol = text.find("\n", value.end())
+    eol = len(text) if eol < 0 else eol
+    return max(value.end(), len(text[:eol].rstrip(" \t\r")))
 
 
 def _assignments(counts: Counter[str], text: str) -> str:
-    """Like _pass with _assigned, but a name that is not a secret gives back its value to be looked at again:
-    in "ValueError: password=x" the value "password=x" holds an assignment of its own."""
+    """name=value pairs, left to right; after a name that is not a secret the search goes on at its value: in
+    "ValueError: password=x" the value "password=x" holds an assignment of its own."""
     out: list[str] = []
     pos = 0
-    while (match := _ASSIGNED.search(text, pos)) is not None:
-        new = _assigned(match)
-        if new == match.group(0):
-            resume = match.start("val")
-            out.append(text[pos:resume])
-            pos = resume
+    while (match := _NAME_SEP.search(text, pos)) is not None:
+        name, sep = match.group("name"), match.group("sep")
+        value = _VALUE.match(text, match.end()) if secret_name(name) else None
+        if value is None or not _is_secret_value(name, sep, value.group()):
+            out.append(text[pos:match.end()])
+            pos = match.end()
             continue
+        end = _value_end(text, match.start(), value)
         counts["value"] += 1
-        out.append(text[pos:match.start()] + new)
-        pos = match.end()
+        out.append(text[pos:match.end()] + _blank_value(text[match.end():end]))
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 
 
 def _spaced(match: re.Match[str]) -> str:
-    value = match.group("val")
-    if not secret_name(match.group("name")) or value.lower() in _HARMLESS:
+    """``name value`` lines: a config key (with '_', '-' or '.', like mosquitto's remote_password) takes the
+    rest of the line; a plain word (a log message starting "password ...") only a one-word value."""
+    value, name = match.group("val").rstrip(" \t\r"), match.group("name")
+    if not secret_name(name) or value.lower() in _HARMLESS:
         return match.group(0)
-    return f"{match.group('lead')}{match.group('name')}{match.group('sep')}{BLANK}"
+    if len(value.split()) > 1 and not re.search(r"[_.-]", name):
+        return match.group(0)
+    tail = match.group("val")[len(value):]
+    return f"{match.group('lead')}{name}{match.group('sep')}{BLANK}{tail}"
 
 
 def _lone_digits(match: re.Match[str]) -> str:
@@ -173,10 +200,12 @@ def _redact(text: str, counts: Counter[str]) -> str:
     text = _pass(counts, "pem", _PEM, text,
                  lambda m: f"-----BEGIN {m.group(1)}-----\n{BLANK}\n-----END {m.group(1)}-----")
     text = _pass(counts, "url-login", _URL_LOGIN, text, lambda m: f"{m.group(1)}{BLANK}@")
+    text = _pass(counts, "hash", _HASH_LINE, text, lambda m: f"{m.group(1)}{BLANK}")
     text = _pass(counts, "bearer", _BEARER, text, lambda m: f"{m.group(1)}{m.group(2)}{BLANK}")
     text = _assignments(counts, text)
     text = _pass(counts, "value", _SPACED, text, _spaced)
     text = _pass(counts, "identifier", _ID_LABEL, text, lambda m: m.group(1) + m.group(2) + mask_digits(m.group(3)))
+    text = _pass(counts, "identifier", _CIMI_REPLY, text, lambda m: m.group(1) + mask_digits(m.group(2)))
     text = _pass(counts, "identifier", _LONE_DIGITS, text, _lone_digits)
     return _commands(counts, text)
 

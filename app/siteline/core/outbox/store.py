@@ -226,6 +226,14 @@ class Outbox:
         rows = self._query("SELECT bytes FROM usage WHERE month = ?", (month or month_of(),))
         return int(rows[0][0]) if rows else 0
 
+    def pending_bytes(self, max_priority: int | None = None) -> int:
+        """Bytes of payload still waiting to be sent (at ``max_priority`` or more urgent): a budget check counts
+        them, since they will be sent before or with whatever is queued now."""
+        cap = 99 if max_priority is None else int(max_priority)
+        rows = self._query("SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) FROM items "
+                           "WHERE state = 'pending' AND priority <= ?", (cap,))
+        return int(rows[0][0]) if rows else 0
+
     # -- delivery bookkeeping (the sync calls these) ----------------------------------------------
 
     def mark_sent(self, ids: Sequence[str], bytes_on_wire: int, at: float | None = None) -> None:
