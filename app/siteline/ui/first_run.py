@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,9 +27,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QWidget, QWizard
 
 from siteline import paths
-from siteline.core.atomic import write_atomic
+from siteline.core.first_run import (  # noqa: F401  (the guide's record; re-exported for the UI and its tests)
+    RECORD_FILE,
+    FirstRunRecord,
+    load_record,
+    needs_first_run,
+    record_path,
+    save_record,
+    saved_technician,
+)
 from siteline.core.outbox.envelope import technician_problem
-from siteline.core.outbox.settings import FILE_NAME as SETTINGS_FILE
 from siteline.core.outbox.settings import ControlPlaneSettings
 from siteline.core.vault import KdfCost, Vault
 
@@ -39,79 +44,9 @@ if TYPE_CHECKING:
     from siteline.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
-RECORD_FILE = "first-run.json"
-RECORD_FORMAT = "siteline-first-run"
-MAX_RECORD_BYTES = 16 * 1024
 # Gloves and a cold touchpad: every button and field on the guide is at least this tall.
 TOUCH_STYLE = ("QPushButton { min-height: 44px; padding: 2px 16px; } "
                "QLineEdit { min-height: 38px; } QCheckBox { min-height: 32px; }")
-
-
-# -- the record --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FirstRunRecord:
-    done: bool = False
-    how: str = ""  # "finished" or "dismissed" ("Don't show again")
-    technician: str | None = None  # kept here while there are no control-plane settings to hold it
-    when: float = 0.0
-
-
-def record_path(config: Path | None = None) -> Path:
-    return (config or paths.config_dir()) / RECORD_FILE
-
-
-def load_record(config: Path | None = None) -> FirstRunRecord | None:
-    """The saved record; None when there is none. A damaged one counts as done: it must not nag."""
-    path = record_path(config)
-    try:
-        data = path.read_bytes()[:MAX_RECORD_BYTES + 1]
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return FirstRunRecord(done=True)
-    try:
-        doc = json.loads(data.decode("utf-8"))
-        if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
-            raise ValueError("not a first-run record")
-        technician = doc.get("technician")
-        if not isinstance(technician, str) or technician_problem(technician):
-            technician = None
-        return FirstRunRecord(done=doc.get("done") is True, how=str(doc.get("how", ""))[:40],
-                              technician=technician, when=float(doc.get("when", 0.0)))
-    except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
-        log.warning("%s cannot be read (%s); the first-run guide is not shown", path, exc)
-        return FirstRunRecord(done=True)
-
-
-def save_record(record: FirstRunRecord, config: Path | None = None) -> None:
-    """Atomic (temp file, fsync, rename): a power cut leaves the old record or the new."""
-    path = record_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": RECORD_FORMAT, **{k: v for k, v in asdict(record).items() if v is not None}}
-    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
-
-
-def needs_first_run(config: Path | None = None, vault_path: Path | None = None) -> bool:
-    """True on a fresh laptop only (see the module's docstring)."""
-    from siteline.core.vault import default_path as vault_default
-
-    config = config or paths.config_dir()
-    record = load_record(config)
-    if record is not None and record.done:
-        return False
-    if (vault_path or vault_default()).exists():
-        return False
-    settings = config / SETTINGS_FILE
-    parked = settings.with_name(settings.name + ".offline")
-    return not (settings.exists() or parked.exists() or (config / "devices.json").exists())
-
-
-def saved_technician(config: Path | None = None) -> str | None:
-    record = load_record(config)
-    return record.technician if record is not None else None
 
 
 # -- the demo site -----------------------------------------------------------------------------

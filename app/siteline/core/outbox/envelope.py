@@ -139,7 +139,13 @@ def make_technician_id(name: str) -> str:
 
 
 def default_technician() -> str:
-    """The OS user name made topic-safe (``Jane.Doe`` -> ``jane.doe``, ``CORP\\jdoe`` -> ``corp-jdoe``)."""
+    """The id given in the first-run guide, else the OS user name made topic-safe (``Jane.Doe`` -> ``jane.doe``,
+    ``CORP\\jdoe`` -> ``corp-jdoe``). Control-plane settings, when there are some, hold the id instead."""
+    from siteline.core.first_run import saved_technician  # here: first_run imports this module
+
+    given = saved_technician()
+    if given:
+        return given
     try:
         name = getpass.getuser()
     except (OSError, KeyError, ImportError):  # no login name in a bare container or service
