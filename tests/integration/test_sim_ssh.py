@@ -56,6 +56,10 @@ async def test_client_hangup_stops_the_command(sim_state: DeviceState) -> None:
     async with running_device(sim_state) as device, _connect(device) as conn:
         proc = await conn.create_process(f"echo started; exec sleep {marker}")
         assert await asyncio.wait_for(proc.stdout.readline(), 10) == "started\n"
+        for _ in range(100):  # "started" comes before the exec: on a loaded box the shell may not be sleep yet
+            if _running(marker):
+                break
+            await asyncio.sleep(0.05)
         assert _running(marker)
         proc.close()
         await asyncio.wait_for(proc.wait_closed(), 5)
