@@ -68,7 +68,7 @@ def test_every_panel_shows_its_help_line(qtbot, outbox: Outbox) -> None:
         assert line is not None, f"{type(panel).__name__} has no help line"
         assert line.text == PANEL_HELP[key][0]
         assert line.text.strip()
-        assert line.label.wordWrap()
+        assert line.label.wordWrap() or key == "console"  # above a terminal: one line, rows stay put
         assert line.button.text() == "?"
         line.button.click()  # the "?" lists this panel's terms
         assert line.dialog is not None

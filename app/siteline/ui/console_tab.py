@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from siteline.core.errors import SitelineError
 from siteline.core.targets import Target
@@ -68,8 +68,12 @@ class ConsoleTab(QWidget):
         self._name = ""
         self._task: asyncio.Future[None] | None = None
         self._closing: set[asyncio.Future[None]] = set()  # hang-ups in flight, kept: a bare future may be collected
-        self.status = QLabel("Select an SSH or serial device to open a shell.")
-        self.status.setWordWrap(True)
+        self.status = QLabel()
+        # One line, never wrapped (the whole text in its tooltip): a status that wrapped when the shell opened took
+        # a row from the terminal just after a serial shell was told its size, which a serial tty cannot relearn.
+        self.status.setWordWrap(False)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._say("Select an SSH or serial device to open a shell.")
         self.log_status = QLabel("")
         self.log_status.setWordWrap(True)
         self.connect_button = QPushButton("Connect &shell")
@@ -97,6 +101,10 @@ class ConsoleTab(QWidget):
         self._layout(self._toolbar())
         self._update_buttons()
 
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setToolTip(text)
+
     def _toolbar(self) -> QHBoxLayout:
         row = QHBoxLayout()
         for button in (self.connect_button, self.disconnect_button, self.find_button, self.log_button):
@@ -105,7 +113,7 @@ class ConsoleTab(QWidget):
         return row
 
     def _layout(self, toolbar: QHBoxLayout) -> None:
-        self.help_line = HelpLine("console")
+        self.help_line = HelpLine("console", wrap=False)
         layout = QVBoxLayout(self)
         layout.addWidget(self.help_line)
         layout.addLayout(toolbar)
@@ -134,11 +142,11 @@ class ConsoleTab(QWidget):
         self._opener = opener
         self._name = name
         if target is None:
-            self.status.setText("Select a device to open a shell.")
+            self._say("Select a device to open a shell.")
         elif target.is_mqtt:
-            self.status.setText(MQTT_NO_CONSOLE)
+            self._say(MQTT_NO_CONSOLE)
         elif self.channel is None:
-            self.status.setText("Press Connect shell to open a shell on the device.")
+            self._say("Press Connect shell to open a shell on the device.")
         self._update_buttons()
 
     def _cancel_opening(self) -> None:
@@ -157,14 +165,14 @@ class ConsoleTab(QWidget):
 
     def start_shell(self) -> None:
         if self._opener is None:
-            self.status.setText("Not connected to the device yet: wait until it is up, then press Connect shell.")
+            self._say("Not connected to the device yet: wait until it is up, then press Connect shell.")
             return
         self._task = asyncio.ensure_future(self._open(self._opener))
         self._update_buttons()
 
     async def _open(self, opener: ShellOpener) -> None:
         me = asyncio.current_task()
-        self.status.setText("Opening a shell…")
+        self._say("Opening a shell…")
         try:
             channel = await opener(self.terminal.vt.columns, self.terminal.vt.lines)
         except asyncio.CancelledError:
@@ -187,7 +195,7 @@ class ConsoleTab(QWidget):
         self._start_recorder()
         channel.add_output_listener(self._on_output)
         channel.add_closed_listener(self._on_closed)
-        self.status.setText("Shell open. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Ctrl+Shift+F finds, "
+        self._say("Shell open. Ctrl+Shift+C copies, Ctrl+Shift+V pastes, Ctrl+Shift+F finds, "
                             "Shift+PgUp scrolls back.")
         self._update_buttons()
         self.terminal.setFocus()
@@ -196,7 +204,7 @@ class ConsoleTab(QWidget):
         if self._task is not me:
             return  # the tab shows another device now: this failure is not its news
         self._task = None
-        self.status.setText(message)
+        self._say(message)
         self._update_buttons()
 
     def _start_recorder(self) -> None:
@@ -221,7 +229,7 @@ class ConsoleTab(QWidget):
 
     def _on_closed(self, reason: str) -> None:
         self._stop_recorder()
-        self.status.setText(f"The shell ended ({reason}). Press Connect shell to open a new one.")
+        self._say(f"The shell ended ({reason}). Press Connect shell to open a new one.")
         self._update_buttons()
 
     def _on_input(self, data: bytes) -> None:

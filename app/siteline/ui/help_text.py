@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QSizePolicy,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -180,13 +181,18 @@ def _muted(label: QLabel) -> None:
 class HelpLine(QWidget):
     """One muted, wrapped line saying what the panel shows, and a "?" listing its terms in the glossary."""
 
-    def __init__(self, key: str, parent: QWidget | None = None) -> None:
+    def __init__(self, key: str, parent: QWidget | None = None, *, wrap: bool = True) -> None:
         super().__init__(parent)
         self.setObjectName(f"help_{key}")
         self.help = panel_help(key)
         self.label = QLabel(self.help.text)
         self.label.setObjectName("helpLine")
-        self.label.setWordWrap(True)
+        self.label.setWordWrap(wrap)
+        if not wrap:
+            # One line whatever the width (the rest in the tooltip): above a terminal a wrapped line would
+            # change the terminal's rows after a serial shell has been given its size, which it cannot learn.
+            self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            self.label.setToolTip(self.help.text)
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         _muted(self.label)
         self.button = QToolButton()
