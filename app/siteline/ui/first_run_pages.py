@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget, QWizardPage
 
 from siteline.core.errors import SitelineError
@@ -16,6 +15,7 @@ from siteline.core.outbox.settings import FILE_NAME as SETTINGS_FILE
 from siteline.core.outbox.settings import save_settings
 from siteline.core.vault import KdfCost, Vault
 from siteline.ui.device_dialog import bad_colour
+from siteline.ui.panels import plain_label
 
 if TYPE_CHECKING:
     from siteline.ui.first_run import FirstRunWizard
@@ -27,12 +27,7 @@ OFFLINE_WORDS = ("Working offline: every result, note and audit record is kept i
 
 
 def _words(text: str = "", name: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    if name:
-        label.setObjectName(name)
-    return label
+    return plain_label(text, name or None, selectable=False)
 
 
 def _button(text: str, name: str, tip: str = "") -> QPushButton:
