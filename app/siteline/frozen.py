@@ -5,7 +5,9 @@ child and the demo start ``sys.executable -m siteline...`` or ``sys.executable -
 accepts the interpreter's forms and behaves like CPython for them:
 
   siteline [-P|-u|-I|-E|-s|-B ...] -m MODULE ARGS...   runpy.run_module(alter_sys=True), argv[0] = module path
-  siteline [-P|-u|-I|-E|-s|-B ...] -c CODE ARGS...      exec CODE as __main__, argv[0] = "-c"
+  siteline [-P|-u|-I|-E|-s|-B ...] -c CODE ARGS...      exec CODE in a new __main__ module, argv[0] = "-c"
+
+Flags cluster as in CPython, -m/-c included as the last letter (`-Im venv`, `-Pc CODE`).
 
 Anything else is the ``siteline`` command line (siteline.cli.main). The flags are accepted so the same
 command lines work both ways; ``-u`` makes stdout/stderr unbuffered, ``-B`` writes no bytecode, the rest have
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from collections.abc import Sequence
 
 # Interpreter flags that take no value; clustered forms such as -Pu are accepted too.
@@ -44,14 +47,21 @@ def _restore_library_path() -> None:
 
 
 def _split_flags(argv: Sequence[str]) -> tuple[set[str], list[str]] | None:
-    """(flags, rest) when argv is an interpreter form (flags then -m/-c), else None."""
+    """(flags, rest) when argv is an interpreter form (flags then -m/-c), else None.
+
+    As CPython reads them: -m or -c may end a flag cluster (`-Im venv`, `-Pc CODE`) and what follows the m/c
+    in the same word is the module or code (`-Pmjson.tool`); rest starts with that -m/-c word.
+    """
     flags: set[str] = set()
     for i, arg in enumerate(argv):
-        if arg in ("-m", "-c") or (arg.startswith(("-m", "-c")) and len(arg) > 2):
-            return flags, list(argv[i:])
-        if len(arg) < 2 or arg[0] != "-" or arg[1] == "-" or not set(arg[1:]) <= _FLAGS:
+        if len(arg) < 2 or arg[0] != "-" or arg[1] == "-":
             return None
-        flags.update(arg[1:])
+        for j, letter in enumerate(arg[1:], start=1):
+            if letter in "mc":
+                return flags, ["-" + arg[j:], *argv[i + 1:]]
+            if letter not in _FLAGS:
+                return None
+            flags.add(letter)
     return None
 
 
@@ -82,10 +92,14 @@ def _run_code(rest: list[str]) -> None:
         sys.stderr.write("Argument expected for the -c option\n")
         raise SystemExit(2)
     sys.argv = ["-c", *args]
-    main_module = sys.modules["__main__"]
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__doc__": None,
-                 "__spec__": None, "__loader__": getattr(main_module, "__loader__", None)}
-    exec(compile(code, "<string>", "exec"), namespace)
+    # A real module, as CPython gives -c code: `import __main__` sees the code's names and pickle finds classes
+    # defined there through sys.modules["__main__"]. The entry script's module stays referenced meanwhile.
+    entry_module = sys.modules.get("__main__")
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__.update({"__builtins__": __builtins__, "__spec__": None, "__annotations__": {},
+                                 "__loader__": getattr(entry_module, "__loader__", None)})
+    sys.modules["__main__"] = main_module
+    exec(compile(code, "<string>", "exec"), main_module.__dict__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,14 +50,37 @@ def load_record(config: Path | None = None) -> FirstRunRecord | None:
         doc = json.loads(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
             raise ValueError("not a first-run record")
-        technician = doc.get("technician")
-        if not isinstance(technician, str) or technician_problem(technician):
-            technician = None
-        return FirstRunRecord(done=doc.get("done") is True, how=str(doc.get("how", ""))[:40],
-                              technician=technician, when=float(doc.get("when", 0.0)))
     except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
         log.warning("%s cannot be read (%s); the first-run guide is not shown", path, exc)
         return FirstRunRecord(done=True)
+    return _record_from(doc, path)
+
+
+def _record_from(doc: dict[str, object], path: Path) -> FirstRunRecord:
+    """Field by field: a bad field (hand-edited, another version) falls back alone and keeps the others, so a
+    wrong `when` does not cost the technician id that labels every CLI record."""
+    done, how, technician, when = doc.get("done", False), doc.get("how", ""), doc.get("technician"), doc.get("when")
+    seconds = _seconds(when)
+    checks = {"done": isinstance(done, bool), "how": isinstance(how, str),
+              "technician": technician is None or (isinstance(technician, str) and not technician_problem(technician)),
+              "when": when is None or seconds is not None}
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        log.warning("%s: ignoring its bad field(s) %s; the others are kept", path, ", ".join(bad))
+    return FirstRunRecord(done=done is True, how=how[:40] if isinstance(how, str) else "",
+                          technician=technician if checks["technician"] and isinstance(technician, str) else None,
+                          when=seconds or 0.0)
+
+
+def _seconds(value: object) -> float | None:
+    """A finite, non-negative time in seconds, else None (bool is an int to Python, not a time)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int with hundreds of digits
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def save_record(record: FirstRunRecord, config: Path | None = None) -> None:

@@ -65,6 +65,9 @@ class DemoLauncher:
         self.command = command or [sys.executable, "-m", "siteline", "demo"]
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        # The demo's process group (its own session, so the group id is its pid), kept from start: the devices
+        # it started stay in the group after the demo itself has exited, and stop() must still reach them.
+        self.pgid: int | None = None
 
     @property
     def running(self) -> bool:
@@ -84,30 +87,73 @@ class DemoLauncher:
                                              start_new_session=True)
         except OSError as exc:
             return f"The demo site could not start: {exc.strerror or exc}. Its log is {log_path}."
+        self.pgid = self.proc.pid if _HAVE_GROUPS else None
         log.info("demo site started (pid %s), log %s", self.proc.pid, log_path)
         return ("Starting the demo site: a second Siteline window opens in a few seconds with three simulated "
                 "devices (serial, SSH, MQTT). It has its own device list, so yours stays as it is; "
                 "it stops when you close it or this window.")
 
     def _reap(self) -> None:
+        """Forget a demo that has exited; what it left in its group (a device still stopping) is told to stop,
+        so a new demo does not start next to it."""
         if self.proc is not None and self.proc.poll() is not None:
-            self.proc = None
+            if self.pgid is not None:
+                _signal_group(self.pgid, signal.SIGTERM)
+            self.proc = self.pgid = None
 
     async def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM (the demo closes its window and stops its devices), then SIGKILL if it hangs."""
+        """SIGTERM to the demo's whole process group (the demo closes its window, its devices stop), then
+        SIGKILL to what is left after ``timeout``; the group is reached also when the demo itself has exited."""
         proc, self.proc = self.proc, None
+        pgid, self.pgid = self.pgid, None
         if proc is None:
             return
+        if pgid is None:  # Windows: no process groups to signal, only the demo itself
+            await self._stop_alone(proc, timeout)
+            return
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(proc.wait, timeout)
+        while time.monotonic() < deadline:  # its devices may take a moment longer than the demo itself
+            if not _group_alive(pgid):
+                break
+            await asyncio.sleep(0.05)
+        if proc.poll() is None or _group_alive(pgid):
+            log.warning("the demo site did not stop within %.0f s; killing it", timeout)
+            _signal_group(pgid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, 5)
+
+    @staticmethod
+    async def _stop_alone(proc: subprocess.Popen[bytes], timeout: float) -> None:
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            proc.terminate()
         try:
             await asyncio.to_thread(proc.wait, timeout)
         except subprocess.TimeoutExpired:
             log.warning("the demo site did not stop within %.0f s; killing it", timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
             await asyncio.to_thread(proc.wait, 5)
+
+
+# Process groups (os.killpg) are POSIX; on Windows the launcher stops the demo process alone.
+_HAVE_GROUPS = hasattr(os, "killpg")
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    # PermissionError: the group's ids were reused by someone else's processes; nothing of ours is left.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process of the group is left (an exited, not yet reaped one counts too)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 # -- the wizard --------------------------------------------------------------------------------
