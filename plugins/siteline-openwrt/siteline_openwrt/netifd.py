@@ -6,7 +6,7 @@ They take anything and never raise: what could not be read becomes words in the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,8 @@ from .parsers import MAX_INPUT, as_dict, as_int, load_json, num, string_of
 
 _CELLULAR_PROTOS = {"qmi", "mbim", "ncm", "3g", "wwan", "modemmanager", "directip", "uqmi"}
 _CELLULAR_IFACES = ("wwan", "rmnet", "ppp", "usb", "mhi")
-_UPLINK_PROTOS = {"dhcp", "pppoe", "pppoa", "pptp", "l2tp", *_CELLULAR_PROTOS}
+_UPLINK_PROTOS = {"dhcp", "dhcpv6", "pppoe", "pppoa", "pptp", "l2tp", *_CELLULAR_PROTOS}
+_MWAN3_USABLE = ("online", "disabled")  # "disabled": mwan3 does not track it, so it does not veto it either
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Interface:
     address: str | None
     default_gateway: str | None
     has_default: bool
+    default_v4: bool  # the default route is IPv4's 0.0.0.0/0 (not only IPv6's ::/0)
     errors: tuple[str, ...]
 
     def uplink(self, mwan3: Mwan3 | None) -> bool:
@@ -95,46 +97,77 @@ class Interface:
         return "ethernet"
 
 
-def _default_route(routes: Any) -> tuple[bool, str | None]:
+def _default_route(routes: Any) -> tuple[bool, str | None, bool]:
+    """(has a default route, its gateway, it is IPv4's): an IPv6-only uplink (wan6, ::/0) is still a way out."""
+    found: tuple[bool, str | None, bool] = (False, None, False)
     for route in routes if isinstance(routes, list) else []:
         r = as_dict(route)
-        if r.get("target") == "0.0.0.0" and r.get("mask") == 0:
-            return True, string_of(r.get("nexthop"))
-    return False, None
+        if r.get("mask") != 0 or r.get("target") not in ("0.0.0.0", "::"):
+            continue
+        if r.get("target") == "0.0.0.0":
+            return True, string_of(r.get("nexthop")), True
+        found = found if found[0] else (True, string_of(r.get("nexthop")), False)
+    return found
+
+
+def _address(item: dict[str, Any]) -> str | None:
+    """The first IPv4 address, else the first IPv6 one (an IPv6-only wan6), as ADDRESS/MASK."""
+    for key, full in (("ipv4-address", 32), ("ipv6-address", 128)):
+        found = [as_dict(a) for a in item.get(key) or [] if isinstance(a, dict) and string_of(a.get("address"))]
+        if found:
+            return f"{found[0]['address']}/{found[0].get('mask', full)}"
+    return None
 
 
 def _interface(item: dict[str, Any]) -> Interface | None:
     name = string_of(item.get("interface"))
     if name is None:
         return None
-    addresses = [as_dict(a) for a in item.get("ipv4-address") or [] if isinstance(a, dict)]
-    first = addresses[0] if addresses else {}
-    address = f"{first['address']}/{first.get('mask', 32)}" if string_of(first.get("address")) else None
-    has_default, gateway = _default_route(item.get("route"))
+    has_default, gateway, default_v4 = _default_route(item.get("route"))
     errors = tuple(str(as_dict(e).get("code") or e)[:80] for e in item.get("errors") or [] if e)
     uptime = num(item.get("uptime"))
     return Interface(
         name=name, proto=string_of(item.get("proto")) or "none", up=item.get("up") is True,
         device=string_of(item.get("l3_device")) or string_of(item.get("device")),
         autostart=item.get("autostart") if isinstance(item.get("autostart"), bool) else None,
-        metric=as_int(item.get("metric")) or 0, uptime=uptime, address=address, default_gateway=gateway,
-        has_default=has_default, errors=errors)
+        metric=as_int(item.get("metric")) or 0, uptime=uptime, address=_address(item), default_gateway=gateway,
+        has_default=has_default, default_v4=default_v4, errors=errors)
 
 
 def parse_interfaces(text: str) -> tuple[list[Interface], str | None]:
-    """`ubus call network.interface dump` -> the IPv4-relevant interfaces (loopback and DHCPv6 ones left out)."""
+    """`ubus call network.interface dump` -> the interfaces, loopback left out (IPv6 ones kept: wan6 may be the
+    only way out)."""
     value, why = load_json(text)
     items = as_dict(value).get("interface")
     if not isinstance(items, list):
         return [], f"could not read `ubus call network.interface dump`: {why or 'no interface list in it'}"
     found = [i for i in (_interface(item) for item in items if isinstance(item, dict)) if i is not None]
-    return [i for i in found if i.kind != "loopback" and i.proto not in ("dhcpv6", "6in4", "6rd")], None
+    return [i for i in found if i.kind != "loopback"], None
 
 
 def _state(iface: Interface) -> str:
     if iface.up:
         return "connected"
     return "unavailable" if iface.errors else "disconnected"
+
+
+def _rank(iface: Interface) -> tuple[bool, bool, bool, bool]:
+    return (iface.up and iface.has_default, iface.up, iface.default_v4, iface.address is not None)
+
+
+def _per_device(interfaces: list[Interface]) -> list[Interface]:
+    """One interface per L3 device (wan and wan6 share eth1): the one carrying traffic speaks for the device."""
+    best: dict[str, Interface] = {}
+    for iface in interfaces:
+        key = iface.device or iface.name
+        if key not in best or _rank(iface) > _rank(best[key]):
+            best[key] = iface
+    return list(best.values())
+
+
+def _vetoed(iface: Interface, mwan3: Mwan3 | None) -> bool:
+    """mwan3's tracking finds no way out through it: its default route is there but carries nothing."""
+    return mwan3 is not None and mwan3.states.get(iface.name, "online") not in _MWAN3_USABLE
 
 
 def parse_network(dump_text: str, mwan3_text: str = "", now: datetime | None = None) -> Network:
@@ -144,14 +177,16 @@ def parse_network(dump_text: str, mwan3_text: str = "", now: datetime | None = N
     mwan3 = parse_mwan3(mwan3_text)
     # The LAN bridge is listed (it is a device) but plays no uplink role: "bridge" is neither wired nor cellular.
     devices = tuple(NetDevice(name=i.device or i.name, type=i.kind if i.uplink(mwan3) else "bridge", state=_state(i),
-                              connection=i.name if i.up else None, ip_iface=i.device) for i in interfaces)
+                              connection=i.name if i.up else None, ip_iface=i.device)
+                    for i in _per_device(interfaces))
     connections = tuple(NetConnection(name=i.name, uuid=None, type=i.kind, device=i.device if i.up else None,
                                       autoconnect=i.autostart, priority=None, active=i.up)
                         for i in interfaces if i.uplink(mwan3))
-    routes = [i for i in interfaces if i.up and i.has_default]
+    usable = [i for i in interfaces if i.up and i.has_default]
+    routes = [i for i in usable if not _vetoed(i, mwan3)]
     active = mwan3.active() if mwan3 else None
-    # mwan3 steers traffic by policy routing, not by metric: its choice goes first.
-    routes.sort(key=lambda i: (i.name != active, i.metric))
+    # mwan3 steers traffic by policy routing, not by metric: its choice goes first; IPv4's way out before IPv6's.
+    routes.sort(key=lambda i: (i.name != active, not i.default_v4, i.metric))
     default_routes = tuple(DefaultRoute(dev=i.device, gateway=i.default_gateway, metric=i.metric, proto=i.proto)
                            for i in routes)
     for iface in interfaces:
@@ -163,4 +198,10 @@ def parse_network(dump_text: str, mwan3_text: str = "", now: datetime | None = N
     if routes and routes[0].uptime is not None and routes[0].kind == "gsm":
         since = (now or datetime.now().astimezone()) - timedelta(seconds=routes[0].uptime)
     raw = dump_text[:8192] + (f"\n$ mwan3 status\n{mwan3_text[:4096]}" if mwan3_text.strip() else "")
-    return derive_network(devices, connections, default_routes if not error else None, since, tuple(problems), raw)
+    network = derive_network(devices, connections, default_routes if not error else None, since, tuple(problems),
+                             raw)
+    if usable and not routes:  # netifd has ways out, mwan3 finds none of them working
+        names = ", ".join(i.name for i in usable)
+        network = replace(network, summary=network.summary.replace(
+            "offline: no default route", f"offline: mwan3 tracking finds every uplink offline ({names})", 1))
+    return network

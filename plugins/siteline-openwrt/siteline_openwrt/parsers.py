@@ -121,7 +121,8 @@ _REGISTRATION = {
     "registered": ("registered", None),
     "searching": ("searching", "searching"),
     "not_registered": ("enabled", "idle"),
-    "registering_denied": ("registered", "denied"),
+    # The network refused the SIM: not registered (ModemManager's state stays "enabled", registration "denied").
+    "registering_denied": ("enabled", "denied"),
     "unknown": (None, "unknown"),
 }
 _SIM_WORDS = ("uim uninitialized", "sim not inserted", "uim not initialized", "sim failure")
@@ -157,6 +158,15 @@ def _lte_snr(value: Any) -> float | None:
     return round(snr / 10.0, 1) if isinstance(value, int) else snr
 
 
+def _wcdma_ecio(value: Any) -> float | None:
+    """uqmi prints QMI's raw WCDMA Ec/Io, a non-negative count of -0.5 dB steps (14 is -7 dB, as qmicli shows
+    it); a negative or real figure was already converted to dB by the build that printed it."""
+    ecio = num(value)
+    if ecio is None:
+        return None
+    return -ecio / 2.0 if isinstance(value, int) and ecio >= 0 else ecio
+
+
 def parse_signal_info(text: str) -> tuple[ModemSignal | None, str, str | None]:
     """`uqmi --get-signal-info` -> (signal, access technology, error). Newer uqmi may list several types."""
     value, why = load_json(text)
@@ -172,7 +182,7 @@ def parse_signal_info(text: str) -> tuple[ModemSignal | None, str, str | None]:
             readings["lte"] = SignalReading(rssi=num(item.get("rssi")), rsrp=num(item.get("rsrp")),
                                             rsrq=num(item.get("rsrq")), snr=_lte_snr(item.get("snr")))
         elif kind in ("wcdma", "umts"):
-            readings["umts"] = SignalReading(rssi=num(item.get("rssi")), ecio=num(item.get("ecio")))
+            readings["umts"] = SignalReading(rssi=num(item.get("rssi")), ecio=_wcdma_ecio(item.get("ecio")))
         elif kind == "gsm":
             readings["gsm"] = SignalReading(rssi=num(item.get("signal", item.get("rssi"))))
         elif kind in ("5gnr", "nr5g"):
@@ -251,6 +261,9 @@ def parse_modem(outs: UqmiOutputs) -> OpenWrtModemReport:
     wwan, _ = load_json(outs.wwan)
     if isinstance(wwan, dict) and wwan.get("up") is True and fields.get("state") == "registered":
         fields["state"] = "connected"  # netifd holds an address on the modem's interface
+    if fields.get("registration") == "denied":
+        problems.append("the network refused the SIM (registration denied): ask the operator whether the SIM's "
+                        "subscription is active and allowed on this network")
     for what, error in (("signal", signal_error), ("registration", serving_error), ("IMEI", imei_error),
                         ("SIM (ICCID)", iccid_error)):
         if error and not (sim and what in ("signal", "registration")):

@@ -26,14 +26,16 @@ NO_UBUS = "siteline-openwrt:no-ubus"
 PART = "@@owrt"
 
 SYSTEM_COMMANDS = (("board", "ubus call system board"), ("info", "ubus call system info"))
-# The modem's QMI control node: the wwan interface's, else the first cdc-wdm (uqmi needs one; -s: no cached ids).
-_DEVICE = ('D=$(uci -q get network.wwan.device); [ -e "$D" ] || D=$(ls /dev/cdc-wdm* 2>/dev/null | head -n 1); '
+# The modem's netifd interface I: the first with proto qmi (LuCI lets it be named anything: wwan, lte, 4g), else
+# wwan. Its QMI control node D: I's device, else the first cdc-wdm (uqmi needs one; -s: no cached ids).
+_DEVICE = ("I=$(uci -q show network | grep -m 1 \"\\.proto='qmi'$\" | cut -d. -f2); I=${I:-wwan}; "
+           'D=$(uci -q get network.$I.device); [ -e "$D" ] || D=$(ls /dev/cdc-wdm* 2>/dev/null | head -n 1); '
            'echo "$D"; [ -n "$D" ] && command -v uqmi >/dev/null')
-# uqmi's answers (and the wwan interface's status) in one section, each after a line "@@owrt NAME".
+# uqmi's answers (and the modem interface's status, as part "wwan") in one section, each after "@@owrt NAME".
 UQMI_ASKS = ("signal-info", "serving-system", "imei", "iccid")
 _UQMI = (f'[ -n "$D" ] && command -v uqmi >/dev/null && for a in {" ".join(UQMI_ASKS)}; do '
          f'echo "{PART} $a"; uqmi -s -d "$D" --get-$a 2>&1; done; '
-         f'echo "{PART} wwan"; ubus call network.interface.wwan status 2>&1; true')
+         f'echo "{PART} wwan"; ubus call network.interface.$I status 2>&1; true')
 MODEM_COMMANDS = (("device", _DEVICE), ("uqmi", _UQMI))
 NETWORK_COMMANDS = (
     ("dump", "ubus call network.interface dump"),
@@ -83,8 +85,9 @@ class OpenWrtModemProbe:
         device = sections["device"]
         node = device.stdout.strip().splitlines()[0] if device.stdout.strip() else ""
         if not node:
-            return Unavailable("modem", "no QMI modem on this router: network.wwan.device is not set in uci and "
-                               "there is no /dev/cdc-wdm*. Check the modem's USB connection (`dmesg | grep qmi`).")
+            return Unavailable("modem", "no QMI modem on this router: no uci network interface with proto qmi "
+                               "names its device, and there is no /dev/cdc-wdm*. Check the modem's USB connection "
+                               "(`dmesg | grep qmi`).")
         if not device.ok:
             return Unavailable("modem", f"uqmi is not installed on this router, so its QMI modem {node} cannot be "
                                "read: `opkg install uqmi`.")
