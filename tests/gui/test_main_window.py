@@ -157,3 +157,28 @@ def test_password_prompt_reconnects(make_window, aloop, qtbot, home) -> None:
     aloop.run(scenario())
     saved = home / "config" / "devices.json"
     assert "s3cret" not in saved.read_text()  # the password lives in memory only
+
+
+def test_diagnostics_is_one_click_from_the_device_page(make_window, aloop, qtbot, home) -> None:
+    """The page's Diagnostics… button opens the bundle dialog for the device shown."""
+    from PySide6.QtWidgets import QPushButton
+
+    from siteline.core.inventory import DeviceEntry
+    from siteline.core.transports.base import Credentials
+    from siteline.ui.diag_dialog import DiagDialog
+
+    async def scenario() -> None:
+        window = make_window()
+        window.load_devices([(DeviceEntry("gw-09", f"ssh://root@127.0.0.1:{free_port()}", "Tower 9"), Credentials())])
+        await show(window)
+        assert window.selected_device() == "gw-09"
+        button = window.page.findChild(QPushButton, "pageButton_diagnostics")
+        assert button is not None
+        assert button.isVisible()
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        dialogs = window.findChildren(DiagDialog)
+        assert [d.windowTitle() for d in dialogs] == ["Diagnostics bundle for gw-09"]
+        dialogs[0].close()
+        await close_window(window)
+
+    aloop.run(scenario())

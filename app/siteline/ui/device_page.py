@@ -51,6 +51,7 @@ class DevicePage(QWidget):
     sig_refresh_requested = Signal()
     sig_reconnect_requested = Signal()
     sig_edit_requested = Signal()
+    sig_diag_requested = Signal()
     sig_password_requested = Signal()
     sig_host_key_review_requested = Signal()  # reopen the host-key question of the shown device
     sig_slot_action_requested = Signal(object)  # a SlotAction from the Slots tab, not yet confirmed
@@ -138,8 +139,12 @@ class DevicePage(QWidget):
             ("&Refresh", self.sig_refresh_requested, "Read the device again (F5)"),
             ("Re&connect", self.sig_reconnect_requested, "Drop the link and connect now (Ctrl+R)"),
             ("&Edit…", self.sig_edit_requested, "Change name, site or target (F2)"),
+            ("Dia&gnostics…", self.sig_diag_requested,
+             "Save this device's probes, logs, slots, posture and Siteline's log in one zip for support "
+             "(Ctrl+Shift+D)"),
         ):
             button = QPushButton(text)
+            button.setObjectName("pageButton_" + text.replace("&", "").rstrip("…").lower())
             button.setToolTip(tip)
             button.clicked.connect(signal.emit)
             buttons.addWidget(button)

@@ -250,6 +250,7 @@ class MainWindow(QMainWindow):
         self.page.sig_refresh_requested.connect(self._on_refresh_triggered)
         self.page.sig_reconnect_requested.connect(self.reconnect_device)
         self.page.sig_edit_requested.connect(self.edit_device)
+        self.page.sig_diag_requested.connect(self.save_diagnostics)
         self.page.sig_password_requested.connect(self._on_page_password_requested)
         self.status.sig_plugins_clicked.connect(self.show_plugins)
         self.host_keys = HostKeyPrompts(self.sessions, self)
