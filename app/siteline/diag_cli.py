@@ -64,11 +64,6 @@ def _say(text: str) -> None:
     print(f"siteline: {text}", file=sys.stderr, flush=True)
 
 
-def _size(nbytes: int) -> str:
-    return f"{nbytes} bytes" if nbytes < 1024 else f"{nbytes / 1024:.0f} KB" if nbytes < 1 << 20 \
-        else f"{nbytes / (1 << 20):.1f} MB"
-
-
 async def diag_async(args: argparse.Namespace, output: Path) -> int:
     from siteline.cli_audit import device_of
     from siteline.commands import connect_or_code
@@ -117,7 +112,7 @@ def _finish(args: argparse.Namespace, target: Target, collected: Collected, outp
         _say(str(exc))
         return EXIT_FAILED
     print("\n".join(summary(collected)))
-    print(f"saved {output} ({_size(bundle.size)}, {len(bundle.manifest['files']) + 1} files, "
+    print(f"saved {output} ({bundle.size_text}, {len(bundle.manifest['files']) + 1} files, "
           f"{collected.bytes_received:,} bytes read from the device in {len(collected.commands)} commands)")
     if collected.partial:
         print(f"PARTIAL: {collected.partial}")

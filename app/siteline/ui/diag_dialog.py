@@ -58,11 +58,6 @@ def default_folder() -> Path:
     return Path(docs) if docs and Path(docs).is_dir() else Path.home()
 
 
-def size_text(nbytes: int) -> str:
-    return f"{nbytes} bytes" if nbytes < 1024 else f"{nbytes / 1024:.0f} KB" if nbytes < 1 << 20 \
-        else f"{nbytes / (1 << 20):.1f} MB"
-
-
 class DiagDialog(QDialog):
     """Collect and save one device's bundle. ``session`` is the device's open DeviceSession (``run``, ``entry``,
     ``state``); ``keep`` the window's Keep (its outbox queues the bundle, its audit trail records it, its sync
@@ -186,7 +181,7 @@ class DiagDialog(QDialog):
             self.keep.wake()
         self.saved_path = path
         partial = f" PARTIAL: {collected.partial}." if collected.partial else ""
-        self.result_label.setText(f"Saved {path} ({size_text(bundle.size)}); {decision.message}.{partial}")
+        self.result_label.setText(f"Saved {path} ({bundle.size_text}); {decision.message}.{partial}")
         self.folder_button.setEnabled(True)
         self.sig_bundle_saved.emit(str(path))
 

@@ -84,6 +84,12 @@ class Bundle:
         return len(self.data)
 
     @property
+    def size_text(self) -> str:
+        """The size as the CLI and the dialog say it: "840 bytes", "12 KB", "1.3 MB"."""
+        n = self.size
+        return f"{n} bytes" if n < 1024 else f"{n / 1024:.0f} KB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MB"
+
+    @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
