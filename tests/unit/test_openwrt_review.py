@@ -249,3 +249,22 @@ def test_no_uqmi_but_ubus_says_install_uqmi(tmp_path: Path) -> None:
     assert len(calls) == 1
     assert isinstance(found, Unavailable)
     assert "opkg install uqmi" in found.reason
+
+
+def test_no_ubus_is_remembered_for_a_while_then_asked_again() -> None:
+    """Probes sharing one memory ask a device without ubus once; after ``remember`` seconds they ask again."""
+    from siteline_openwrt.probe import NotOpenWrt
+
+    now = [1000.0]
+    memory = NotOpenWrt(remember=3600.0, clock=lambda: now[0])
+    calls: list[str] = []
+    ctx = make_context("gw", "ssh://gw", _runner(None, calls), logging.getLogger("test"))
+    for probe in (OpenWrtSystemProbe(memory), OpenWrtModemProbe(memory), OpenWrtNetworkProbe(memory)):
+        assert asyncio.run(probe.collect(ctx)) is None
+    assert len(calls) == 1
+    other = make_context("rtr", "ssh://rtr", _runner(None, calls), logging.getLogger("test"))
+    assert asyncio.run(OpenWrtModemProbe(memory).collect(other)) is None
+    assert len(calls) == 2  # another device is asked for itself
+    now[0] += 3600.0
+    assert asyncio.run(OpenWrtSystemProbe(memory).collect(ctx)) is None
+    assert len(calls) == 3  # reflashed meanwhile? asked again after the hour

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from siteline.api import Probe, hookimpl
 
-from .probe import OpenWrtModemProbe, OpenWrtNetworkProbe, OpenWrtSystemProbe
+from .probe import NotOpenWrt, OpenWrtModemProbe, OpenWrtNetworkProbe, OpenWrtSystemProbe
 
 __version__ = "0.1.0"
 
 
 @hookimpl
 def siteline_probes() -> list[Probe]:
-    return [OpenWrtSystemProbe(), OpenWrtModemProbe(), OpenWrtNetworkProbe()]
+    not_openwrt = NotOpenWrt()  # one memory: once the System probe heard "no ubus", the others do not ask
+    return [OpenWrtSystemProbe(not_openwrt), OpenWrtModemProbe(not_openwrt), OpenWrtNetworkProbe(not_openwrt)]
